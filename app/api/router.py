@@ -1,0 +1,14 @@
+"""Gathers the routers, one per audience."""
+
+from fastapi import APIRouter
+
+from app.api import admin, alerts, console, devices, health, safe_places, volunteers
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(alerts.router)
+api_router.include_router(devices.router)
+api_router.include_router(safe_places.router)
+api_router.include_router(console.router)
+api_router.include_router(volunteers.router)
+api_router.include_router(admin.router)

@@ -1,0 +1,76 @@
+"""Settings from the environment: prefix ``ANSIM_``, plus ``DATABASE_URL`` and ``REDIS_URL``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER = "change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANSIM_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/ansim",
+        validation_alias=AliasChoices("ANSIM_DATABASE_URL", "DATABASE_URL"),
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("ANSIM_REDIS_URL", "REDIS_URL"),
+    )
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
+    #: Time zone used to decide whether a safe place is open now.
+    local_timezone: str = "Asia/Seoul"
+
+    # Intake
+    max_body_bytes: int = 64 * 1024
+    nearest_default_limit: int = 5
+    #: A location fix worse than this (metres) is accepted but flagged as poor.
+    poor_accuracy_m: float = 200.0
+    #: A fix older than this (seconds) when the SOS arrives is flagged as stale.
+    stale_location_s: float = 300.0
+    #: Wrong cancel PINs in a row that escalate the incident.
+    max_wrong_pins: int = 3
+
+    # Devices (panic buttons)
+    device_clock_skew_s: int = 300
+
+    # Staff sessions
+    staff_token_ttl_s: int = 12 * 3600
+
+    # Stream / dispatch
+    stream_incidents: str = "ansim:incidents"
+    stream_maxlen: int = 1_000_000
+
+    secret_key: str = PLACEHOLDER
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment == "production" and self.secret_key == PLACEHOLDER:
+            raise ValueError("ANSIM_SECRET_KEY must be set outside development")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        """The same database through SQLAlchemy's asyncpg dialect."""
+        url = self.database_url
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The database as a plain libpq DSN (for asyncpg itself and psql)."""
+        return self.async_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,68 @@
+"""Database clients: the SQLAlchemy engine for the domain, a raw asyncpg pool for hot paths."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.config import Settings
+
+
+def create_engine(settings: Settings, *, application_name: str = "ansim") -> AsyncEngine:
+    return create_async_engine(
+        settings.async_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+async def create_pool(
+    settings: Settings, *, application_name: str = "ansim-hot", **kwargs: Any
+) -> asyncpg.Pool:
+    """A raw asyncpg pool: the SOS and device paths run a few prepared statements on it."""
+    pool = await asyncpg.create_pool(
+        settings.asyncpg_dsn,
+        min_size=kwargs.pop("min_size", 2),
+        max_size=kwargs.pop("max_size", settings.db_pool_size),
+        init=_init_connection,
+        server_settings={"application_name": application_name},
+        **kwargs,
+    )
+    assert pool is not None
+    return pool
+
+
+async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit on success, roll back on error. Services only flush."""
+    async with maker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()

@@ -1,0 +1,153 @@
+"""One error hierarchy and one body shape: ``{"error": "IncidentNotFound", "detail": "..."}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    status_code = 400
+    headers: dict[str, str] | None = None
+
+    def __init__(self, detail: str, *, status_code: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if status_code is not None:
+            self.status_code = status_code
+
+    @property
+    def error(self) -> str:
+        return type(self).__name__
+
+
+class BadRequest(AppError):
+    status_code = 400
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    headers = {"Retry-After": "2"}
+
+
+def error_response(
+    status_code: int,
+    error: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body = {"error": error, "detail": detail, **extra}
+    return Response(
+        orjson.dumps(body), status_code=status_code, media_type="application/json", headers=headers
+    )
+
+
+_HTTP_NAMES = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    422: "ValidationError",
+    429: "TooManyRequests",
+}
+
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    InterfaceError,
+    OperationalError,
+    RedisConnectionError,
+)
+
+
+def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> Response:
+        return error_response(exc.status_code, exc.error, exc.detail, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        fields = _clean_validation_errors(exc)
+        summary = "; ".join(f"{'.'.join(str(p) for p in f['loc'])}: {f['msg']}" for f in fields[:5])
+        return error_response(422, "ValidationError", summary or "invalid request", fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        name = _HTTP_NAMES.get(exc.status_code, "HTTPError")
+        return error_response(
+            exc.status_code, name, str(exc.detail), headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi(request: Request, exc: DBAPIError) -> Response:
+        if exc.connection_invalidated or isinstance(exc.orig, _UNAVAILABLE):
+            return _unavailable(exc)
+        raise exc
+
+    for exc_type in _UNAVAILABLE:
+
+        @app.exception_handler(exc_type)
+        async def _down(_: Request, exc: Exception) -> Response:
+            return _unavailable(exc)
+
+
+def _unavailable(exc: BaseException) -> Response:
+    log.warning("dependency unavailable: %s", type(exc).__name__)
+    return error_response(
+        503,
+        "ServiceUnavailable",
+        "a backing service is unavailable; retry shortly",
+        headers={"Retry-After": "2"},
+    )

@@ -1,0 +1,52 @@
+"""All ORM models, in one place (Alembic reads ``Base.metadata`` from here)."""
+
+from app.models.base import Base
+from app.models.geo import POLICE_KINDS, District, PlaceKind, SafePlace
+from app.models.identity import (
+    Device,
+    Guardian,
+    Member,
+    MemberToken,
+    SecurityEvent,
+    Staff,
+    StaffRole,
+    StaffToken,
+    staff_district,
+)
+from app.models.incident import (
+    Assignment,
+    DeliveryAttempt,
+    Incident,
+    IncidentEvent,
+    IncidentSource,
+    LocationAccess,
+    LocationPoint,
+    Offer,
+    Outbox,
+)
+
+__all__ = [
+    "POLICE_KINDS",
+    "Assignment",
+    "Base",
+    "DeliveryAttempt",
+    "Device",
+    "District",
+    "Guardian",
+    "Incident",
+    "IncidentEvent",
+    "IncidentSource",
+    "LocationAccess",
+    "LocationPoint",
+    "Member",
+    "MemberToken",
+    "Offer",
+    "Outbox",
+    "PlaceKind",
+    "SafePlace",
+    "SecurityEvent",
+    "Staff",
+    "StaffRole",
+    "StaffToken",
+    "staff_district",
+]

@@ -1,0 +1,137 @@
+"""Who may act: members (women with the app), staff, panic-button devices."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import UUIDPK, Base, CreatedAt
+
+
+class Member(UUIDPK, CreatedAt, Base):
+    __tablename__ = "member"
+
+    phone: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    pin_hash: Mapped[str] = mapped_column(Text)
+    duress_pin_hash: Mapped[str | None] = mapped_column(Text)
+    #: Wrong cancel PINs since the last right one; reaching the limit escalates.
+    wrong_pin_count: Mapped[int] = mapped_column(default=0)
+    deleted_at: Mapped[datetime | None]
+
+
+class MemberToken(UUIDPK, CreatedAt, Base):
+    """A long-lived app credential. Never expires (an SOS must not fail on expiry); revocable."""
+
+    __tablename__ = "member_token"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("member.id", ondelete="CASCADE"))
+    #: SHA-256 of the token: tokens are 256-bit random, so a fast hash is enough.
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    label: Mapped[str | None] = mapped_column(Text)
+    revoked_at: Mapped[datetime | None]
+
+
+class Guardian(UUIDPK, CreatedAt, Base):
+    __tablename__ = "guardian"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    phone: Mapped[str] = mapped_column(String(32))
+
+
+class StaffRole(enum.StrEnum):
+    dispatcher = "dispatcher"
+    volunteer = "volunteer"
+    operator = "operator"
+
+
+staff_district = Table(
+    "staff_district",
+    Base.metadata,
+    Column("staff_id", ForeignKey("staff.id", ondelete="CASCADE"), primary_key=True),
+    Column("district_id", ForeignKey("district.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Staff(UUIDPK, CreatedAt, Base):
+    """Dispatchers, escort volunteers and city operators."""
+
+    __tablename__ = "staff"
+
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(Text)
+    #: A dispatcher who sees every district (a city-wide supervisor).
+    city_wide: Mapped[bool] = mapped_column(default=False)
+    #: Volunteers must show an ID; the woman's app shows this number so she can check it.
+    badge_number: Mapped[str | None] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(default=True)
+
+    __table_args__ = (
+        CheckConstraint("role IN ('dispatcher','volunteer','operator')", name="role"),
+    )
+
+
+class StaffToken(UUIDPK, CreatedAt, Base):
+    __tablename__ = "staff_token"
+
+    staff_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Device(UUIDPK, CreatedAt, Base):
+    """A wireless panic button installed in a safe place (usually a Safety House store)."""
+
+    __tablename__ = "device"
+
+    safe_place_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("safe_place.id"), index=True)
+    label: Mapped[str | None] = mapped_column(Text)
+    #: HMAC keys must be readable by the verifier, so they are stored, not hashed.
+    secret: Mapped[str] = mapped_column(Text)
+    #: During rotation the previous secret stays valid until this time.
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_until: Mapped[datetime | None]
+    enabled: Mapped[bool] = mapped_column(default=True)
+    last_seen_at: Mapped[datetime | None]
+    last_heartbeat_at: Mapped[datetime | None]
+    battery_pct: Mapped[int | None]
+    tampered_at: Mapped[datetime | None]
+    offline_reported_at: Mapped[datetime | None]
+
+
+class SecurityEvent(CreatedAt, Base):
+    """Rejected signatures, replays, unknown devices, PIN failures: evidence for operators."""
+
+    __tablename__ = "security_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    device_id: Mapped[uuid.UUID | None]
+    member_id: Mapped[uuid.UUID | None]
+    source_ip: Mapped[str | None] = mapped_column(INET)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+    __table_args__ = (Index("ix_security_event_created_at", "created_at"),)

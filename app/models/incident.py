@@ -1,0 +1,208 @@
+"""Incidents, their timeline and trail, and the outbox that carries them to dispatch."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from geoalchemy2 import Geography, WKBElement
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import UUIDPK, Base
+
+
+class IncidentSource(enum.StrEnum):
+    app = "app"
+    button = "button"
+    sensor = "sensor"
+
+
+class Incident(UUIDPK, Base):
+    __tablename__ = "incident"
+
+    source: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("member.id"))
+    device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("device.id"))
+    #: For a button: the store it is installed in.
+    safe_place_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("safe_place.id"))
+    #: The phone's idempotency key (null when the app sent none usable).
+    client_alert_id: Mapped[uuid.UUID | None]
+    trigger: Mapped[str] = mapped_column(String(32))
+    silent: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    escalation_level: Mapped[int] = mapped_column(default=0)
+    duress: Mapped[bool] = mapped_column(default=False)
+    #: Set by a real cancel *and* by a duress cancel: what the member's own view shows.
+    member_cancelled_at: Mapped[datetime | None]
+    location: Mapped[WKBElement | None] = mapped_column(
+        Geography("POINT", srid=4326, spatial_index=False)
+    )
+    accuracy_m: Mapped[float | None]
+    location_captured_at: Mapped[datetime | None]
+    district_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("district.id"))
+    battery_pct: Mapped[int | None]
+    note: Mapped[str | None] = mapped_column(Text)
+    #: Stable codes for what was wrong with the report (see app/incidents/intake.py).
+    flags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    #: Reports that are one emergency share this id (the first report's id).
+    emergency_id: Mapped[uuid.UUID | None]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    acknowledged_at: Mapped[datetime | None]
+    ack_deadline_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    disposition: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("source IN ('app','button','sensor')", name="source"),
+        CheckConstraint(
+            "status IN ('new','acknowledged','responding','on_scene','resolved',"
+            "'false_alarm','cancelled')",
+            name="status",
+        ),
+        Index(
+            "uq_incident_member_client_alert",
+            "member_id",
+            "client_alert_id",
+            unique=True,
+            postgresql_where=text("client_alert_id IS NOT NULL"),
+        ),
+        Index("ix_incident_location", "location", postgresql_using="gist"),
+        Index(
+            "ix_incident_open",
+            "district_id",
+            "received_at",
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+        Index("ix_incident_member_id", "member_id"),
+        Index("ix_incident_device_id", "device_id"),
+        Index("ix_incident_emergency_id", "emergency_id"),
+    )
+
+
+class IncidentEvent(Base):
+    """The timeline: every report, delivery, acknowledgement, escalation and status change."""
+
+    __tablename__ = "incident_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(48))
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    actor: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class LocationPoint(Base):
+    """The live trail a phone sends while an alert is open."""
+
+    __tablename__ = "location_point"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    geog: Mapped[WKBElement] = mapped_column(Geography("POINT", srid=4326, spatial_index=False))
+    accuracy_m: Mapped[float | None]
+    captured_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Outbox(Base):
+    """Written in the same transaction as the change it announces; relayed to Redis after commit."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(48))
+    incident_id: Mapped[uuid.UUID | None]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    published_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+class Offer(UUIDPK, Base):
+    """An incident offered to an escort volunteer."""
+
+    __tablename__ = "offer"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff.id"))
+    status: Mapped[str] = mapped_column(String(16), default="offered")
+    distance_m: Mapped[float | None]
+    offered_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    responded_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("incident_id", "volunteer_id", name="uq_offer_incident_volunteer"),
+        CheckConstraint(
+            "status IN ('offered','accepted','declined','covered','withdrawn')", name="status"
+        ),
+    )
+
+
+class Assignment(UUIDPK, Base):
+    """A police unit or a volunteer assigned to an incident."""
+
+    __tablename__ = "assignment"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str | None] = mapped_column(Text)
+    volunteer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff.id"))
+    assigned_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (CheckConstraint("kind IN ('unit','volunteer')", name="kind"),)
+
+
+class DeliveryAttempt(Base):
+    """Every attempt to reach a person through a gateway (push, SMS), kept for the timeline."""
+
+    __tablename__ = "delivery_attempt"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int]
+    ok: Mapped[bool]
+    http_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class LocationAccess(Base):
+    """Append-only: every staff read of a woman's location or trail."""
+
+    __tablename__ = "location_access"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    staff_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff.id"))
+    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
