@@ -1,0 +1,112 @@
+"""Writing incidents on the hot path: one statement inserts the incident, its first timeline
+event and its outbox row (a single statement is one transaction, so they commit together)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+#: Outbox topics. The payload is small; consumers read the current incident from PostgreSQL.
+TOPIC_CREATED = "incident.created"
+TOPIC_UPDATED = "incident.updated"
+
+_INSERT_SQL = """
+WITH loc AS (
+  SELECT CASE WHEN $9::float8 IS NULL OR $10::float8 IS NULL THEN NULL
+              ELSE ST_SetSRID(ST_MakePoint($10, $9), 4326)::geography END AS g
+), d AS (
+  SELECT district.id, district.code, district.name FROM district, loc
+  WHERE loc.g IS NOT NULL AND ST_Covers(district.boundary, loc.g::geometry)
+  LIMIT 1
+), inc AS (
+  INSERT INTO incident (id, source, member_id, device_id, safe_place_id, client_alert_id,
+                        trigger, silent, location, accuracy_m, location_captured_at,
+                        district_id, battery_pct, note, flags, emergency_id)
+  SELECT $1, $2, $3, $4, $5, $6, $7, $8, loc.g, $11, $12, (SELECT id FROM d), $13, $14, $15, $1
+  FROM loc
+  ON CONFLICT (member_id, client_alert_id) WHERE client_alert_id IS NOT NULL DO NOTHING
+  RETURNING id, status, received_at
+), ev AS (
+  INSERT INTO incident_event (incident_id, kind, actor, data)
+  SELECT id, 'reported', $16, $17::jsonb FROM inc
+), ob AS (
+  INSERT INTO outbox (topic, incident_id, payload)
+  SELECT id, $18, jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text)
+  FROM inc
+  RETURNING id
+)
+SELECT inc.id, inc.status, inc.received_at, d.code AS district_code, d.name AS district_name,
+       (SELECT id FROM ob) AS outbox_id
+FROM inc LEFT JOIN d ON true
+"""
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    source: str
+    trigger: str
+    actor: str
+    member_id: uuid.UUID | None = None
+    device_id: uuid.UUID | None = None
+    safe_place_id: uuid.UUID | None = None
+    client_alert_id: uuid.UUID | None = None
+    silent: bool = False
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    captured_at: datetime | None = None
+    battery_pct: int | None = None
+    note: str | None = None
+    flags: tuple[str, ...] = ()
+    event_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredIncident:
+    id: uuid.UUID
+    status: str
+    received_at: datetime
+    district_code: str | None
+    district_name: str | None
+    outbox_id: int | None
+
+
+async def insert_incident(
+    conn: asyncpg.Connection | asyncpg.Pool, new: NewIncident
+) -> StoredIncident | None:
+    """Insert and commit; ``None`` when this member already sent this ``client_alert_id``."""
+    row = await conn.fetchrow(
+        _INSERT_SQL,
+        uuid.uuid4(),
+        new.source,
+        new.member_id,
+        new.device_id,
+        new.safe_place_id,
+        new.client_alert_id,
+        new.trigger,
+        new.silent,
+        new.lat,
+        new.lon,
+        new.accuracy_m,
+        new.captured_at,
+        new.battery_pct,
+        new.note,
+        list(new.flags),
+        new.actor,
+        new.event_data,
+        TOPIC_CREATED,
+    )
+    if row is None:
+        return None
+    return StoredIncident(
+        id=row["id"],
+        status=row["status"],
+        received_at=row["received_at"],
+        district_code=row["district_code"],
+        district_name=row["district_name"],
+        outbox_id=row["outbox_id"],
+    )

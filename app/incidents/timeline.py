@@ -1,0 +1,38 @@
+"""Timeline events for the ORM paths (console actions, cancels, escalations).
+
+Each recorded event also writes an outbox row in the same transaction, so dispatch hears of it
+only after the commit."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.incidents.store import TOPIC_UPDATED
+from app.models import IncidentEvent, Outbox
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    incident_id: uuid.UUID,
+    kind: str,
+    actor: str | None,
+    data: dict[str, Any] | None = None,
+    publish: bool = True,
+) -> IncidentEvent:
+    """Add a timeline event (and, when ``publish``, its outbox row); flushes, never commits."""
+    event = IncidentEvent(incident_id=incident_id, kind=kind, actor=actor, data=data or {})
+    session.add(event)
+    if publish:
+        session.add(
+            Outbox(
+                topic=TOPIC_UPDATED,
+                incident_id=incident_id,
+                payload={"incident_id": str(incident_id), "kind": kind},
+            )
+        )
+    await session.flush()
+    return event
