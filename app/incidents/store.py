@@ -21,7 +21,7 @@ WITH loc AS (
 ), d AS (
   SELECT district.id, district.code, district.name FROM district, loc
   WHERE loc.g IS NOT NULL AND ST_Covers(district.boundary, loc.g::geometry)
-  LIMIT 1
+  ORDER BY district.code LIMIT 1
 ), inc AS (
   INSERT INTO incident (id, source, member_id, device_id, safe_place_id, client_alert_id,
                         trigger, silent, location, accuracy_m, location_captured_at,

@@ -1,0 +1,144 @@
+"""Nearest safe places on true geodesic distance (WGS84 spheroid), and the district at a point.
+
+The GiST index answers K-nearest on ``geography`` with *sphere* distances; the spheroid distance
+differs from it by a bounded factor. We fetch a candidate set by sphere distance, re-rank by
+spheroid distance, and accept the answer only when it is provably the true top-K:
+every place outside the candidates is at least ``max_sphere`` away on the sphere, hence at least
+``max_sphere * (1 - SPHERE_ERROR)`` on the spheroid; if the K-th spheroid distance we found is not
+above that, nothing outside can beat it. Otherwise the candidate set grows and we ask again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+#: Upper bound of |spheroid / sphere - 1| for geodesic distances on Earth (the true bound is
+#: about 0.0034 for the mean-radius sphere PostGIS uses; 0.006 leaves margin).
+SPHERE_ERROR = 0.006
+
+_OPEN_NOW_SQL = """(p.open_24h OR (
+    p.opens_at IS NOT NULL AND p.closes_at IS NOT NULL AND CASE
+      WHEN p.opens_at <= p.closes_at THEN lt.t >= p.opens_at AND lt.t < p.closes_at
+      ELSE lt.t >= p.opens_at OR lt.t < p.closes_at END))"""
+
+_NEAREST_SQL = f"""
+WITH here AS (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS g),
+lt AS (SELECT (now() AT TIME ZONE $5)::time AS t),
+cand AS (
+  SELECT p.id, p.name, p.kind, p.phone, p.address, p.is_safety_house, p.geog,
+         {_OPEN_NOW_SQL} AS open_now,
+         p.geog <-> here.g AS sphere_m
+  FROM safe_place p, here, lt
+  WHERE p.active
+    AND ($4::text[] IS NULL OR p.kind = ANY($4))
+    AND (NOT $6::bool OR {_OPEN_NOW_SQL})
+  ORDER BY p.geog <-> here.g
+  LIMIT $3
+)
+SELECT c.id, c.name, c.kind, c.phone, c.address, c.is_safety_house, c.open_now,
+       ST_Y(c.geog::geometry) AS lat, ST_X(c.geog::geometry) AS lon,
+       ST_Distance(c.geog, here.g, true) AS distance_m,
+       max(c.sphere_m) OVER () AS max_sphere_m,
+       count(*) OVER () AS n
+FROM cand c, here
+ORDER BY distance_m, c.id
+"""
+
+_DISTRICT_SQL = """
+SELECT id, code, name FROM district
+WHERE ST_Covers(boundary, ST_SetSRID(ST_MakePoint($2, $1), 4326))
+ORDER BY code LIMIT 1
+"""
+
+
+@dataclass(frozen=True)
+class NearestPlace:
+    id: uuid.UUID
+    name: str
+    kind: str
+    lat: float
+    lon: float
+    phone: str | None
+    address: str | None
+    is_safety_house: bool
+    open_now: bool
+    distance_m: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "kind": self.kind,
+            "lat": self.lat,
+            "lon": self.lon,
+            "distance_m": round(self.distance_m, 1),
+            "phone": self.phone,
+            "address": self.address,
+            "is_safety_house": self.is_safety_house,
+            "open_now": self.open_now,
+        }
+
+
+@dataclass(frozen=True)
+class DistrictRef:
+    id: uuid.UUID
+    code: str
+    name: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"code": self.code, "name": self.name}
+
+
+async def nearest_places(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    lat: float,
+    lon: float,
+    limit: int = 5,
+    kinds: Sequence[str] | None = None,
+    open_now: bool = False,
+    tz: str = "Asia/Seoul",
+) -> list[NearestPlace]:
+    """The ``limit`` active places nearest to (lat, lon) by geodesic distance, nearest first."""
+    if limit <= 0:
+        return []
+    candidates = max(limit * 3, limit + 10)
+    kind_list = list(kinds) if kinds else None
+    while True:
+        rows = await conn.fetch(_NEAREST_SQL, lat, lon, candidates, kind_list, tz, open_now)
+        if not rows:
+            return []
+        exhausted = rows[0]["n"] < candidates
+        top = rows[:limit]
+        # The proof in the module docstring: the K-th spheroid distance found must not exceed
+        # the least spheroid distance any place outside the candidate set could have.
+        if exhausted or top[-1]["distance_m"] <= rows[0]["max_sphere_m"] * (1 - SPHERE_ERROR):
+            return [_place(r) for r in top]
+        candidates *= 4
+
+
+def _place(r: asyncpg.Record) -> NearestPlace:
+    return NearestPlace(
+        id=r["id"],
+        name=r["name"],
+        kind=r["kind"],
+        lat=r["lat"],
+        lon=r["lon"],
+        phone=r["phone"],
+        address=r["address"],
+        is_safety_house=r["is_safety_house"],
+        open_now=r["open_now"],
+        distance_m=r["distance_m"],
+    )
+
+
+async def district_at(
+    conn: asyncpg.Connection | asyncpg.Pool, *, lat: float, lon: float
+) -> DistrictRef | None:
+    row = await conn.fetchrow(_DISTRICT_SQL, lat, lon)
+    return DistrictRef(row["id"], row["code"], row["name"]) if row else None
