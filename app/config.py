@@ -47,6 +47,39 @@ class Settings(BaseSettings):
     # Stream / dispatch
     stream_incidents: str = "ansim:incidents"
     stream_maxlen: int = 1_000_000
+    stream_group: str = "dispatchers"
+    stream_dead_letter: str = "ansim:incidents:dead"
+    console_stream: str = "ansim:console"
+    console_maxlen: int = 100_000
+    console_max_lifetime_s: float = 3600.0
+    console_ping_s: float = 15.0
+    relay_sweep_interval_s: float = 1.0
+    relay_batch: int = 500
+    dispatch_concurrency: int = 32
+    dispatch_claim_idle_s: float = 5.0
+    dispatch_max_deliveries: int = 5
+    dispatch_drain_s: float = 10.0
+    #: Acknowledgement deadline and escalation.
+    ack_deadline_s: float = 15.0
+    escalation_max_levels: int = 3
+    deadline_poll_s: float = 0.5
+    #: Volunteers: how many are offered, how many are needed, where to look.
+    volunteer_geo_key: str = "ansim:volunteers:geo"
+    volunteer_seen_key: str = "ansim:volunteers:seen"
+    volunteer_radius_m: float = 1000.0
+    volunteer_radius_growth: float = 2.0
+    volunteers_offered: int = 5
+    volunteers_needed: int = 2
+    volunteer_stale_s: float = 120.0
+    #: A phone SOS and a button press this close in space and time are one emergency.
+    link_radius_m: float = 300.0
+    link_window_s: float = 600.0
+    #: Push (volunteers) and SMS (guardians) gateways; empty URL = log only.
+    push_gateway_url: str = ""
+    sms_gateway_url: str = ""
+    gateway_hmac_key: str = PLACEHOLDER
+    gateway_max_attempts: int = 4
+    gateway_backoff_s: float = 0.2
 
     secret_key: str = PLACEHOLDER
 

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.router import api_router
 from app.config import Settings, get_settings
 from app.db import create_engine, create_pool, create_sessionmaker
+from app.dispatch.console_log import ConsoleHub
+from app.dispatch.relay import OutboxRelay
 from app.errors import error_response, install_error_handlers
 from app.redis import create_redis
 
@@ -79,9 +81,14 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
         app.state.pool = await create_pool(settings, application_name=f"{process_name}-hot")
         app.state.redis = create_redis(settings, client_name=process_name)
         app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
+        app.state.relay = OutboxRelay(pool=app.state.pool, redis=app.state.redis, settings=settings)
+        app.state.relay.start()
+        app.state.console_hub = ConsoleHub(redis=app.state.redis, settings=settings)
         try:
             yield
         finally:
+            await app.state.console_hub.stop()
+            await app.state.relay.stop()
             await app.state.http.aclose()
             await app.state.redis.aclose()
             await app.state.pool.close()

@@ -1,3 +1,366 @@
-from fastapi import APIRouter
+"""Police consoles: the live WebSocket stream and REST for reading and acting on incidents.
 
-router = APIRouter()
+The protocol is documented in docs/dispatch.md."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import orjson
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api.deps import (
+    CurrentDispatcher,
+    CurrentStaff,
+    PoolDep,
+    RedisDep,
+    SessionDep,
+    SettingsDep,
+    StaffPrincipal,
+    staff_from_token,
+)
+from app.dispatch import console_log
+from app.dispatch.console_log import ConsoleEntry, ConsoleHub
+from app.dispatch.worker import read_dead_letters
+from app.errors import Conflict, Forbidden, NotFound
+from app.incidents import lifecycle, timeline
+from app.incidents.console_service import (
+    incident_detail,
+    incident_summary,
+    list_incidents,
+    log_location_access,
+)
+from app.models import Assignment, Staff
+
+router = APIRouter(prefix="/v1/console", tags=["console"])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class AckIn(Strict):
+    pass
+
+
+class AssignIn(Strict):
+    kind: Literal["unit", "volunteer"]
+    unit: str | None = Field(None, min_length=1, max_length=64)
+    volunteer_id: uuid.UUID | None = None
+
+
+class StatusIn(Strict):
+    status: Literal["responding", "on_scene", "resolved", "false_alarm"]
+    disposition: str | None = Field(None, max_length=500)
+
+
+def _actor(staff: StaffPrincipal) -> str:
+    return f"staff:{staff.id}"
+
+
+async def _in_scope(pool: Any, staff: StaffPrincipal, incident_id: uuid.UUID) -> dict[str, Any]:
+    summary = await incident_summary(pool, incident_id)
+    district = uuid.UUID(summary["district_id"]) if summary and summary["district_id"] else None
+    if summary is None or not staff.sees_district(district):
+        raise NotFound(f"incident {incident_id} not found")
+    return summary
+
+
+@router.get("/incidents", summary="Incidents in the dispatcher's scope, newest first")
+async def get_incidents(
+    staff: CurrentDispatcher,
+    pool: PoolDep,
+    status: str = "open",
+    district_id: uuid.UUID | None = None,
+    source: Literal["app", "button", "sensor"] | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    incidents = await list_incidents(
+        pool,
+        city_wide=staff.city_wide,
+        district_ids=staff.district_ids,
+        status=status,
+        district_id=district_id,
+        source=source,
+        since=since,
+        limit=limit,
+    )
+    await log_location_access(
+        pool,
+        staff_id=staff.id,
+        incident_ids=[uuid.UUID(i["id"]) for i in incidents if i["lat"] is not None],
+        reason="console_list",
+    )
+    return {"incidents": incidents}
+
+
+@router.get("/incidents/{incident_id}", summary="One incident: timeline, trail, responders")
+async def get_incident(
+    incident_id: uuid.UUID, staff: CurrentDispatcher, pool: PoolDep
+) -> dict[str, Any]:
+    return await incident_detail(
+        pool,
+        incident_id=incident_id,
+        staff_id=staff.id,
+        city_wide=staff.city_wide,
+        district_ids=staff.district_ids,
+    )
+
+
+@router.post("/incidents/{incident_id}/ack", summary="Acknowledge (stops the escalation clock)")
+async def ack(
+    incident_id: uuid.UUID,
+    staff: CurrentDispatcher,
+    session: SessionDep,
+    pool: PoolDep,
+    request: Request,
+    body: AckIn | None = None,
+) -> dict[str, Any]:
+    await _in_scope(pool, staff, incident_id)
+    await lifecycle.acknowledge(session, incident_id=incident_id, actor=_actor(staff))
+    return await _commit_and_kick(request, session, pool, incident_id)
+
+
+async def _commit_and_kick(
+    request: Request, session: AsyncSession, pool: asyncpg.Pool, incident_id: uuid.UUID
+) -> dict[str, Any]:
+    # Commit here (not in the dependency's teardown) so the relay is kicked after the commit.
+    await session.commit()
+    relay = getattr(request.app.state, "relay", None)
+    if relay is not None:
+        relay.kick()
+    summary = await incident_summary(pool, incident_id)
+    assert summary is not None
+    return summary
+
+
+@router.post(
+    "/incidents/{incident_id}/status", summary="responding, on_scene, resolved, false_alarm"
+)
+async def set_status(
+    incident_id: uuid.UUID,
+    body: StatusIn,
+    staff: CurrentDispatcher,
+    session: SessionDep,
+    pool: PoolDep,
+    request: Request,
+) -> dict[str, Any]:
+    await _in_scope(pool, staff, incident_id)
+    incident = await lifecycle.lock_incident(session, incident_id)
+    await lifecycle.transition(
+        session,
+        incident=incident,
+        target=body.status,
+        actor=_actor(staff),
+        disposition=body.disposition,
+    )
+    return await _commit_and_kick(request, session, pool, incident_id)
+
+
+@router.post("/incidents/{incident_id}/assign", summary="Assign a police unit or a volunteer")
+async def assign(
+    incident_id: uuid.UUID,
+    body: AssignIn,
+    staff: CurrentDispatcher,
+    session: SessionDep,
+    pool: PoolDep,
+    request: Request,
+) -> dict[str, Any]:
+    await _in_scope(pool, staff, incident_id)
+    if (body.kind == "unit") == (body.unit is None) or (body.kind == "volunteer") == (
+        body.volunteer_id is None
+    ):
+        raise Conflict("give `unit` for kind=unit or `volunteer_id` for kind=volunteer")
+    incident = await lifecycle.lock_incident(session, incident_id)
+    if incident.status in lifecycle.CLOSED:
+        raise Conflict(f"incident is {incident.status}")
+    if body.volunteer_id is not None:
+        volunteer = await session.get(Staff, body.volunteer_id)
+        if volunteer is None or volunteer.role != "volunteer" or not volunteer.active:
+            raise NotFound(f"volunteer {body.volunteer_id} not found")
+    assignment = Assignment(
+        incident_id=incident_id,
+        kind=body.kind,
+        unit=body.unit,
+        volunteer_id=body.volunteer_id,
+        assigned_by=staff.id,
+    )
+    session.add(assignment)
+    await session.flush()
+    await timeline.record(
+        session,
+        incident_id=incident_id,
+        kind="assigned",
+        actor=_actor(staff),
+        data={"kind": body.kind, "unit": body.unit, "volunteer_id": str(body.volunteer_id or "")},
+    )
+    summary = await _commit_and_kick(request, session, pool, incident_id)
+    return {
+        "assignment": {
+            "id": str(assignment.id),
+            "kind": assignment.kind,
+            "unit": assignment.unit,
+            "volunteer_id": str(assignment.volunteer_id) if assignment.volunteer_id else None,
+        },
+        "incident": summary,
+    }
+
+
+@router.get("/dead-letters", summary="Stream entries that could not be processed")
+async def dead_letters(
+    staff: CurrentStaff, redis: RedisDep, settings: SettingsDep, count: int = 100
+) -> dict[str, Any]:
+    if not (staff.role == "operator" or (staff.role == "dispatcher" and staff.city_wide)):
+        raise Forbidden("operators and city-wide dispatchers only")
+    return {"entries": await read_dead_letters(redis, settings, count=min(count, 1000))}
+
+
+# -- WebSocket -------------------------------------------------------------------------------
+
+
+async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
+    await ws.send_text(orjson.dumps(message).decode())
+
+
+async def _authenticate(
+    ws: WebSocket, token: str | None, cursor: str | None
+) -> tuple[StaffPrincipal | None, str | None]:
+    pool = ws.app.state.pool
+    if token is None:
+        try:
+            first = orjson.loads(await asyncio.wait_for(ws.receive_text(), timeout=5))
+        except (TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect):
+            return None, cursor
+        if not isinstance(first, dict) or first.get("type") != "auth":
+            return None, cursor
+        token = str(first.get("token") or "")
+        cursor = first.get("cursor") or cursor
+    staff = await staff_from_token(pool, token) if token else None
+    return staff, cursor
+
+
+@router.websocket("/stream")
+async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = None) -> None:
+    settings = ws.app.state.settings
+    redis = ws.app.state.redis
+    hub: ConsoleHub = ws.app.state.console_hub
+    await ws.accept()
+    staff, cursor = await _authenticate(ws, token, cursor)
+    if staff is None:
+        await ws.close(code=4401, reason="invalid or missing dispatcher token")
+        return
+    if staff.role != "dispatcher":
+        await ws.close(code=4403, reason="the dispatcher role is needed")
+        return
+    if cursor is not None:
+        try:
+            console_log.cursor_key(cursor)
+        except ValueError:
+            await ws.close(code=4400, reason="bad cursor")
+            return
+
+    def visible(entry: ConsoleEntry) -> bool:
+        return staff.sees_district(entry.district_id)
+
+    queue = hub.subscribe()  # before replay/snapshot, so nothing falls between them
+    try:
+        await _send(
+            ws,
+            {
+                "type": "hello",
+                "cursor": cursor or await console_log.last_cursor(redis, settings),
+                "staff": {
+                    "id": str(staff.id),
+                    "name": staff.name,
+                    "city_wide": staff.city_wide,
+                    "district_ids": sorted(str(d) for d in staff.district_ids),
+                },
+                "max_lifetime_s": settings.console_max_lifetime_s,
+            },
+        )
+        replayed: list[ConsoleEntry] = []
+        complete = False
+        if cursor is not None:
+            replayed, complete = await console_log.replay_after(redis, settings, cursor)
+        if cursor is None or not complete:
+            cursor = await console_log.last_cursor(redis, settings)
+            incidents = await list_incidents(
+                ws.app.state.pool,
+                city_wide=staff.city_wide,
+                district_ids=staff.district_ids,
+                status="open",
+                limit=1000,
+            )
+            await _send(ws, {"type": "snapshot", "cursor": cursor, "incidents": incidents})
+        last = console_log.cursor_key(cursor)
+        for entry in replayed:
+            if visible(entry):
+                await _send(ws, entry.message())
+            last = console_log.cursor_key(entry.cursor)
+            cursor = entry.cursor
+        await _live(ws, queue, visible, last, cursor, settings)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.unsubscribe(queue)
+
+
+async def _live(
+    ws: WebSocket,
+    queue: asyncio.Queue[ConsoleEntry | None],
+    visible: Any,
+    last: tuple[int, int],
+    cursor: str,
+    settings: Any,
+) -> None:
+    ends_at = time.monotonic() + settings.console_max_lifetime_s
+    receiver = asyncio.create_task(_drain_client(ws))
+    try:
+        while True:
+            remaining = ends_at - time.monotonic()
+            if remaining <= 0:
+                await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "max_lifetime"})
+                await ws.close(code=4000, reason="max lifetime; reconnect with your cursor")
+                return
+            if receiver.done():
+                return
+            try:
+                entry = await asyncio.wait_for(
+                    queue.get(), timeout=min(settings.console_ping_s, remaining)
+                )
+            except TimeoutError:
+                await _send(ws, {"type": "ping", "cursor": cursor})
+                continue
+            if entry is None:
+                await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "too_slow"})
+                await ws.close(code=4008, reason="too far behind; reconnect with your cursor")
+                return
+            key = console_log.cursor_key(entry.cursor)
+            if key <= last:
+                continue  # already sent during replay
+            last, cursor = key, entry.cursor
+            if visible(entry):
+                await _send(ws, entry.message())
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await receiver
+
+
+async def _drain_client(ws: WebSocket) -> None:
+    """Read and ignore client frames, so a closed socket is noticed."""
+    while True:
+        try:
+            text = await ws.receive_text()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        del text  # actions go through REST; a client ping only keeps proxies awake

@@ -16,6 +16,7 @@ from app.models.identity import (
 from app.models.incident import (
     Assignment,
     DeliveryAttempt,
+    DispatchReceipt,
     Incident,
     IncidentEvent,
     IncidentSource,
@@ -31,6 +32,7 @@ __all__ = [
     "Base",
     "DeliveryAttempt",
     "Device",
+    "DispatchReceipt",
     "District",
     "Guardian",
     "Incident",

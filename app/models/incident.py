@@ -91,6 +91,11 @@ class Incident(UUIDPK, Base):
         Index("ix_incident_member_id", "member_id"),
         Index("ix_incident_device_id", "device_id"),
         Index("ix_incident_emergency_id", "emergency_id"),
+        Index(
+            "ix_incident_ack_deadline",
+            "ack_deadline_at",
+            postgresql_where=text("status = 'new' AND ack_deadline_at IS NOT NULL"),
+        ),
     )
 
 
@@ -206,3 +211,12 @@ class LocationAccess(Base):
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DispatchReceipt(Base):
+    """An outbox id a dispatcher has routed: a redelivered stream entry is not routed again."""
+
+    __tablename__ = "dispatch_receipt"
+
+    outbox_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    processed_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,95 @@
+"""``ansim dispatcher`` / ``ansim relay`` (mounted by app/cli.py); also runnable as
+``python -m app.dispatch.cli dispatcher|relay|dead-letters``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import httpx
+import orjson
+import typer
+
+from app.config import get_settings
+from app.db import create_pool
+from app.dispatch.relay import OutboxRelay
+from app.dispatch.worker import Dispatcher, read_dead_letters
+from app.redis import create_redis
+
+dispatcher_app = typer.Typer(help="Dispatch workers: consumers, relay, dead letters.")
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+async def _run_dispatcher(name: str | None) -> None:
+    settings = get_settings()
+    pool = await create_pool(settings, application_name=f"ansim-dispatcher-{name or ''}")
+    redis = create_redis(settings, client_name=f"ansim-dispatcher-{name or ''}")
+    http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
+    worker = Dispatcher(pool=pool, redis=redis, settings=settings, http=http, name=name)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await http.aclose()
+        await redis.aclose()
+        await pool.close()
+
+
+async def _run_relay() -> None:
+    settings = get_settings()
+    pool = await create_pool(settings, application_name="ansim-relay")
+    redis = create_redis(settings, client_name="ansim-relay")
+    relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    relay.start()
+    try:
+        await stop.wait()
+    finally:
+        await relay.stop()
+        await redis.aclose()
+        await pool.close()
+
+
+@dispatcher_app.command("dispatcher")
+def dispatcher(
+    name: str = typer.Option(None, help="stable consumer name (default host-pid)"),
+) -> None:
+    """Run one dispatcher worker (consumer group member + relay + deadline loop)."""
+    _logging()
+    asyncio.run(_run_dispatcher(name))
+
+
+@dispatcher_app.command("relay")
+def relay() -> None:
+    """Run an outbox relay alone (API processes and dispatchers already run one each)."""
+    _logging()
+    asyncio.run(_run_relay())
+
+
+@dispatcher_app.command("dead-letters")
+def dead_letters(count: int = 20) -> None:
+    """Show the newest entries of the dead-letter stream."""
+
+    async def show() -> None:
+        settings = get_settings()
+        redis = create_redis(settings, client_name="ansim-cli")
+        try:
+            for entry in await read_dead_letters(redis, settings, count=count):
+                typer.echo(orjson.dumps(entry).decode())
+        finally:
+            await redis.aclose()
+
+    asyncio.run(show())
+
+
+if __name__ == "__main__":
+    dispatcher_app()

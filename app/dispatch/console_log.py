@@ -1,0 +1,174 @@
+"""The console log: one Redis stream of console messages, its entry id is the console cursor.
+
+Dispatchers append (once per dedupe key, atomically); every API process runs one ``ConsoleHub``
+that reads the stream and hands each entry to its local WebSocket connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+# XADD only if this dedupe key was never used: a redelivered stream entry appends nothing.
+_APPEND_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'district', ARGV[2],
+                    'body', ARGV[4])
+end
+return false
+"""
+DEDUPE_TTL_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class ConsoleEntry:
+    cursor: str
+    district_id: uuid.UUID | None
+    body: dict[str, Any]
+
+    def message(self) -> dict[str, Any]:
+        return {**self.body, "cursor": self.cursor}
+
+
+def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> ConsoleEntry:
+    cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    district = fields.get(b"district", b"").decode()
+    return ConsoleEntry(
+        cursor=cursor,
+        district_id=uuid.UUID(district) if district else None,
+        body=orjson.loads(fields[b"body"]),
+    )
+
+
+def cursor_key(cursor: str) -> tuple[int, int]:
+    ms, _, seq = cursor.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def append(
+    redis: Redis,
+    settings: Settings,
+    *,
+    dedupe_key: str,
+    district_id: uuid.UUID | None,
+    body: dict[str, Any],
+) -> str | None:
+    """Append a console message unless ``dedupe_key`` was appended before; returns its cursor."""
+    result = await redis.eval(
+        _APPEND_ONCE,
+        2,
+        settings.console_stream,
+        f"{settings.console_stream}:seen:{dedupe_key}",
+        str(settings.console_maxlen),
+        str(district_id) if district_id else "",
+        str(DEDUPE_TTL_S),
+        orjson.dumps(body),
+    )
+    if result is None:
+        return None
+    return result.decode() if isinstance(result, bytes) else str(result)
+
+
+async def last_cursor(redis: Redis, settings: Settings) -> str:
+    try:
+        info: Any = await redis.xinfo_stream(settings.console_stream)
+    except ResponseError:  # no such key yet
+        return "0-0"
+    last = info.get("last-generated-id") or info.get(b"last-generated-id") or b"0-0"
+    return last.decode() if isinstance(last, bytes) else str(last)
+
+
+async def replay_after(
+    redis: Redis, settings: Settings, cursor: str
+) -> tuple[list[ConsoleEntry], bool]:
+    """Entries after ``cursor``; the flag is False when entries after it were already trimmed."""
+    try:
+        info: Any = await redis.xinfo_stream(settings.console_stream)
+    except ResponseError:
+        return [], True
+    deleted = info.get("max-deleted-entry-id") or info.get(b"max-deleted-entry-id") or b"0-0"
+    deleted_s = deleted.decode() if isinstance(deleted, bytes) else str(deleted)
+    if cursor_key(deleted_s) > cursor_key(cursor):
+        return [], False
+    out: list[ConsoleEntry] = []
+    start = "(" + cursor
+    while True:
+        rows: Any = await redis.xrange(settings.console_stream, min=start, max="+", count=1000)
+        if not rows:
+            break
+        out.extend(_decode(i, f) for i, f in rows)
+        start = "(" + out[-1].cursor
+        if len(rows) < 1000:
+            break
+    return out, True
+
+
+class ConsoleHub:
+    """One reader of the console log per process; connections subscribe with a queue."""
+
+    def __init__(self, *, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._queues: set[asyncio.Queue[ConsoleEntry | None]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def subscribe(self) -> asyncio.Queue[ConsoleEntry | None]:
+        queue: asyncio.Queue[ConsoleEntry | None] = asyncio.Queue(maxsize=1000)
+        self._queues.add(queue)
+        self.start()
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[ConsoleEntry | None]) -> None:
+        self._queues.discard(queue)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="console-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        last: str | None = None
+        while True:
+            try:
+                if last is None:
+                    last = await last_cursor(self.redis, self.settings)
+                rows: Any = await self.redis.xread(
+                    {self.settings.console_stream: last}, block=2000, count=500
+                )
+                for _stream, entries in rows or []:
+                    for entry_id, fields in entries:
+                        entry = _decode(entry_id, fields)
+                        last = entry.cursor
+                        self._fan_out(entry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("console hub read failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    def _fan_out(self, entry: ConsoleEntry) -> None:
+        for queue in list(self._queues):
+            try:
+                queue.put_nowait(entry)
+            except asyncio.QueueFull:
+                # The connection is too slow: it is told to reconnect with its cursor.
+                self._queues.discard(queue)
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.get_nowait()
+                    queue.put_nowait(None)

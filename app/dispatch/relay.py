@@ -1,0 +1,129 @@
+"""Outbox relay: committed outbox rows to the incidents stream, at least once.
+
+``kick()`` after a commit publishes within milliseconds; a sweep tick publishes whatever is left
+(Redis was down, another process died before relaying). Rows are taken ``FOR UPDATE SKIP
+LOCKED`` so several relays share the work instead of racing for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+_CLAIM_SQL = """
+SELECT id, topic, incident_id, payload, created_at,
+       extract(epoch FROM clock_timestamp() - created_at) AS age_s
+FROM outbox WHERE published_at IS NULL
+ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+_MARK_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    failures: int = 0
+    #: Seconds from the outbox row's transaction start to its XADD (recent window).
+    delays: list[float] = field(default_factory=list)
+
+    def observe(self, delay: float) -> None:
+        self.delays.append(delay)
+        if len(self.delays) > 10_000:
+            del self.delays[: len(self.delays) - 5_000]
+
+
+def stream_fields(
+    outbox_id: int, topic: str, payload: dict[str, object], created_at: float
+) -> dict[str, bytes]:
+    return {
+        "outbox_id": str(outbox_id).encode(),
+        "topic": topic.encode(),
+        "payload": orjson.dumps(payload),
+        "committed_at": repr(created_at).encode(),
+    }
+
+
+async def publish_pending(
+    pool: asyncpg.Pool, redis: Redis, settings: Settings, stats: RelayStats | None = None
+) -> int:
+    """Publish one batch of unpublished rows; returns how many (0 = nothing left)."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(_CLAIM_SQL, settings.relay_batch)
+        if not rows:
+            return 0
+        pipe = redis.pipeline(transaction=False)
+        for row in rows:
+            pipe.xadd(
+                settings.stream_incidents,
+                stream_fields(  # type: ignore[arg-type]
+                    row["id"], row["topic"], row["payload"], row["created_at"].timestamp()
+                ),
+                maxlen=settings.stream_maxlen,
+                approximate=True,
+            )
+        # If Redis fails here the transaction rolls back and the rows stay unpublished.
+        await pipe.execute()
+        await conn.execute(_MARK_SQL, [row["id"] for row in rows])
+    if stats is not None:
+        stats.published += len(rows)
+        for row in rows:
+            stats.observe(float(row["age_s"]))
+    return len(rows)
+
+
+class OutboxRelay:
+    """One per process: ``kick()`` is cheap and safe to call from any request."""
+
+    def __init__(self, *, pool: asyncpg.Pool, redis: Redis, settings: Settings) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.settings = settings
+        self.stats = RelayStats()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run(self) -> None:
+        backoff = 0.0
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=backoff or self.settings.relay_sweep_interval_s
+                )
+            self._wake.clear()
+            try:
+                while await publish_pending(self.pool, self.redis, self.settings, self.stats):
+                    pass
+                backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.stats.failures += 1
+                # Redis or PostgreSQL is down: rows stay in the outbox; retry on the sweep tick.
+                backoff = min(max(backoff * 2, 0.2), self.settings.relay_sweep_interval_s)
+                log.warning("outbox relay failed (%s); will retry", type(exc).__name__)

@@ -1,0 +1,341 @@
+"""What a dispatcher does with one stream entry, and the acknowledgement-deadline escalation.
+
+Each step is idempotent by the outbox id: the routing transaction is guarded by a
+``dispatch_receipt`` row, the console message by a Redis ``SET NX``, notifications by the
+``delivery_attempt`` rows of earlier successful sends."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.dispatch import console_log, presence
+from app.dispatch.gateways import Gateway, deliver_once
+from app.incidents.console_service import incident_summary
+from app.incidents.store import TOPIC_UPDATED
+
+log = logging.getLogger(__name__)
+
+ACTOR = "dispatch"
+CLOSED = ("resolved", "false_alarm", "cancelled")
+
+
+class PoisonEntry(ValueError):
+    """An entry that can never be processed (malformed); it goes to the dead-letter stream."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    outbox_id: int
+    topic: str
+    incident_id: uuid.UUID
+    kind: str
+    payload: dict[str, Any]
+    committed_at: float | None
+
+
+def parse_entry(fields: dict[bytes, bytes]) -> Entry:
+    try:
+        payload = orjson.loads(fields[b"payload"])
+        committed = fields.get(b"committed_at")
+        return Entry(
+            outbox_id=int(fields[b"outbox_id"]),
+            topic=fields[b"topic"].decode(),
+            incident_id=uuid.UUID(str(payload["incident_id"])),
+            kind=str(payload["kind"]),
+            payload=payload,
+            committed_at=float(committed) if committed else None,
+        )
+    except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise PoisonEntry(f"malformed entry: {exc!r}") from exc
+
+
+@dataclass
+class Context:
+    pool: asyncpg.Pool
+    redis: Redis
+    settings: Settings
+    gateways: dict[str, Gateway]
+
+
+async def _event(
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    kind: str,
+    data: dict[str, Any],
+    *,
+    publish: bool = False,
+) -> None:
+    await conn.execute(
+        "INSERT INTO incident_event (incident_id, kind, actor, data) VALUES ($1, $2, $3, $4)",
+        incident_id,
+        kind,
+        ACTOR,
+        data,
+    )
+    if publish:
+        await conn.execute(
+            "INSERT INTO outbox (topic, incident_id, payload) VALUES ($1, $2, $3)",
+            TOPIC_UPDATED,
+            incident_id,
+            {"incident_id": str(incident_id), "kind": kind, **data},
+        )
+
+
+_LOCK_SQL = """
+SELECT i.id, i.source, i.status, i.member_id, i.safe_place_id, i.district_id, i.received_at,
+       i.escalation_level, i.emergency_id, i.location IS NOT NULL AS located,
+       ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon
+FROM incident i WHERE i.id = $1 FOR UPDATE
+"""
+
+
+async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record) -> None:
+    s = ctx.settings
+    incident_id = inc["id"]
+    if inc["district_id"] is None and inc["safe_place_id"] is not None:
+        # A button: the store's position and district, whatever the report carried.
+        await conn.execute(
+            """UPDATE incident i SET location = coalesce(i.location, p.geog),
+                 district_id = (SELECT d.id FROM district d
+                                WHERE ST_Covers(d.boundary, p.geog::geometry)
+                                ORDER BY d.code LIMIT 1)
+               FROM safe_place p WHERE p.id = i.safe_place_id AND i.id = $1""",
+            incident_id,
+        )
+    await conn.execute(
+        "UPDATE incident SET ack_deadline_at = received_at + make_interval(secs => $2)"
+        " WHERE id = $1 AND status = 'new' AND ack_deadline_at IS NULL",
+        incident_id,
+        s.ack_deadline_s,
+    )
+    row = await conn.fetchrow(
+        "SELECT i.district_id, d.code FROM incident i LEFT JOIN district d"
+        " ON d.id = i.district_id WHERE i.id = $1",
+        incident_id,
+    )
+    await _event(
+        conn,
+        incident_id,
+        "routed",
+        {"channel": f"district:{row['code']}" if row["district_id"] else "city_wide"},
+    )
+    await _link(ctx, conn, inc)
+
+
+async def _link(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record) -> None:
+    """A phone SOS and a button press close in space and time are one emergency."""
+    if inc["source"] not in ("app", "button"):
+        return
+    other_source = "button" if inc["source"] == "app" else "app"
+    other = await conn.fetchrow(
+        """SELECT o.id, coalesce(o.emergency_id, o.id) AS emergency_id
+           FROM incident o, incident me
+           WHERE me.id = $1 AND o.id <> me.id AND o.source = $2 AND o.closed_at IS NULL
+             AND me.location IS NOT NULL AND o.location IS NOT NULL
+             AND abs(extract(epoch FROM o.received_at - me.received_at)) <= $3
+             AND ST_DWithin(o.location, me.location, $4)
+           ORDER BY o.received_at LIMIT 1""",
+        inc["id"],
+        other_source,
+        ctx.settings.link_window_s,
+        ctx.settings.link_radius_m,
+    )
+    if other is None:
+        return
+    await conn.execute(
+        "UPDATE incident SET emergency_id = $2 WHERE emergency_id = $3 OR id = $1",
+        inc["id"],
+        other["emergency_id"],
+        inc["emergency_id"] or inc["id"],
+    )
+    await _event(conn, inc["id"], "linked", {"with": str(other["id"])}, publish=False)
+    await _event(conn, other["id"], "linked", {"with": str(inc["id"])}, publish=True)
+
+
+async def _offer_volunteers(
+    ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record, level: int
+) -> None:
+    s = ctx.settings
+    if not inc["located"] or inc["status"] in CLOSED:
+        return
+    assigned = await conn.fetchval(
+        "SELECT count(*) FROM assignment WHERE incident_id = $1 AND kind = 'volunteer'", inc["id"]
+    )
+    if assigned >= s.volunteers_needed:
+        return
+    offered = {
+        r["volunteer_id"]
+        for r in await conn.fetch(
+            "SELECT volunteer_id FROM offer WHERE incident_id = $1", inc["id"]
+        )
+    }
+    radius = s.volunteer_radius_m * s.volunteer_radius_growth**level
+    found = await presence.nearest(
+        ctx.redis,
+        s,
+        lat=inc["lat"],
+        lon=inc["lon"],
+        radius_m=radius,
+        count=s.volunteers_offered,
+        exclude=offered,
+    )
+    if not found:
+        return
+    await conn.executemany(
+        "INSERT INTO offer (id, incident_id, volunteer_id, status, distance_m)"
+        " VALUES ($1, $2, $3, 'offered', $4) ON CONFLICT DO NOTHING",
+        [(uuid.uuid4(), inc["id"], vid, dist) for vid, dist in found],
+    )
+    await _event(
+        conn,
+        inc["id"],
+        "volunteers_offered",
+        {"count": len(found), "radius_m": radius, "level": level},
+    )
+
+
+async def _escalate(
+    conn: asyncpg.Connection, settings: Settings, inc: asyncpg.Record, *, reason: str, bump: bool
+) -> None:
+    level = inc["escalation_level"] + (1 if bump else 0)
+    await conn.execute(
+        "UPDATE incident SET escalation_level = $2, updated_at = now(),"
+        " ack_deadline_at = CASE WHEN status = 'new' AND $2 < $3"
+        "   THEN now() + make_interval(secs => $4) ELSE NULL END WHERE id = $1",
+        inc["id"],
+        level,
+        settings.escalation_max_levels,
+        settings.ack_deadline_s,
+    )
+    await _event(conn, inc["id"], "escalated", {"level": level, "reason": reason}, publish=True)
+
+
+async def handle(ctx: Context, entry: Entry) -> None:
+    """Route one stream entry; safe to run any number of times for the same entry."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        first = await conn.fetchval(
+            "INSERT INTO dispatch_receipt (outbox_id) VALUES ($1)"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            entry.outbox_id,
+        )
+        inc = await conn.fetchrow(_LOCK_SQL, entry.incident_id)
+        if inc is None:
+            log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
+            return
+        if first:
+            if entry.kind == "reported":
+                await _route_new(ctx, conn, inc)
+                inc = await conn.fetchrow(_LOCK_SQL, entry.incident_id)
+                await _offer_volunteers(ctx, conn, inc, 0)
+            elif entry.kind in ("duress", "duress_cancel") and inc["status"] not in CLOSED:
+                # The cancel endpoint already raised the level for a duress cancel.
+                await _escalate(
+                    conn, ctx.settings, inc, reason="duress", bump=entry.kind == "duress"
+                )
+            elif entry.kind == "escalated":
+                await _offer_volunteers(ctx, conn, inc, int(entry.payload.get("level", 1)))
+            elif entry.kind in CLOSED:
+                await conn.execute(
+                    "UPDATE offer SET status = 'withdrawn', responded_at = now()"
+                    " WHERE incident_id = $1 AND status = 'offered'",
+                    entry.incident_id,
+                )
+    await _publish_to_console(ctx, entry)
+    await _notify(ctx, entry, inc)
+
+
+async def _publish_to_console(ctx: Context, entry: Entry) -> None:
+    summary = await incident_summary(ctx.pool, entry.incident_id)
+    if summary is None:
+        return
+    data = {k: v for k, v in entry.payload.items() if k not in ("incident_id", "kind")}
+    if entry.committed_at is not None:
+        data["committed_at"] = entry.committed_at
+    district = uuid.UUID(summary["district_id"]) if summary["district_id"] else None
+    await console_log.append(
+        ctx.redis,
+        ctx.settings,
+        dedupe_key=f"o{entry.outbox_id}",
+        district_id=district,
+        body={"type": "incident", "event": entry.kind, "incident": summary, "data": data},
+    )
+
+
+async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record) -> None:
+    if inc["status"] in CLOSED:
+        return
+    offers = await ctx.pool.fetch(
+        "SELECT o.id, o.volunteer_id, o.distance_m FROM offer o WHERE o.incident_id = $1"
+        " AND o.status = 'offered'",
+        entry.incident_id,
+    )
+    for offer in offers:
+        delivered = await deliver_once(
+            ctx.pool,
+            ctx.gateways["push"],
+            incident_id=entry.incident_id,
+            target=f"volunteer:{offer['volunteer_id']}",
+            message={
+                "type": "offer",
+                "offer_id": str(offer["id"]),
+                "incident_id": str(entry.incident_id),
+                "distance_m": round(offer["distance_m"] or 0.0),
+            },
+        )
+        if delivered is not None:
+            await _record_delivery(ctx, entry.incident_id, "push", offer["volunteer_id"], delivered)
+    if entry.kind == "reported" and inc["member_id"] is not None:
+        guardians = await ctx.pool.fetch(
+            "SELECT g.id, g.phone, m.name FROM guardian g JOIN member m ON m.id = g.member_id"
+            " WHERE g.member_id = $1 ORDER BY g.created_at LIMIT 5",
+            inc["member_id"],
+        )
+        for g in guardians:
+            delivered = await deliver_once(
+                ctx.pool,
+                ctx.gateways["sms"],
+                incident_id=entry.incident_id,
+                target=f"guardian:{g['id']}",
+                message={
+                    "type": "guardian_alert",
+                    "phone": g["phone"],
+                    "text": f"{g['name']} sent an SOS. Police have been alerted.",
+                    "incident_id": str(entry.incident_id),
+                },
+            )
+            if delivered is not None:
+                await _record_delivery(ctx, entry.incident_id, "sms", g["id"], delivered)
+
+
+async def _record_delivery(
+    ctx: Context, incident_id: uuid.UUID, channel: str, target: uuid.UUID, ok: bool
+) -> None:
+    async with ctx.pool.acquire() as conn:
+        await _event(
+            conn,
+            incident_id,
+            "notified" if ok else "notify_failed",
+            {"channel": channel, "target": str(target)},
+        )
+
+
+async def escalate_overdue(pool: asyncpg.Pool, settings: Settings, *, limit: int = 50) -> int:
+    """Escalate incidents nobody acknowledged in time; several dispatchers never double up."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, escalation_level FROM incident WHERE status = 'new'"
+            " AND ack_deadline_at IS NOT NULL AND ack_deadline_at <= now()"
+            " ORDER BY ack_deadline_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+        for row in rows:
+            await _escalate(conn, settings, row, reason="ack_timeout", bump=True)
+    return len(rows)

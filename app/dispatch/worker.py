@@ -1,0 +1,268 @@
+"""Dispatcher worker: a Redis Streams consumer group loop with bounded concurrency.
+
+XACK only after ``routing.handle`` finished (its commit, the console message, notifications);
+entries a dead worker left pending are taken over with XAUTOCLAIM after a few idle seconds; an
+entry that failed ``dispatch_max_deliveries`` times goes to the dead-letter stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app.config import Settings
+from app.dispatch import routing
+from app.dispatch.gateways import build_gateways
+from app.dispatch.relay import OutboxRelay
+
+log = logging.getLogger(__name__)
+
+
+def default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        redis: Redis,
+        settings: Settings,
+        http: httpx.AsyncClient,
+        name: str | None = None,
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.settings = settings
+        self.name = name or default_consumer_name()
+        self.ctx = routing.Context(pool, redis, settings, build_gateways(settings, http))
+        self.relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+        self._sem = asyncio.Semaphore(settings.dispatch_concurrency)
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self.processed = 0
+        self.failed = 0
+        self.dead_lettered = 0
+
+    # -- group -------------------------------------------------------------------------------
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(
+                self.settings.stream_incidents, self.settings.stream_group, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self._retry(self.ensure_group)
+        self.relay.start()
+        loops = [
+            asyncio.create_task(self._read_loop(), name="read"),
+            asyncio.create_task(self._claim_loop(), name="claim"),
+            asyncio.create_task(self._deadline_loop(), name="deadlines"),
+            asyncio.create_task(self._health_loop(), name="health"),
+        ]
+        log.info("dispatcher %s started", self.name)
+        await self._stopping.wait()
+        log.info("dispatcher %s draining %d entries", self.name, len(self._inflight))
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        if self._inflight:
+            _done, pending = await asyncio.wait(
+                list(self._inflight.values()), timeout=self.settings.dispatch_drain_s
+            )
+            for task in pending:
+                task.cancel()  # not acked: another dispatcher reclaims it
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.relay.stop()
+        with contextlib.suppress(Exception):
+            await self.redis.delete(self._health_key)
+        log.info("dispatcher %s stopped", self.name)
+
+    async def _retry(self, fn: Any) -> None:
+        while not self._stopping.is_set():
+            try:
+                await fn()
+                return
+            except Exception as exc:
+                log.warning("%s failed (%s); retrying", fn.__name__, type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    # -- loops ---------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        s = self.settings
+        while True:
+            try:
+                await self._sem.acquire()
+                self._sem.release()
+                free = max(1, s.dispatch_concurrency - len(self._inflight))
+                rows: Any = await self.redis.xreadgroup(
+                    s.stream_group, self.name, {s.stream_incidents: ">"}, count=free, block=1000
+                )
+                for _stream, entries in rows or []:
+                    for entry_id, fields in entries:
+                        self._spawn(entry_id, fields, deliveries=1)
+            except asyncio.CancelledError:
+                raise
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis lost its data: the group comes back
+                    await self._retry(self.ensure_group)
+                else:
+                    log.warning("read failed: %s", exc)
+                    await asyncio.sleep(0.5)
+            except Exception as exc:
+                log.warning("read failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def _claim_loop(self) -> None:
+        s = self.settings
+        idle_ms = int(s.dispatch_claim_idle_s * 1000)
+        while True:
+            await asyncio.sleep(max(0.2, s.dispatch_claim_idle_s / 2))
+            try:
+                start = "0-0"
+                while True:
+                    result = await self.redis.xautoclaim(
+                        s.stream_incidents, s.stream_group, self.name, idle_ms, start, count=100
+                    )
+                    start, claimed = result[0], result[1]
+                    if len(result) > 2 and result[2]:
+                        # Trimmed away while pending: nothing left to process.
+                        await self.redis.xack(s.stream_incidents, s.stream_group, *result[2])
+                    for entry_id, fields in claimed:
+                        key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                        if key in self._inflight or fields is None:
+                            continue
+                        deliveries = await self._delivery_count(entry_id)
+                        if deliveries > s.dispatch_max_deliveries:
+                            await self._dead_letter(entry_id, fields, deliveries, "max deliveries")
+                        else:
+                            self._spawn(entry_id, fields, deliveries=deliveries)
+                    if start in (b"0-0", "0-0"):
+                        break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("autoclaim failed (%s)", type(exc).__name__)
+
+    async def _delivery_count(self, entry_id: bytes | str) -> int:
+        rows = await self.redis.xpending_range(
+            self.settings.stream_incidents,
+            self.settings.stream_group,
+            min=entry_id,
+            max=entry_id,
+            count=1,
+        )
+        return int(rows[0]["times_delivered"]) if rows else 1
+
+    async def _deadline_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.deadline_poll_s)
+            try:
+                if await routing.escalate_overdue(self.pool, self.settings):
+                    self.relay.kick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("deadline sweep failed (%s)", type(exc).__name__)
+
+    @property
+    def _health_key(self) -> str:
+        return f"{self.settings.stream_group}:health:{self.name}"
+
+    async def _health_loop(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.redis.set(
+                    self._health_key,
+                    orjson.dumps(
+                        {
+                            "at": time.time(),
+                            "inflight": len(self._inflight),
+                            "processed": self.processed,
+                            "failed": self.failed,
+                            "dead_lettered": self.dead_lettered,
+                            "relay_published": self.relay.stats.published,
+                        }
+                    ),
+                    ex=15,
+                )
+            await asyncio.sleep(5)
+
+    # -- one entry -----------------------------------------------------------------------------
+    def _spawn(self, entry_id: bytes | str, fields: dict[bytes, bytes], *, deliveries: int) -> None:
+        key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        task = asyncio.create_task(self._process(key, fields, deliveries))
+        self._inflight[key] = task
+        task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+
+    async def _process(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
+        s = self.settings
+        async with self._sem:
+            try:
+                entry = routing.parse_entry(fields)
+                await routing.handle(self.ctx, entry)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failed += 1
+                log.exception("entry %s failed (delivery %d)", entry_id, deliveries)
+                if deliveries >= s.dispatch_max_deliveries:
+                    with contextlib.suppress(Exception):
+                        await self._dead_letter(entry_id, fields, deliveries, repr(exc))
+                return  # not acked: redelivered through XAUTOCLAIM
+            await self.redis.xack(s.stream_incidents, s.stream_group, entry_id)
+            self.processed += 1
+
+    async def _dead_letter(
+        self, entry_id: bytes | str, fields: dict[bytes, bytes], deliveries: int, error: str
+    ) -> None:
+        s = self.settings
+        key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        dead: dict[Any, Any] = {
+            **fields,
+            b"original_id": key.encode(),
+            b"error": error[:500].encode(),
+            b"deliveries": str(deliveries).encode(),
+            b"consumer": self.name.encode(),
+        }
+        await self.redis.xadd(s.stream_dead_letter, dead, maxlen=100_000, approximate=True)
+        await self.redis.xack(s.stream_incidents, s.stream_group, key)
+        self.dead_lettered += 1
+        log.error(
+            "entry %s moved to %s after %d deliveries: %s",
+            key,
+            s.stream_dead_letter,
+            deliveries,
+            error,
+        )
+
+
+async def read_dead_letters(
+    redis: Redis, settings: Settings, *, count: int = 100
+) -> list[dict[str, Any]]:
+    rows: Any = await redis.xrevrange(settings.stream_dead_letter, count=count)
+    return [
+        {
+            "id": i.decode(),
+            **{k.decode(): v.decode(errors="replace") for k, v in f.items()},
+        }
+        for i, f in rows
+    ]

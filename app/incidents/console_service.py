@@ -1,0 +1,219 @@
+"""What consoles read: incident summaries, lists and details (plain SQL on the asyncpg pool, so a
+WebSocket or a dispatcher never holds an ORM session)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.errors import NotFound
+
+SUMMARY_COLUMNS = """
+  i.id, i.emergency_id, i.source, i.trigger, i.status, i.silent, i.duress, i.escalation_level,
+  ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon, i.accuracy_m,
+  i.district_id, d.code AS district_code, d.name AS district_name, i.safe_place_id,
+  i.received_at, i.acknowledged_at, i.ack_deadline_at, i.closed_at, i.disposition, i.flags
+"""
+_FROM = " FROM incident i LEFT JOIN district d ON d.id = i.district_id "
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def summary_from_row(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "emergency_id": str(row["emergency_id"] or row["id"]),
+        "source": row["source"],
+        "trigger": row["trigger"],
+        "status": row["status"],
+        "silent": row["silent"],
+        "duress": row["duress"],
+        "escalation_level": row["escalation_level"],
+        "lat": row["lat"],
+        "lon": row["lon"],
+        "accuracy_m": row["accuracy_m"],
+        "district_id": str(row["district_id"]) if row["district_id"] else None,
+        "district_code": row["district_code"],
+        "district_name": row["district_name"],
+        "safe_place_id": str(row["safe_place_id"]) if row["safe_place_id"] else None,
+        "received_at": _iso(row["received_at"]),
+        "acknowledged_at": _iso(row["acknowledged_at"]),
+        "ack_deadline_at": _iso(row["ack_deadline_at"]),
+        "closed_at": _iso(row["closed_at"]),
+        "disposition": row["disposition"],
+        "flags": list(row["flags"] or []),
+    }
+
+
+async def incident_summary(
+    conn: asyncpg.Pool | asyncpg.Connection, incident_id: uuid.UUID
+) -> dict[str, Any] | None:
+    row = await conn.fetchrow(f"SELECT {SUMMARY_COLUMNS}{_FROM} WHERE i.id = $1", incident_id)
+    return summary_from_row(row) if row is not None else None
+
+
+def _scope_sql(city_wide: bool, first_param: int) -> str:
+    return "" if city_wide else f" AND i.district_id = ANY(${first_param}::uuid[])"
+
+
+async def list_incidents(
+    pool: asyncpg.Pool,
+    *,
+    city_wide: bool,
+    district_ids: frozenset[uuid.UUID],
+    status: str = "open",
+    district_id: uuid.UUID | None = None,
+    source: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Incidents in the caller's scope, newest first."""
+    args: list[Any] = []
+    where = ["true"]
+    if status == "open":
+        where.append("i.closed_at IS NULL")
+    elif status == "closed":
+        where.append("i.closed_at IS NOT NULL")
+    elif status != "all":
+        args.append(status)
+        where.append(f"i.status = ${len(args)}")
+    if district_id is not None:
+        args.append(district_id)
+        where.append(f"i.district_id = ${len(args)}")
+    if source is not None:
+        args.append(source)
+        where.append(f"i.source = ${len(args)}")
+    if since is not None:
+        args.append(since)
+        where.append(f"i.received_at >= ${len(args)}")
+    if not city_wide:
+        args.append(list(district_ids))
+        where.append(f"i.district_id = ANY(${len(args)}::uuid[])")
+    args.append(limit)
+    rows = await pool.fetch(
+        f"SELECT {SUMMARY_COLUMNS}{_FROM} WHERE {' AND '.join(where)}"
+        f" ORDER BY i.received_at DESC LIMIT ${len(args)}",
+        *args,
+    )
+    return [summary_from_row(r) for r in rows]
+
+
+async def log_location_access(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    *,
+    staff_id: uuid.UUID,
+    incident_ids: list[uuid.UUID],
+    reason: str,
+) -> None:
+    """Promise 6: every staff read of a woman's location is logged."""
+    if not incident_ids:
+        return
+    await pool.execute(
+        "INSERT INTO location_access (staff_id, incident_id, reason)"
+        " SELECT $1, unnest($2::uuid[]), $3",
+        staff_id,
+        incident_ids,
+        reason,
+    )
+
+
+async def incident_detail(
+    pool: asyncpg.Pool,
+    *,
+    incident_id: uuid.UUID,
+    staff_id: uuid.UUID,
+    city_wide: bool,
+    district_ids: frozenset[uuid.UUID],
+) -> dict[str, Any]:
+    """One incident with timeline, location trail, offers, assignments and linked reports."""
+    async with pool.acquire() as conn, conn.transaction():
+        summary = await incident_summary(conn, incident_id)
+        if summary is None or not (
+            city_wide
+            or (summary["district_id"] and uuid.UUID(summary["district_id"]) in district_ids)
+        ):
+            raise NotFound(f"incident {incident_id} not found")
+        events = await conn.fetch(
+            "SELECT id, kind, at, actor, data FROM incident_event WHERE incident_id = $1"
+            " ORDER BY at, id",
+            incident_id,
+        )
+        trail = await conn.fetch(
+            "SELECT ST_Y(geog::geometry) AS lat, ST_X(geog::geometry) AS lon, accuracy_m,"
+            " captured_at, received_at FROM location_point WHERE incident_id = $1 ORDER BY id",
+            incident_id,
+        )
+        offers = await conn.fetch(
+            "SELECT o.id, o.volunteer_id, s.name, s.badge_number, o.status, o.distance_m,"
+            " o.offered_at, o.responded_at FROM offer o JOIN staff s ON s.id = o.volunteer_id"
+            " WHERE o.incident_id = $1 ORDER BY o.offered_at",
+            incident_id,
+        )
+        assignments = await conn.fetch(
+            "SELECT a.id, a.kind, a.unit, a.volunteer_id, s.name, s.badge_number, a.created_at"
+            " FROM assignment a LEFT JOIN staff s ON s.id = a.volunteer_id"
+            " WHERE a.incident_id = $1 ORDER BY a.created_at",
+            incident_id,
+        )
+        linked = await conn.fetch(
+            f"SELECT {SUMMARY_COLUMNS}{_FROM} WHERE i.emergency_id = $1 AND i.id <> $2",
+            uuid.UUID(summary["emergency_id"]),
+            incident_id,
+        )
+        await log_location_access(
+            conn, staff_id=staff_id, incident_ids=[incident_id], reason="console_detail"
+        )
+    return {
+        **summary,
+        "timeline": [
+            {
+                "id": e["id"],
+                "kind": e["kind"],
+                "at": _iso(e["at"]),
+                "actor": e["actor"],
+                "data": e["data"],
+            }
+            for e in events
+        ],
+        "trail": [
+            {
+                "lat": p["lat"],
+                "lon": p["lon"],
+                "accuracy_m": p["accuracy_m"],
+                "captured_at": _iso(p["captured_at"]),
+                "received_at": _iso(p["received_at"]),
+            }
+            for p in trail
+        ],
+        "offers": [
+            {
+                "id": str(o["id"]),
+                "volunteer_id": str(o["volunteer_id"]),
+                "name": o["name"],
+                "badge_number": o["badge_number"],
+                "status": o["status"],
+                "distance_m": o["distance_m"],
+                "offered_at": _iso(o["offered_at"]),
+                "responded_at": _iso(o["responded_at"]),
+            }
+            for o in offers
+        ],
+        "assignments": [
+            {
+                "id": str(a["id"]),
+                "kind": a["kind"],
+                "unit": a["unit"],
+                "volunteer_id": str(a["volunteer_id"]) if a["volunteer_id"] else None,
+                "name": a["name"],
+                "badge_number": a["badge_number"],
+                "created_at": _iso(a["created_at"]),
+            }
+            for a in assignments
+        ],
+        "linked": [summary_from_row(r) for r in linked],
+    }

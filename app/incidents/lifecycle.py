@@ -1,0 +1,105 @@
+"""The incident lifecycle as an explicit state machine.
+
+```
+new -> acknowledged -> responding -> on_scene -> resolved(disposition)
+acknowledged -> on_scene | resolved;  responding -> resolved
+any open state -> false_alarm (console) | cancelled (member)
+```
+Every transition is a timeline event (with its outbox row, so consoles hear of it)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import BadRequest, Conflict, NotFound
+from app.incidents import timeline
+from app.models import Incident
+
+OPEN: Final = frozenset({"new", "acknowledged", "responding", "on_scene"})
+CLOSED: Final = frozenset({"resolved", "false_alarm", "cancelled"})
+
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    "new": frozenset({"acknowledged", "false_alarm", "cancelled"}),
+    "acknowledged": frozenset({"responding", "on_scene", "resolved", "false_alarm", "cancelled"}),
+    "responding": frozenset({"on_scene", "resolved", "false_alarm", "cancelled"}),
+    "on_scene": frozenset({"resolved", "false_alarm", "cancelled"}),
+    "resolved": frozenset(),
+    "false_alarm": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+def can_transition(current: str, target: str) -> bool:
+    return target in TRANSITIONS.get(current, frozenset())
+
+
+async def lock_incident(session: AsyncSession, incident_id: uuid.UUID) -> Incident:
+    incident = await session.scalar(
+        select(Incident).where(Incident.id == incident_id).with_for_update()
+    )
+    if incident is None:
+        raise NotFound(f"incident {incident_id} not found")
+    return incident
+
+
+async def transition(
+    session: AsyncSession,
+    *,
+    incident: Incident,
+    target: str,
+    actor: str,
+    disposition: str | None = None,
+    data: dict[str, object] | None = None,
+) -> Incident:
+    """Move a locked incident to ``target``; an illegal move is a 409. Flushes, never commits."""
+    if target not in TRANSITIONS:
+        raise BadRequest(f"unknown status {target!r}")
+    if not can_transition(incident.status, target):
+        raise Conflict(f"cannot go from {incident.status} to {target}")
+    if target == "resolved" and not (disposition and disposition.strip()):
+        raise BadRequest("a disposition is required to resolve an incident")
+    now = datetime.now(UTC)
+    previous = incident.status
+    incident.status = target
+    incident.updated_at = now
+    if target == "acknowledged":
+        incident.acknowledged_at = now
+    if target != "new":
+        # Once a human has it (or it is closed) no acknowledgement deadline is running.
+        incident.ack_deadline_at = None
+    if target in CLOSED:
+        incident.closed_at = now
+        incident.disposition = disposition.strip() if disposition else target
+    await timeline.record(
+        session,
+        incident_id=incident.id,
+        kind=target,
+        actor=actor,
+        data={
+            "from": previous,
+            **({"disposition": disposition} if disposition else {}),
+            **(data or {}),
+        },
+    )
+    return incident
+
+
+async def acknowledge(session: AsyncSession, *, incident_id: uuid.UUID, actor: str) -> Incident:
+    incident = await lock_incident(session, incident_id)
+    if incident.status != "new":
+        raise Conflict(f"incident is already {incident.status}")
+    return await transition(session, incident=incident, target="acknowledged", actor=actor)
+
+
+async def cancel_by_member(
+    session: AsyncSession, *, incident_id: uuid.UUID, actor: str
+) -> Incident:
+    """A member's (real) cancel: closes an open incident."""
+    incident = await lock_incident(session, incident_id)
+    incident.member_cancelled_at = datetime.now(UTC)
+    return await transition(session, incident=incident, target="cancelled", actor=actor)
