@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.router import api_router
@@ -102,7 +101,6 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
             "dispatch to district police consoles and escort volunteers. "
             'Every error has the body `{"error": "Name", "detail": "..."}`.'
         ),
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     install_error_handlers(app)

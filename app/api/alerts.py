@@ -1,3 +1,230 @@
-from fastapi import APIRouter
+"""The phone app: raise an SOS, send the live trail, see her alert, cancel it."""
 
-router = APIRouter()
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from app.api.deps import CurrentMember, PoolDep, SessionDep, SettingsDep
+from app.api.schemas import StrictModel
+from app.errors import error_response
+from app.incidents import alerts
+from app.incidents.intake import TRIGGERS, load_json_object, parse_sos
+
+router = APIRouter(prefix="/v1/alerts", tags=["phone alerts"])
+
+
+class SOSLocation(BaseModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    accuracy_m: float | None = Field(None, ge=0, description="Horizontal accuracy (metres)")
+    captured_at: datetime | None = Field(None, description="When the fix was taken (ISO 8601)")
+
+
+class SOSRequest(BaseModel):
+    """What the app should send. The server accepts any JSON object (see the endpoint)."""
+
+    client_alert_id: uuid.UUID = Field(description="Made on the phone; the idempotency key")
+    trigger: str = Field("button", description=f"One of {sorted(TRIGGERS)}")
+    silent: bool = False
+    location: SOSLocation | None = None
+    battery_pct: int | None = Field(None, ge=0, le=100)
+    note: str | None = Field(None, max_length=1000)
+
+
+class SafePlaceOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: str
+    lat: float
+    lon: float
+    distance_m: float
+    phone: str | None
+    address: str | None
+    is_safety_house: bool
+    open_now: bool
+
+
+class DistrictOut(BaseModel):
+    code: str
+    name: str
+
+
+class WarningOut(BaseModel):
+    code: str = Field(description="Stable code, e.g. location_invalid, trigger_unknown")
+    field: str
+    detail: str
+
+
+class SOSResponse(BaseModel):
+    incident_id: uuid.UUID
+    status: str
+    received_at: datetime
+    district: DistrictOut | None
+    nearest_safe_places: list[SafePlaceOut]
+    flags: list[str] = Field(description="Conditions and warning codes recorded on the incident")
+    warnings: list[WarningOut]
+
+
+_SOS_DESCRIPTION = """
+Raise an SOS. **Forgiving by design**: any JSON object from an authenticated member creates an
+incident (or replays one). Parts that cannot be used (missing/out-of-range/non-finite coordinates,
+unknown trigger, unknown fields, missing or malformed `client_alert_id`, NUL bytes) are dropped or
+cleaned, flagged on the incident and listed in `warnings`. An alert without a location is accepted.
+
+* `201`: created and committed; `200`: the same `client_alert_id` was already received from this
+  member (same incident, nothing new created).
+* 4xx only for: no/invalid token (401), a body that is not a JSON object (400), a body over the
+  size limit (413).
+* `nearest_safe_places`: the nearest places open now, by geodesic distance (metres).
+"""
+
+
+@router.post(
+    "",
+    summary="Raise an SOS",
+    description=_SOS_DESCRIPTION,
+    status_code=201,
+    response_model=SOSResponse,
+    responses={200: {"model": SOSResponse, "description": "Replay of a known client_alert_id"}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SOSRequest.model_json_schema()}},
+        }
+    },
+)
+async def raise_sos(
+    request: Request, member_id: CurrentMember, pool: PoolDep, settings: SettingsDep
+) -> Response:
+    data = load_json_object(await request.body())
+    sos = parse_sos(data, settings, now=datetime.now(UTC))
+    result = await alerts.raise_alert(pool=pool, settings=settings, member_id=member_id, sos=sos)
+    return Response(
+        orjson.dumps(result.body),
+        status_code=201 if result.created else 200,
+        media_type="application/json",
+    )
+
+
+class TrailPointIn(StrictModel):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    accuracy_m: float | None = Field(None, ge=0, le=1_000_000)
+    captured_at: datetime | None = None
+
+
+class TrailIn(StrictModel):
+    points: Annotated[list[TrailPointIn], Field(min_length=1, max_length=500)]
+
+
+class TrailOut(BaseModel):
+    incident_id: uuid.UUID
+    stored: int
+
+
+@router.post(
+    "/{incident_id}/locations",
+    summary="Send points of the live trail",
+    response_model=TrailOut,
+    status_code=202,
+    responses={404: {"description": "No such alert of this member"}},
+)
+async def add_locations(
+    incident_id: uuid.UUID, body: TrailIn, member_id: CurrentMember, pool: PoolDep
+) -> dict[str, Any]:
+    points = [
+        alerts.TrailPoint(p.lat, p.lon, p.accuracy_m, _aware(p.captured_at)) for p in body.points
+    ]
+    stored = await alerts.add_trail(
+        pool=pool, member_id=member_id, incident_id=incident_id, points=points
+    )
+    return {"incident_id": incident_id, "stored": stored}
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class ResponderOut(BaseModel):
+    kind: str
+    name: str
+    badge_number: str | None = Field(description="Ask to see this on the volunteer's ID")
+    assigned_at: datetime
+
+
+class AlertView(BaseModel):
+    incident_id: uuid.UUID
+    status: str
+    received_at: datetime
+    trigger: str
+    silent: bool
+    location: dict[str, Any] | None
+    district: DistrictOut | None
+    police_acknowledged: bool
+    responders: list[ResponderOut]
+    nearest_safe_places: list[SafePlaceOut]
+
+
+@router.get(
+    "/{incident_id}",
+    summary="Her own view of an alert",
+    response_model=AlertView,
+    responses={404: {"description": "No such alert of this member"}},
+)
+async def get_alert(
+    incident_id: uuid.UUID, member_id: CurrentMember, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
+    return await alerts.view_alert(
+        pool=pool, settings=settings, member_id=member_id, incident_id=incident_id
+    )
+
+
+class CancelIn(StrictModel):
+    pin: str = Field(min_length=1, max_length=32)
+
+
+class CancelOut(BaseModel):
+    incident_id: uuid.UUID
+    status: str
+    cancelled_at: datetime
+
+
+@router.post(
+    "/{incident_id}/cancel",
+    summary="Cancel an alert with her PIN",
+    description=(
+        "The right PIN cancels. The duress PIN answers exactly like a cancel (and her own view "
+        "shows the alert cancelled) but the incident is escalated. A wrong PIN is refused "
+        "(403 `WrongPin`); repeated wrong PINs escalate."
+    ),
+    response_model=CancelOut,
+    responses={403: {"description": "Wrong PIN"}, 404: {"description": "No such alert"}},
+)
+async def cancel(
+    incident_id: uuid.UUID,
+    body: CancelIn,
+    request: Request,
+    member_id: CurrentMember,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Any:
+    result = await alerts.cancel_alert(
+        session=session,
+        settings=settings,
+        member_id=member_id,
+        incident_id=incident_id,
+        pin=body.pin,
+        source_ip=request.client.host if request.client else None,
+    )
+    if result.refused:
+        return error_response(403, "WrongPin", "wrong PIN")
+    return result.body

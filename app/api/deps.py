@@ -49,7 +49,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit happens before the response is sent, so no 2xx ever reports a
+# change that then failed to commit.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def bearer_token(request: Request) -> str:

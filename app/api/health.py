@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from app.api.deps import PoolDep, RedisDep
 
@@ -22,7 +22,7 @@ async def healthz() -> dict[str, str]:
     summary="PostgreSQL, PostGIS and Redis are reachable",
     responses={503: {"description": "a dependency is down"}},
 )
-async def readyz(pool: PoolDep, redis: RedisDep) -> ORJSONResponse:
+async def readyz(pool: PoolDep, redis: RedisDep) -> JSONResponse:
     checks: dict[str, str] = {}
 
     async def check_db() -> None:
@@ -42,7 +42,7 @@ async def readyz(pool: PoolDep, redis: RedisDep) -> ORJSONResponse:
 
     await asyncio.gather(check_db(), check_redis())
     ready = checks.get("postgres") == "ok" and checks.get("redis") == "ok"
-    return ORJSONResponse(
+    return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
     )

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from app.api import admin, alerts, console, devices, health, safe_places, volunteers
+from app.api import admin, alerts, auth, console, devices, health, safe_places, volunteers
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+api_router.include_router(auth.router)
 api_router.include_router(alerts.router)
 api_router.include_router(devices.router)
 api_router.include_router(safe_places.router)

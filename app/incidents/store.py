@@ -35,7 +35,7 @@ WITH loc AS (
   SELECT id, 'reported', $16, $17::jsonb FROM inc
 ), ob AS (
   INSERT INTO outbox (topic, incident_id, payload)
-  SELECT id, $18, jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text)
+  SELECT $18, id, jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text)
   FROM inc
   RETURNING id
 )

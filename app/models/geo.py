@@ -7,7 +7,16 @@ import uuid
 from datetime import datetime, time
 
 from geoalchemy2 import Geography, Geometry, WKBElement
-from sqlalchemy import CheckConstraint, Index, String, Text, UniqueConstraint, func
+from sqlalchemy import (
+    CheckConstraint,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import UUIDPK, Base, CreatedAt
@@ -44,12 +53,12 @@ class SafePlace(UUIDPK, CreatedAt, Base):
     name: Mapped[str] = mapped_column(Text)
     address: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(Text)
-    open_24h: Mapped[bool] = mapped_column(default=False)
+    open_24h: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: Daily opening hours in local time when not open 24h; closes_at < opens_at spans midnight.
     opens_at: Mapped[time | None]
     closes_at: Mapped[time | None]
-    is_safety_house: Mapped[bool] = mapped_column(default=False)
-    active: Mapped[bool] = mapped_column(default=True)
+    is_safety_house: Mapped[bool] = mapped_column(default=False, server_default=false())
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
     #: Where the row came from (an import preset or file name) and its key there.
     source: Mapped[str] = mapped_column(Text, default="manual")
     external_ref: Mapped[str] = mapped_column(Text, default=lambda: str(uuid.uuid4()))

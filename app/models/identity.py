@@ -16,7 +16,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,7 +34,7 @@ class Member(UUIDPK, CreatedAt, Base):
     pin_hash: Mapped[str] = mapped_column(Text)
     duress_pin_hash: Mapped[str | None] = mapped_column(Text)
     #: Wrong cancel PINs since the last right one; reaching the limit escalates.
-    wrong_pin_count: Mapped[int] = mapped_column(default=0)
+    wrong_pin_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     deleted_at: Mapped[datetime | None]
 
 
@@ -82,11 +84,11 @@ class Staff(UUIDPK, CreatedAt, Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(Text)
     #: A dispatcher who sees every district (a city-wide supervisor).
-    city_wide: Mapped[bool] = mapped_column(default=False)
+    city_wide: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: Volunteers must show an ID; the woman's app shows this number so she can check it.
     badge_number: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(32))
-    active: Mapped[bool] = mapped_column(default=True)
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     __table_args__ = (
         CheckConstraint("role IN ('dispatcher','volunteer','operator')", name="role"),
@@ -114,7 +116,7 @@ class Device(UUIDPK, CreatedAt, Base):
     #: During rotation the previous secret stays valid until this time.
     previous_secret: Mapped[str | None] = mapped_column(Text)
     previous_secret_until: Mapped[datetime | None]
-    enabled: Mapped[bool] = mapped_column(default=True)
+    enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
     last_seen_at: Mapped[datetime | None]
     last_heartbeat_at: Mapped[datetime | None]
     battery_pct: Mapped[int | None]

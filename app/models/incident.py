@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -42,10 +43,10 @@ class Incident(UUIDPK, Base):
     #: The phone's idempotency key (null when the app sent none usable).
     client_alert_id: Mapped[uuid.UUID | None]
     trigger: Mapped[str] = mapped_column(String(32))
-    silent: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(16), default="new")
-    escalation_level: Mapped[int] = mapped_column(default=0)
-    duress: Mapped[bool] = mapped_column(default=False)
+    silent: Mapped[bool] = mapped_column(default=False, server_default=false())
+    status: Mapped[str] = mapped_column(String(16), default="new", server_default=text("'new'"))
+    escalation_level: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    duress: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: Set by a real cancel *and* by a duress cancel: what the member's own view shows.
     member_cancelled_at: Mapped[datetime | None]
     location: Mapped[WKBElement | None] = mapped_column(
@@ -153,7 +154,9 @@ class Offer(UUIDPK, Base):
 
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
     volunteer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff.id"))
-    status: Mapped[str] = mapped_column(String(16), default="offered")
+    status: Mapped[str] = mapped_column(
+        String(16), default="offered", server_default=text("'offered'")
+    )
     distance_m: Mapped[float | None]
     offered_at: Mapped[datetime] = mapped_column(server_default=func.now())
     responded_at: Mapped[datetime | None]

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 19:36:40.695606
+Create Date: 2026-11-25 19:45:12.933998
 """
 
 from collections.abc import Sequence
@@ -62,7 +62,7 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("pin_hash", sa.Text(), nullable=False),
         sa.Column("duress_pin_hash", sa.Text(), nullable=True),
-        sa.Column("wrong_pin_count", sa.Integer(), nullable=False),
+        sa.Column("wrong_pin_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column(
@@ -102,11 +102,11 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("address", sa.Text(), nullable=True),
         sa.Column("phone", sa.Text(), nullable=True),
-        sa.Column("open_24h", sa.Boolean(), nullable=False),
+        sa.Column("open_24h", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("opens_at", sa.Time(), nullable=True),
         sa.Column("closes_at", sa.Time(), nullable=True),
-        sa.Column("is_safety_house", sa.Boolean(), nullable=False),
-        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("is_safety_house", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("external_ref", sa.Text(), nullable=False),
         sa.Column(
@@ -178,10 +178,10 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("password_hash", sa.Text(), nullable=False),
-        sa.Column("city_wide", sa.Boolean(), nullable=False),
+        sa.Column("city_wide", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("badge_number", sa.Text(), nullable=True),
         sa.Column("phone", sa.String(length=32), nullable=True),
-        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column(
             "created_at",
@@ -202,7 +202,7 @@ def upgrade() -> None:
         sa.Column("secret", sa.Text(), nullable=False),
         sa.Column("previous_secret", sa.Text(), nullable=True),
         sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_heartbeat_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("battery_pct", sa.Integer(), nullable=True),
@@ -312,10 +312,10 @@ def upgrade() -> None:
         sa.Column("safe_place_id", sa.Uuid(), nullable=True),
         sa.Column("client_alert_id", sa.Uuid(), nullable=True),
         sa.Column("trigger", sa.String(length=32), nullable=False),
-        sa.Column("silent", sa.Boolean(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("escalation_level", sa.Integer(), nullable=False),
-        sa.Column("duress", sa.Boolean(), nullable=False),
+        sa.Column("silent", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("status", sa.String(length=16), server_default=sa.text("'new'"), nullable=False),
+        sa.Column("escalation_level", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("duress", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("member_cancelled_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
             "location",
@@ -542,7 +542,9 @@ def upgrade() -> None:
         "offer",
         sa.Column("incident_id", sa.Uuid(), nullable=False),
         sa.Column("volunteer_id", sa.Uuid(), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column(
+            "status", sa.String(length=16), server_default=sa.text("'offered'"), nullable=False
+        ),
         sa.Column("distance_m", sa.Double(), nullable=True),
         sa.Column(
             "offered_at",

@@ -1,0 +1,221 @@
+"""``ansim``: the one command-line entry point for operators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import get_settings
+from app.db import create_engine, create_sessionmaker
+from app.errors import AppError
+
+T = TypeVar("T")
+
+cli = typer.Typer(help="Ansim safety-alert service: operator commands.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+members_app = typer.Typer(help="Members (women with the app).", no_args_is_help=True)
+dispatchers_app = typer.Typer(help="Police dispatchers.", no_args_is_help=True)
+volunteers_app = typer.Typer(help="Escort volunteers.", no_args_is_help=True)
+operators_app = typer.Typer(help="City operators.", no_args_is_help=True)
+cli.add_typer(db_app, name="db")
+cli.add_typer(members_app, name="members")
+cli.add_typer(dispatchers_app, name="dispatchers")
+cli.add_typer(volunteers_app, name="volunteers")
+cli.add_typer(operators_app, name="operators")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one committed unit of work; an AppError becomes a clean exit 1."""
+
+    async def main() -> T:
+        engine = create_engine(get_settings(), application_name="ansim-cli")
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except AppError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def emit(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+    else:
+        for key, value in data.items():
+            typer.echo(f"{key}: {value}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the migrations (creates the PostGIS extension on first run)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    command.upgrade(cfg, revision)
+
+
+@members_app.command("create")
+def members_create(
+    phone: Annotated[str, typer.Option(help="E.164, e.g. +821012345678")],
+    name: Annotated[str, typer.Option()],
+    pin: Annotated[str, typer.Option(help="Cancels an alert")],
+    duress_pin: Annotated[
+        str | None, typer.Option(help="Looks like a cancel, but escalates")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a member and print her app token (shown once)."""
+    from app.security.accounts import create_member, issue_member_token
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        member = await create_member(
+            session, phone=phone, name=name, pin=pin, duress_pin=duress_pin
+        )
+        token = await issue_member_token(session, member_id=member.id, label="cli")
+        return {"member_id": str(member.id), "token": token}
+
+    emit(run_in_session(work), as_json)
+
+
+def _create_staff(role: str, **kwargs: Any) -> dict[str, Any]:
+    from app.security.accounts import create_staff, issue_staff_token
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        staff = await create_staff(session, role=role, **kwargs)
+        token, expires_at = await issue_staff_token(
+            session, staff_id=staff.id, ttl_s=get_settings().staff_token_ttl_s
+        )
+        return {
+            "staff_id": str(staff.id),
+            "username": staff.username,
+            "token": token,
+            "expires_at": expires_at.isoformat(),
+        }
+
+    return run_in_session(work)
+
+
+Username = Annotated[str, typer.Option(help="Sign-in name")]
+Password = Annotated[str, typer.Option(help="Sign-in password")]
+Name = Annotated[str, typer.Option(help="Full name")]
+AsJson = Annotated[bool, typer.Option("--json")]
+
+
+@dispatchers_app.command("create")
+def dispatchers_create(
+    username: Username,
+    name: Name,
+    password: Password,
+    district: Annotated[
+        list[str] | None, typer.Option(help="District code (repeat for several)")
+    ] = None,
+    city_wide: Annotated[bool, typer.Option(help="Sees every district (supervisor)")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Create a dispatcher for one or more districts (or city-wide) and print a session token."""
+    if not district and not city_wide:
+        typer.echo("error: give --district CODE (repeatable) or --city-wide", err=True)
+        raise typer.Exit(2)
+    emit(
+        _create_staff(
+            "dispatcher",
+            username=username,
+            name=name,
+            password=password,
+            district_codes=district or [],
+            city_wide=city_wide,
+        ),
+        as_json,
+    )
+
+
+@volunteers_app.command("create")
+def volunteers_create(
+    username: Username,
+    name: Name,
+    password: Password,
+    badge_number: Annotated[str, typer.Option(help="Shown to the woman so she can check the ID")],
+    phone: Annotated[str | None, typer.Option()] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create an escort volunteer and print a session token."""
+    emit(
+        _create_staff(
+            "volunteer",
+            username=username,
+            name=name,
+            password=password,
+            badge_number=badge_number,
+            phone=phone,
+        ),
+        as_json,
+    )
+
+
+@operators_app.command("create")
+def operators_create(
+    username: Username, name: Name, password: Password, as_json: AsJson = False
+) -> None:
+    """Create a city operator (loads data, manages devices and staff)."""
+    emit(_create_staff("operator", username=username, name=name, password=password), as_json)
+
+
+@cli.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Where to write the demo credentials")] = ROOT
+    / ".demo"
+    / "credentials.json",
+) -> None:
+    """Seed a small synthetic demo city (idempotent) and print sign-in details."""
+    from app.demo import seed_demo
+
+    creds = run_in_session(seed_demo)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(creds, indent=2))
+    typer.echo(json.dumps(creds, indent=2))
+    typer.echo(f"(saved to {out})", err=True)
+
+
+@cli.command("serve")
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+) -> None:
+    """Run the API (uvicorn with uvloop and httptools)."""
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        backlog=2048,
+    )
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""A member's own alerts: raise (the hot path), replay, view, trail, cancel (with duress)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.errors import Conflict, NotFound
+from app.geo.nearest import nearest_places
+from app.incidents import timeline
+from app.incidents.intake import ParsedSOS
+from app.incidents.store import NewIncident, insert_incident
+from app.models import Incident, Member, SecurityEvent
+from app.security.passwords import verify_secret
+
+OPEN_STATUSES = frozenset({"new", "acknowledged", "responding", "on_scene"})
+
+_EXISTING_SQL = """
+SELECT i.id, i.status, i.member_cancelled_at, i.received_at,
+       ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon,
+       d.code AS district_code, d.name AS district_name
+FROM incident i LEFT JOIN district d ON d.id = i.district_id
+WHERE i.member_id = $1 AND i.client_alert_id = $2
+"""
+
+
+@dataclass(frozen=True)
+class RaisedAlert:
+    created: bool
+    body: dict[str, Any]
+
+
+def member_status(status: str, member_cancelled_at: datetime | None) -> str:
+    """What her own app shows: a duress cancel must look exactly like a real one."""
+    return "cancelled" if member_cancelled_at is not None else status
+
+
+async def _places_json(
+    pool: asyncpg.Pool, settings: Settings, lat: float | None, lon: float | None
+) -> list[dict[str, Any]]:
+    if lat is None or lon is None:
+        return []
+    places = await nearest_places(
+        pool,
+        lat=lat,
+        lon=lon,
+        limit=settings.nearest_default_limit,
+        open_now=True,
+        tz=settings.local_timezone,
+    )
+    return [p.as_json() for p in places]
+
+
+def _district_json(code: str | None, name: str | None) -> dict[str, str] | None:
+    return {"code": code, "name": name} if code is not None and name is not None else None
+
+
+async def raise_alert(
+    *, pool: asyncpg.Pool, settings: Settings, member_id: uuid.UUID, sos: ParsedSOS
+) -> RaisedAlert:
+    """Commit the incident (with its timeline event and outbox row), then answer with the
+    nearest open safe places. A known ``client_alert_id`` replays the first answer."""
+    stored = await insert_incident(
+        pool,
+        NewIncident(
+            source="app",
+            trigger=sos.trigger,
+            actor=f"member:{member_id}",
+            member_id=member_id,
+            client_alert_id=sos.client_alert_id,
+            silent=sos.silent,
+            lat=sos.lat,
+            lon=sos.lon,
+            accuracy_m=sos.accuracy_m,
+            captured_at=sos.captured_at,
+            battery_pct=sos.battery_pct,
+            note=sos.note,
+            flags=sos.flags,
+            event_data={"flags": list(sos.flags)} if sos.flags else {},
+        ),
+    )
+    warnings = [w.as_json() for w in sos.warnings]
+    if stored is not None:
+        body = {
+            "incident_id": str(stored.id),
+            "status": stored.status,
+            "received_at": stored.received_at.isoformat(),
+            "district": _district_json(stored.district_code, stored.district_name),
+            "nearest_safe_places": await _places_json(pool, settings, sos.lat, sos.lon),
+            "flags": list(sos.flags),
+            "warnings": warnings,
+        }
+        return RaisedAlert(created=True, body=body)
+
+    row = await pool.fetchrow(_EXISTING_SQL, member_id, sos.client_alert_id)
+    if row is None:  # cannot happen: the conflict that skipped the insert is this row
+        raise Conflict("the alert could not be stored; retry")
+    body = {
+        "incident_id": str(row["id"]),
+        "status": member_status(row["status"], row["member_cancelled_at"]),
+        "received_at": row["received_at"].isoformat(),
+        "district": _district_json(row["district_code"], row["district_name"]),
+        "nearest_safe_places": await _places_json(pool, settings, row["lat"], row["lon"]),
+        "flags": list(sos.flags),
+        "warnings": warnings,
+    }
+    return RaisedAlert(created=False, body=body)
+
+
+# --- the live trail -------------------------------------------------------------------------
+
+_TRAIL_SQL = """
+WITH owned AS (
+  SELECT id, status, member_cancelled_at, duress FROM incident
+  WHERE id = $1 AND member_id = $2
+), pts AS (
+  SELECT * FROM unnest($3::float8[], $4::float8[], $5::float8[], $6::timestamptz[])
+    AS p(lat, lon, accuracy_m, captured_at)
+), ins AS (
+  INSERT INTO location_point (incident_id, geog, accuracy_m, captured_at)
+  SELECT owned.id, ST_SetSRID(ST_MakePoint(pts.lon, pts.lat), 4326)::geography,
+         pts.accuracy_m, pts.captured_at
+  FROM owned, pts
+  WHERE owned.status IN ('new','acknowledged','responding','on_scene')
+  RETURNING incident_id
+), latest AS (
+  SELECT lat, lon, accuracy_m, captured_at FROM pts
+  ORDER BY captured_at DESC NULLS LAST LIMIT 1
+), upd AS (
+  UPDATE incident i SET
+    location = ST_SetSRID(ST_MakePoint(latest.lon, latest.lat), 4326)::geography,
+    accuracy_m = latest.accuracy_m,
+    location_captured_at = latest.captured_at,
+    district_id = coalesce(i.district_id, (
+      SELECT d.id FROM district d
+      WHERE ST_Covers(d.boundary, ST_SetSRID(ST_MakePoint(latest.lon, latest.lat), 4326))
+      ORDER BY d.code LIMIT 1)),
+    updated_at = now()
+  FROM latest
+  WHERE i.id = $1 AND EXISTS (SELECT 1 FROM ins)
+  RETURNING i.id
+), ob AS (
+  INSERT INTO outbox (topic, incident_id, payload)
+  SELECT 'incident.updated', id,
+         jsonb_build_object('incident_id', id, 'kind', 'location', 'points', $7::int)
+  FROM upd
+)
+SELECT owned.status, owned.member_cancelled_at, (SELECT count(*) FROM ins) AS stored
+FROM owned
+"""
+
+
+@dataclass(frozen=True)
+class TrailPoint:
+    lat: float
+    lon: float
+    accuracy_m: float | None
+    captured_at: datetime | None
+
+
+async def add_trail(
+    *, pool: asyncpg.Pool, member_id: uuid.UUID, incident_id: uuid.UUID, points: list[TrailPoint]
+) -> int:
+    """Store trail points and move the incident's position to the newest one (one statement)."""
+    row = await pool.fetchrow(
+        _TRAIL_SQL,
+        incident_id,
+        member_id,
+        [p.lat for p in points],
+        [p.lon for p in points],
+        [p.accuracy_m for p in points],
+        [p.captured_at for p in points],
+        len(points),
+    )
+    if row is None:
+        raise NotFound("no such alert")
+    if row["stored"] == 0 and points:
+        if row["member_cancelled_at"] is not None:
+            # Her app shows "cancelled"; the trail is welcome but closed alerts take none.
+            return 0
+        raise Conflict(f"the alert is {row['status']}; it takes no more locations")
+    stored: int = row["stored"]
+    return stored
+
+
+# --- her own view ---------------------------------------------------------------------------
+
+_VIEW_SQL = """
+SELECT i.id, i.status, i.member_cancelled_at, i.duress, i.received_at, i.closed_at,
+       i.acknowledged_at, i.trigger, i.silent, i.flags, i.accuracy_m, i.location_captured_at,
+       ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon,
+       d.code AS district_code, d.name AS district_name
+FROM incident i LEFT JOIN district d ON d.id = i.district_id
+WHERE i.id = $1 AND i.member_id = $2
+"""
+
+_RESPONDERS_SQL = """
+SELECT s.name, s.badge_number, a.created_at
+FROM assignment a JOIN staff s ON s.id = a.volunteer_id
+WHERE a.incident_id = $1 AND a.kind = 'volunteer'
+ORDER BY a.created_at
+"""
+
+
+async def view_alert(
+    *, pool: asyncpg.Pool, settings: Settings, member_id: uuid.UUID, incident_id: uuid.UUID
+) -> dict[str, Any]:
+    row = await pool.fetchrow(_VIEW_SQL, incident_id, member_id)
+    if row is None:
+        raise NotFound("no such alert")
+    cancelled_for_her = row["member_cancelled_at"] is not None
+    location = (
+        {
+            "lat": row["lat"],
+            "lon": row["lon"],
+            "accuracy_m": row["accuracy_m"],
+            "captured_at": _iso(row["location_captured_at"]),
+        }
+        if row["lat"] is not None
+        else None
+    )
+    if cancelled_for_her:
+        # After a cancel (real or under duress) her screen shows a closed alert and nothing
+        # about responders: someone may be looking at it.
+        responders: list[dict[str, Any]] = []
+        police_acknowledged = False
+    else:
+        rows = await pool.fetch(_RESPONDERS_SQL, incident_id)
+        responders = [
+            {
+                "kind": "volunteer",
+                "name": r["name"],
+                "badge_number": r["badge_number"],
+                "assigned_at": r["created_at"].isoformat(),
+            }
+            for r in rows
+        ]
+        police_acknowledged = row["acknowledged_at"] is not None
+    return {
+        "incident_id": str(row["id"]),
+        "status": member_status(row["status"], row["member_cancelled_at"]),
+        "received_at": row["received_at"].isoformat(),
+        "trigger": row["trigger"],
+        "silent": row["silent"],
+        "location": location,
+        "district": _district_json(row["district_code"], row["district_name"]),
+        "police_acknowledged": police_acknowledged,
+        "responders": responders,
+        "nearest_safe_places": []
+        if cancelled_for_her
+        else await _places_json(pool, settings, row["lat"], row["lon"]),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# --- cancel, with the duress PIN ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    refused: bool
+    body: dict[str, Any]
+
+
+async def cancel_alert(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    member_id: uuid.UUID,
+    incident_id: uuid.UUID,
+    pin: str,
+    source_ip: str | None,
+) -> CancelResult:
+    """The right PIN cancels. The duress PIN answers exactly the same, but escalates.
+
+    A wrong PIN is refused; ``max_wrong_pins`` in a row escalate the incident too (someone may
+    be forcing her to guess)."""
+    incident = await session.scalar(
+        select(Incident)
+        .where(Incident.id == incident_id, Incident.member_id == member_id)
+        .with_for_update()
+    )
+    if incident is None:
+        raise NotFound("no such alert")
+    member = await session.get_one(Member, member_id, with_for_update=True)
+    # Both hashes are always checked, so a duress PIN costs the same time as a real one.
+    is_pin, is_duress = await asyncio.gather(
+        asyncio.to_thread(verify_secret, member.pin_hash, pin),
+        asyncio.to_thread(verify_secret, member.duress_pin_hash, pin),
+    )
+    now = datetime.now(UTC)
+    actor = f"member:{member_id}"
+
+    if not (is_pin or is_duress):
+        member.wrong_pin_count += 1
+        escalate = member.wrong_pin_count >= settings.max_wrong_pins
+        session.add(
+            SecurityEvent(
+                kind="wrong_cancel_pin",
+                member_id=member_id,
+                source_ip=source_ip,
+                detail={"incident_id": str(incident_id), "count": member.wrong_pin_count},
+            )
+        )
+        if escalate and incident.status in OPEN_STATUSES:
+            incident.escalation_level += 1
+            incident.updated_at = now
+            await timeline.record(
+                session,
+                incident_id=incident.id,
+                kind="wrong_pin_escalation",
+                actor=actor,
+                data={"wrong_pins": member.wrong_pin_count},
+            )
+        await session.flush()
+        # Returned, not raised: the count and the escalation must commit with the refusal.
+        return CancelResult(refused=True, body={})
+
+    member.wrong_pin_count = 0
+    if incident.member_cancelled_at is None:
+        incident.member_cancelled_at = now
+        incident.updated_at = now
+        if is_duress:
+            incident.duress = True
+            incident.escalation_level += 1
+            await timeline.record(
+                session, incident_id=incident.id, kind="duress_cancel", actor=actor
+            )
+        elif incident.status in OPEN_STATUSES and not incident.duress:
+            incident.status = "cancelled"
+            incident.closed_at = now
+            incident.disposition = "cancelled_by_member"
+            await timeline.record(session, incident_id=incident.id, kind="cancelled", actor=actor)
+    elif is_duress and not incident.duress:
+        # A duress PIN after a real cancel: she is being forced; reopen quietly.
+        incident.duress = True
+        incident.escalation_level += 1
+        if incident.status == "cancelled":
+            incident.status = "new"
+            incident.closed_at = None
+            incident.disposition = None
+        incident.updated_at = now
+        await timeline.record(session, incident_id=incident.id, kind="duress_cancel", actor=actor)
+    cancelled_at = incident.member_cancelled_at or now
+    await session.flush()
+    return CancelResult(
+        refused=False,
+        body={
+            "incident_id": str(incident.id),
+            "status": "cancelled",
+            "cancelled_at": cancelled_at.isoformat(),
+        },
+    )

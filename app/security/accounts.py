@@ -1,0 +1,100 @@
+"""Creating members and staff and issuing their tokens (shared by the CLI, demo and login)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import BadRequest, Conflict
+from app.models import District, Member, MemberToken, Staff, StaffToken, staff_district
+from app.security.passwords import hash_secret
+from app.security.tokens import MEMBER_PREFIX, STAFF_PREFIX, hash_token, new_token
+
+
+async def create_member(
+    session: AsyncSession, *, phone: str, name: str, pin: str, duress_pin: str | None
+) -> Member:
+    if duress_pin is not None and duress_pin == pin:
+        raise BadRequest("the duress PIN must differ from the PIN")
+    if await session.scalar(select(Member.id).where(Member.phone == phone)):
+        raise Conflict(f"a member with phone {phone} exists")
+    member = Member(
+        phone=phone,
+        name=name,
+        pin_hash=hash_secret(pin),
+        duress_pin_hash=hash_secret(duress_pin) if duress_pin else None,
+    )
+    session.add(member)
+    await session.flush()
+    return member
+
+
+async def issue_member_token(
+    session: AsyncSession, *, member_id: uuid.UUID, label: str | None = None
+) -> str:
+    """A new app credential; it never expires, it can be revoked."""
+    token = new_token(MEMBER_PREFIX)
+    session.add(MemberToken(member_id=member_id, token_hash=hash_token(token), label=label))
+    await session.flush()
+    return token
+
+
+async def create_staff(
+    session: AsyncSession,
+    *,
+    role: str,
+    username: str,
+    name: str,
+    password: str,
+    district_codes: list[str] | None = None,
+    city_wide: bool = False,
+    badge_number: str | None = None,
+    phone: str | None = None,
+) -> Staff:
+    if await session.scalar(select(Staff.id).where(Staff.username == username)):
+        raise Conflict(f"staff user {username} exists")
+    staff = Staff(
+        role=role,
+        username=username,
+        name=name,
+        password_hash=hash_secret(password),
+        city_wide=city_wide,
+        badge_number=badge_number,
+        phone=phone,
+    )
+    session.add(staff)
+    await session.flush()
+    await set_staff_districts(session, staff_id=staff.id, district_codes=district_codes or [])
+    return staff
+
+
+async def set_staff_districts(
+    session: AsyncSession, *, staff_id: uuid.UUID, district_codes: list[str]
+) -> None:
+    if not district_codes:
+        return
+    rows = (
+        await session.execute(
+            select(District.id, District.code).where(District.code.in_(district_codes))
+        )
+    ).all()
+    missing = set(district_codes) - {r.code for r in rows}
+    if missing:
+        raise BadRequest(f"unknown district codes: {', '.join(sorted(missing))}")
+    await session.execute(
+        staff_district.insert(), [{"staff_id": staff_id, "district_id": r.id} for r in rows]
+    )
+
+
+async def issue_staff_token(
+    session: AsyncSession, *, staff_id: uuid.UUID, ttl_s: int
+) -> tuple[str, datetime]:
+    """A session token for staff: it expires, and can be revoked earlier."""
+    token = new_token(STAFF_PREFIX)
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_s)
+    session.add(StaffToken(staff_id=staff_id, token_hash=hash_token(token), expires_at=expires_at))
+    await session.flush()
+    return token, expires_at

@@ -1,0 +1,142 @@
+"""The operator CLI, run as a real process against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from app.security.tokens import hash_token
+
+
+def ansim(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        env=os.environ.copy(),
+    )
+
+
+async def test_members_create_prints_a_working_token_once(client, pool):
+    out = ansim(
+        "members",
+        "create",
+        "--phone",
+        "+821012345678",
+        "--name",
+        "Jiyoung",
+        "--pin",
+        "1234",
+        "--duress-pin",
+        "9999",
+        "--json",
+    )
+    created = json.loads(out.stdout)
+    assert set(created) == {"member_id", "token"}
+    stored = await pool.fetchval("SELECT token_hash FROM member_token")
+    assert stored == hash_token(created["token"]) and created["token"].encode() not in stored
+    r = await client.post(
+        "/v1/alerts",
+        json={"client_alert_id": str(uuid.uuid4())},
+        headers={"Authorization": f"Bearer {created['token']}"},
+    )
+    assert r.status_code == 201
+
+
+async def test_members_create_refuses_a_duplicate_phone_and_equal_pins(pool):
+    ansim("members", "create", "--phone", "+821099990000", "--name", "A", "--pin", "1111")
+    dup = ansim(
+        "members", "create", "--phone", "+821099990000", "--name", "B", "--pin", "2", check=False
+    )
+    assert dup.returncode == 1 and "exists" in dup.stderr
+    same = ansim(
+        "members",
+        "create",
+        "--phone",
+        "+821099990001",
+        "--name",
+        "C",
+        "--pin",
+        "5",
+        "--duress-pin",
+        "5",
+        check=False,
+    )
+    assert same.returncode == 1 and "differ" in same.stderr
+    assert await pool.fetchval("SELECT count(*) FROM member") == 1
+
+
+async def test_dispatchers_create_scopes_to_districts(make_district, pool, client):
+    await make_district("11680", "강남구", 127.0, 37.45, 127.1, 37.53)
+    out = ansim(
+        "dispatchers",
+        "create",
+        "--username",
+        "kim",
+        "--name",
+        "Kim",
+        "--password",
+        "s3cret-pass",
+        "--district",
+        "11680",
+        "--json",
+    )
+    created = json.loads(out.stdout)
+    codes = await pool.fetch(
+        "SELECT d.code FROM staff_district sd JOIN district d ON d.id = sd.district_id"
+    )
+    assert [r["code"] for r in codes] == ["11680"]
+    login = await client.post("/v1/auth/login", json={"username": "kim", "password": "s3cret-pass"})
+    assert login.status_code == 200 and login.json()["role"] == "dispatcher"
+    assert created["token"] != login.json()["token"]
+    bad = ansim(
+        "dispatchers",
+        "create",
+        "--username",
+        "lee",
+        "--name",
+        "Lee",
+        "--password",
+        "x",
+        "--district",
+        "99999",
+        check=False,
+    )
+    assert bad.returncode == 1 and "unknown district" in bad.stderr
+
+
+@pytest.mark.parametrize("password", ["wrong", ""])
+async def test_login_refuses_a_wrong_password_with_the_stable_body(client, make_staff, password):
+    await make_staff()
+    r = await client.post("/v1/auth/login", json={"username": "nobody", "password": password})
+    assert r.status_code in (401, 422)
+    assert "error" in r.json()
+
+
+async def test_demo_is_idempotent_and_its_credentials_work(client, pool, tmp_path):
+    first = json.loads(ansim("demo", "--out", str(tmp_path / "c.json")).stdout)
+    counts = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM safe_place) p, (SELECT count(*) FROM district) d,"
+        " (SELECT count(*) FROM staff) s, (SELECT count(*) FROM device) dev"
+    )
+    second = json.loads(ansim("demo", "--out", str(tmp_path / "c.json")).stdout)
+    again = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM safe_place) p, (SELECT count(*) FROM district) d,"
+        " (SELECT count(*) FROM staff) s, (SELECT count(*) FROM device) dev"
+    )
+    assert counts == again and counts["p"] > 50 and counts["d"] == 4
+    assert first["device"] == second["device"]
+    r = await client.post(
+        "/v1/alerts",
+        json={"location": {"lat": 37.55, "lon": 126.98}},
+        headers={"Authorization": f"Bearer {second['member']['token']}"},
+    )
+    assert r.status_code == 201 and r.json()["district"]["code"] == "DEMO-NW"
+    assert len(r.json()["nearest_safe_places"]) == 5
