@@ -111,7 +111,7 @@ async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record
             incident_id,
         )
     await conn.execute(
-        "UPDATE incident SET ack_deadline_at = received_at + make_interval(secs => $2)"
+        "UPDATE incident SET ack_deadline_at = received_at + make_interval(secs => $2::float8)"
         " WHERE id = $1 AND status = 'new' AND ack_deadline_at IS NULL",
         incident_id,
         s.ack_deadline_s,
@@ -207,9 +207,9 @@ async def _escalate(
 ) -> None:
     level = inc["escalation_level"] + (1 if bump else 0)
     await conn.execute(
-        "UPDATE incident SET escalation_level = $2, updated_at = now(),"
-        " ack_deadline_at = CASE WHEN status = 'new' AND $2 < $3"
-        "   THEN now() + make_interval(secs => $4) ELSE NULL END WHERE id = $1",
+        "UPDATE incident SET escalation_level = $2::int, updated_at = now(),"
+        " ack_deadline_at = CASE WHEN status = 'new' AND $2::int < $3::int"
+        "   THEN now() + make_interval(secs => $4::float8) ELSE NULL END WHERE id = $1",
         inc["id"],
         level,
         settings.escalation_max_levels,
