@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "dispatch"
 CLOSED = ("resolved", "false_alarm", "cancelled")
+#: Timeline kinds that escalate at once, and whether we raise the level (the cancel endpoint
+#: already raised it for a duress cancel and for repeated wrong PINs).
+ESCALATING = {"duress": True, "duress_cancel": False, "wrong_pin_escalation": False}
 
 
 class PoisonEntry(ValueError):
@@ -235,10 +238,9 @@ async def handle(ctx: Context, entry: Entry) -> None:
                 await _route_new(ctx, conn, inc)
                 inc = await conn.fetchrow(_LOCK_SQL, entry.incident_id)
                 await _offer_volunteers(ctx, conn, inc, 0)
-            elif entry.kind in ("duress", "duress_cancel") and inc["status"] not in CLOSED:
-                # The cancel endpoint already raised the level for a duress cancel.
+            elif entry.kind in ESCALATING and inc["status"] not in CLOSED:
                 await _escalate(
-                    conn, ctx.settings, inc, reason="duress", bump=entry.kind == "duress"
+                    conn, ctx.settings, inc, reason=entry.kind, bump=ESCALATING[entry.kind]
                 )
             elif entry.kind == "escalated":
                 await _offer_volunteers(ctx, conn, inc, int(entry.payload.get("level", 1)))

@@ -351,3 +351,36 @@ async def test_a_button_press_and_a_phone_sos_nearby_are_one_emergency(
         m = await con.wait_for(reported(stored.id), 5)
         assert m["incident"]["emergency_id"] == str(phone)
         assert m["incident"]["district_code"] == "A"  # from the store's position
+
+
+async def test_a_duress_cancel_escalates_at_once_through_the_real_intake(stack, world, pool):
+    member = world["member"]
+    async with httpx.AsyncClient(timeout=5) as http, Console(API_PORT, world["super"].token) as con:
+        r = await http.post(
+            f"http://127.0.0.1:{API_PORT}/v1/alerts",
+            json={
+                "client_alert_id": str(uuid.uuid4()),
+                "trigger": "button",
+                "location": {"lat": IN_A[0], "lon": IN_A[1]},
+            },
+            headers=member.headers,
+        )
+        assert r.status_code == 201, r.text
+        incident_id = r.json()["incident_id"]
+        await con.wait_for(reported(incident_id), 5)
+        r = await http.post(
+            f"http://127.0.0.1:{API_PORT}/v1/alerts/{incident_id}/cancel",
+            json={"pin": member.duress_pin},
+            headers=member.headers,
+        )
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        m = await con.wait_for(
+            lambda m: (
+                m["type"] == "incident"
+                and m["event"] == "escalated"
+                and m["incident"]["id"] == incident_id
+            ),
+            3,  # well before the 2 s acknowledgement deadline would add its own
+        )
+        assert m["data"]["reason"] == "duress_cancel"
+        assert m["incident"]["duress"] is True and m["incident"]["status"] == "new"
