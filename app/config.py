@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     poor_accuracy_m: float = 200.0
     #: A fix older than this (seconds) when the SOS arrives is flagged as stale.
     stale_location_s: float = 300.0
+    #: A member's new SOS while her alert is open (and younger than this) joins that alert.
+    sos_fold_window_s: float = 600.0
     #: Wrong cancel PINs in a row that escalate the incident.
     max_wrong_pins: int = 3
 
