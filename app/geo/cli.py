@@ -22,6 +22,18 @@ from app.geo.importers import ImportFailed, ImportReport
 places_app = typer.Typer(help="Safe places (stores, police offices): import from CSV.")
 districts_app = typer.Typer(help="Districts (boundaries): import from GeoJSON.")
 
+
+# A callback keeps each app a command group (`ansim places import ...`) even with one command.
+@places_app.callback()
+def _places() -> None:
+    """Safe places (stores, police offices): import from CSV."""
+
+
+@districts_app.callback()
+def _districts() -> None:
+    """Districts (boundaries): import from GeoJSON."""
+
+
 FileArg = Annotated[
     Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="the file to import")
 ]
