@@ -42,7 +42,7 @@ rows = st.lists(
                 st.sampled_from(["22:00-06:00", "24시간", "9-18", "25:00-01:00", ""]),
             ),
             "kind": st.one_of(
-                st.sampled_from(sorted(importers.KINDS) + ["경찰서", "편의점", "청", ""]),
+                st.sampled_from([*sorted(importers.KINDS), "경찰서", "편의점", "청", ""]),
                 st.text(max_size=8),
             ),
             "is_safety_house": st.one_of(st.sampled_from(["Y", "N", "", "maybe"]), cells),
