@@ -43,6 +43,18 @@ class Settings(BaseSettings):
     # Devices (panic buttons)
     device_clock_skew_s: int = 300
 
+    # Privacy
+    #: How long the trail of a closed incident is kept (default 30 days).
+    trail_retention_s: float = 30 * 24 * 3600
+    retention_interval_s: float = 3600
+
+    # Abuse limits (never applied to raising an alert)
+    rate_limit_per_credential_per_min: int = 600
+    rate_limit_per_ip_per_min: int = 3000
+    rate_limit_login_per_ip_per_min: int = 20
+    #: Prefix for every Redis key this service writes (streams excepted: they are named).
+    redis_prefix: str = "ansim:"
+
     # Staff sessions
     staff_token_ttl_s: int = 12 * 3600
 
