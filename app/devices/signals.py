@@ -1,0 +1,119 @@
+"""Parsing a button's signal body: strict for everything except a panic.
+
+A panic must never be lost to a sloppy firmware field, so for ``panic`` and ``silent_panic`` an
+unknown field or an unusable optional field is dropped, flagged on the incident and reported in
+``warnings`` (like the phone SOS). Every other type is strict: unknown fields or bad values are a
+422, because nothing is lost by asking the firmware to fix its request.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+
+class SignalType(enum.StrEnum):
+    panic = "panic"
+    silent_panic = "silent_panic"
+    cancel = "cancel"
+    test = "test"
+    heartbeat = "heartbeat"
+    low_battery = "low_battery"
+    tamper = "tamper"
+
+
+PANIC_TYPES = frozenset({SignalType.panic, SignalType.silent_panic})
+
+Firmware = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]{1,64}$")]
+BatteryPct = Annotated[int, Field(ge=0, le=100, strict=True)]
+
+
+class SignalBody(BaseModel):
+    """The JSON body of ``POST /v1/devices/{device_id}/signals``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    type: SignalType = Field(description="What happened at the button.")
+    signal_id: uuid.UUID | None = Field(
+        None,
+        description="Idempotency key of a panic: a retry of the same press carries the same id "
+        "(with a fresh timestamp, nonce and signature) and gets the same incident.",
+    )
+    battery_pct: BatteryPct | None = Field(None, description="Battery level, 0-100.")
+    sent_at: datetime | None = Field(
+        None, description="When the button registered the press (ISO 8601 or unix seconds)."
+    )
+    firmware: Firmware | None = Field(None, description="Firmware version, printable ASCII.")
+
+
+@dataclass
+class ParsedSignal:
+    body: SignalBody
+    warnings: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+_OPTIONAL = ("signal_id", "battery_pct", "sent_at", "firmware")
+_FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "signal_id": TypeAdapter(uuid.UUID),
+    "battery_pct": TypeAdapter(BatteryPct),
+    "sent_at": TypeAdapter(datetime),
+    "firmware": TypeAdapter(Firmware),
+}
+_TYPE_ADAPTER: TypeAdapter[SignalType] = TypeAdapter(SignalType)
+
+
+def _invalid(loc: tuple[str, ...], msg: str, kind: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", *loc), "msg": msg, "type": kind}])
+
+
+def parse_signal(raw: bytes) -> ParsedSignal:
+    """The signal in ``raw``; raises ``RequestValidationError`` (422) when it cannot be used."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _invalid((), "body must be a JSON object (UTF-8, no NaN)", "json_invalid") from None
+    if not isinstance(data, dict):
+        raise _invalid((), "body must be a JSON object", "model_type")
+    try:
+        signal_type = _TYPE_ADAPTER.validate_python(data.get("type"))
+    except ValidationError:
+        allowed = ", ".join(t.value for t in SignalType)
+        raise _invalid(("type",), f"type must be one of: {allowed}", "enum") from None
+
+    if signal_type not in PANIC_TYPES:
+        try:
+            return ParsedSignal(SignalBody.model_validate(data))
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            ) from None
+    return _parse_panic(signal_type, data)
+
+
+def _parse_panic(signal_type: SignalType, data: dict[str, Any]) -> ParsedSignal:
+    parsed = ParsedSignal(SignalBody(type=signal_type))
+    unknown = sorted(k for k in data if k != "type" and k not in _OPTIONAL)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:10])
+        parsed.warnings.append(f"unknown fields ignored: {shown}")
+        parsed.flags.append("unknown_fields")
+    values: dict[str, Any] = {}
+    for name in _OPTIONAL:
+        if name not in data or data[name] is None:
+            continue
+        try:
+            values[name] = _FIELD_ADAPTERS[name].validate_python(data[name])
+        except ValidationError as exc:
+            reason = exc.errors(include_url=False)[0]["msg"]
+            parsed.warnings.append(f"{name} dropped: {reason}")
+            parsed.flags.append(f"bad_{name}")
+    parsed.body = SignalBody.model_construct(type=signal_type, **values)
+    return parsed
