@@ -4,15 +4,13 @@ The scheme is in docs/devices.md and app/security/device_signature.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import ORJSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from fastapi.responses import Response
 
-from app.api.deps import PoolDep, RedisDep, SettingsDep
-from app.db import session_scope
+from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep
 from app.devices import service
 from app.devices.service import AuthenticatedDevice
 from app.devices.signals import PANIC_TYPES, SignalBody, SignalType, parse_signal
@@ -45,17 +43,6 @@ async def signed_device(
 
 
 SignedDevice = Annotated[AuthenticatedDevice, Depends(signed_device)]
-
-
-async def _unit_of_work(request: Request) -> AsyncIterator[AsyncSession]:
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async for session in session_scope(maker):
-        yield session
-
-
-# scope="function": commit before the response is sent, so a 200 always means committed.
-# (With the default request scope FastAPI runs the commit after the response has gone out.)
-CommittedSession = Annotated[AsyncSession, Depends(_unit_of_work, scope="function")]
 
 
 _ERROR = {
@@ -103,7 +90,6 @@ _OPENAPI_EXTRA: dict[str, Any] = {
 @router.post(
     "/v1/devices/{device_id}/signals",
     summary="A signal from a panic button (HMAC-signed; see docs/devices.md)",
-    response_class=ORJSONResponse,
     responses={
         200: {"description": "Accepted (non-panic signal, or a retried panic's incident)"},
         201: {"description": "Panic accepted: the incident, the store and the nearest police"},
@@ -118,8 +104,8 @@ async def post_signal(
     device: SignedDevice,
     pool: PoolDep,
     settings: SettingsDep,
-    session: CommittedSession,
-) -> ORJSONResponse:
+    session: SessionDep,
+) -> Response:
     signal = parse_signal(await request.body())
     kind = signal.body.type
     if kind in PANIC_TYPES:
@@ -128,7 +114,7 @@ async def post_signal(
         )
         # TODO(lead): once the dispatch relay lands, kick it here (request.app.state.relay.kick())
         # so the new outbox row is published at once instead of at the next poll.
-        return ORJSONResponse(result.body, status_code=201 if result.created else 200)
+        return _json(result.body, 201 if result.created else 200)
     if not device.nonce_checked:
         # Without the nonce check a captured cancel could be replayed against a later, real
         # panic; only a panic is worth accepting unprotected (its signal_id makes a replay
@@ -165,12 +151,17 @@ async def post_signal(
         tampered=kind is SignalType.tamper,
         tested=kind is SignalType.test,
     )
-    return ORJSONResponse(
+    return _json(
         {
             "device_id": str(device.id),
             "type": kind.value,
             "received_at": at.isoformat(),
             "server_time": int(at.timestamp()),
             **extra,
-        }
+        },
+        200,
     )
+
+
+def _json(body: dict[str, Any], status_code: int) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")

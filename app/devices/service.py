@@ -281,6 +281,8 @@ async def raise_panic(
     flags = list(signal.flags)
     warnings = list(signal.warnings)
     if not device.nonce_checked:
+        # Redis was down: accepted without replay protection (a replay would carry the same
+        # signal_id and fold into this incident anyway).
         flags.append("nonce_unchecked")
     event_data: dict[str, Any] = {
         "signal_id": str(body.signal_id) if body.signal_id else None,
@@ -293,7 +295,7 @@ async def raise_panic(
         "warnings": warnings,
     }
 
-    def new(client_alert_id: uuid.UUID | None, extra_flags: tuple[str, ...] = ()) -> NewIncident:
+    def new(client_alert_id: uuid.UUID | None) -> NewIncident:
         return NewIncident(
             source="button",
             trigger=body.type.value,
@@ -305,7 +307,7 @@ async def raise_panic(
             lat=device.store.lat,
             lon=device.store.lon,
             battery_pct=body.battery_pct,
-            flags=(*flags, *extra_flags),
+            flags=tuple(flags),
             event_data=event_data,
         )
 
@@ -333,9 +335,16 @@ async def raise_panic(
         else:
             # The same signal_id long after its incident closed is a firmware bug, not a retry:
             # this press is a new emergency and must not be folded into an old one.
-            warnings.append("signal_id was already used for an earlier, closed incident")
+            warnings.append(
+                {
+                    "code": "signal_id_reused",
+                    "field": "signal_id",
+                    "detail": "already used for an earlier, closed incident; new incident raised",
+                }
+            )
+            flags.append("signal_id_reused")
             event_data["warnings"] = warnings
-            fresh = await insert_incident(pool, new(None, ("signal_id_reused",)))
+            fresh = await insert_incident(pool, new(None))
             assert fresh is not None
             incident_id, status, received_at = fresh.id, fresh.status, fresh.received_at
             district = _district(fresh.district_code, fresh.district_name)
@@ -359,6 +368,7 @@ async def raise_panic(
             "store": device.store.as_json(),
             "nearest_police": [p.as_json() for p in police],
             "server_time": int(time.time()),
+            "flags": flags,
             "warnings": warnings,
         },
     )

@@ -56,8 +56,15 @@ class SignalBody(BaseModel):
 @dataclass
 class ParsedSignal:
     body: SignalBody
-    warnings: list[str] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)
+    #: Same shape as the phone SOS warnings: ``{"code", "field", "detail"}``.
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+    def warn(self, code: str, field_name: str, detail: str) -> None:
+        self.warnings.append({"code": code, "field": field_name, "detail": detail})
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(w["code"] for w in self.warnings))
 
 
 _OPTIONAL = ("signal_id", "battery_pct", "sent_at", "firmware")
@@ -100,11 +107,9 @@ def parse_signal(raw: bytes) -> ParsedSignal:
 
 def _parse_panic(signal_type: SignalType, data: dict[str, Any]) -> ParsedSignal:
     parsed = ParsedSignal(SignalBody(type=signal_type))
-    unknown = sorted(k for k in data if k != "type" and k not in _OPTIONAL)
-    if unknown:
-        shown = ", ".join(repr(k[:40]) for k in unknown[:10])
-        parsed.warnings.append(f"unknown fields ignored: {shown}")
-        parsed.flags.append("unknown_fields")
+    unknown = sorted(str(k) for k in data if k != "type" and k not in _OPTIONAL)
+    for key in unknown[:20]:
+        parsed.warn("unknown_field", key[:64], "ignored")
     values: dict[str, Any] = {}
     for name in _OPTIONAL:
         if name not in data or data[name] is None:
@@ -113,7 +118,6 @@ def _parse_panic(signal_type: SignalType, data: dict[str, Any]) -> ParsedSignal:
             values[name] = _FIELD_ADAPTERS[name].validate_python(data[name])
         except ValidationError as exc:
             reason = exc.errors(include_url=False)[0]["msg"]
-            parsed.warnings.append(f"{name} dropped: {reason}")
-            parsed.flags.append(f"bad_{name}")
+            parsed.warn(f"{name}_invalid", name, f"{reason}; ignored")
     parsed.body = SignalBody.model_construct(type=signal_type, **values)
     return parsed

@@ -31,7 +31,8 @@ async def make_device(
     device_id = uuid.uuid4()
     secret = new_device_secret()
     await pool.execute(
-        "INSERT INTO device (id, safe_place_id, label, secret, enabled) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO device (id, safe_place_id, label, secret, enabled)"
+        " VALUES ($1, $2, $3, $4, $5)",
         device_id,
         place_id,
         label,
