@@ -112,8 +112,8 @@ async def post_signal(
         result = await service.raise_panic(
             pool=pool, settings=settings, device=device, signal=signal
         )
-        # TODO(lead): once the dispatch relay lands, kick it here (request.app.state.relay.kick())
-        # so the new outbox row is published at once instead of at the next poll.
+        if result.created:
+            _kick_relay(request)
         return _json(result.body, 201 if result.created else 200)
     if not device.nonce_checked:
         # Without the nonce check a captured cancel could be replayed against a later, real
@@ -126,6 +126,10 @@ async def post_signal(
         outcome = await service.cancel_from_device(
             session=session, settings=settings, device=device, signal=signal
         )
+        # Commit here rather than in the dependency's teardown so the relay is kicked after it.
+        await session.commit()
+        if outcome.incident_id is not None:
+            _kick_relay(request)
         extra = {
             "incident_id": str(outcome.incident_id) if outcome.incident_id else None,
             "status": outcome.status,
@@ -161,6 +165,14 @@ async def post_signal(
         },
         200,
     )
+
+
+def _kick_relay(request: Request) -> None:
+    """Publish the new outbox row now rather than at the relay's next sweep (the relay lives in
+    app/dispatch; it is absent in processes that run without it)."""
+    relay = getattr(request.app.state, "relay", None)
+    if relay is not None:
+        relay.kick()
 
 
 def _json(body: dict[str, Any], status_code: int) -> Response:

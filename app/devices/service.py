@@ -8,6 +8,7 @@ session, because it goes through the timeline helper.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -160,7 +161,9 @@ async def authenticate(
         device_id: uuid.UUID | None = uuid.UUID(device_ref)
     except ValueError:
         device_id = None
-    detail: dict[str, Any] = {} if device_id is not None else {"device_ref": device_ref[:80]}
+    # Whatever the prober put in the path, kept as evidence but printable (JSONB refuses NUL).
+    shown = "".join(c if c.isprintable() else "\ufffd" for c in device_ref[:80])
+    detail: dict[str, Any] = {} if device_id is not None else {"device_ref": shown}
 
     async def reject(kind: str, message: str, **extra: Any) -> DeviceUnauthorized:
         await record_security_event(
@@ -349,14 +352,17 @@ async def raise_panic(
             incident_id, status, received_at = fresh.id, fresh.status, fresh.received_at
             district = _district(fresh.district_code, fresh.district_name)
 
-    await update_health(pool=pool, device_id=device.id, battery_pct=body.battery_pct)
-    police = await nearest_places(
-        pool,
-        lat=device.store.lat,
-        lon=device.store.lon,
-        limit=NEAREST_POLICE_LIMIT,
-        kinds=[k.value for k in POLICE_KINDS],
-        tz=settings.local_timezone,
+    # Both after the commit, independent of each other: run them side by side.
+    _, police = await asyncio.gather(
+        update_health(pool=pool, device_id=device.id, battery_pct=body.battery_pct),
+        nearest_places(
+            pool,
+            lat=device.store.lat,
+            lon=device.store.lon,
+            limit=NEAREST_POLICE_LIMIT,
+            kinds=[k.value for k in POLICE_KINDS],
+            tz=settings.local_timezone,
+        ),
     )
     return PanicResult(
         created=created,

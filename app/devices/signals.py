@@ -9,6 +9,7 @@ unknown field or an unusable optional field is dropped, flagged on the incident 
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,7 +87,13 @@ def parse_signal(raw: bytes) -> ParsedSignal:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise _invalid((), "body must be a JSON object (UTF-8, no NaN)", "json_invalid") from None
+        # The stdlib also reads NaN literals, lone surrogates and (replaced) invalid UTF-8: a
+        # panic from a sloppy JSON encoder is still a panic. Strict types refuse such values
+        # later, field by field.
+        try:
+            data = json.loads(raw.decode("utf-8", errors="replace"))
+        except (ValueError, RecursionError):
+            raise _invalid((), "body must be a JSON object", "json_invalid") from None
     if not isinstance(data, dict):
         raise _invalid((), "body must be a JSON object", "model_type")
     try:
@@ -109,7 +116,9 @@ def _parse_panic(signal_type: SignalType, data: dict[str, Any]) -> ParsedSignal:
     parsed = ParsedSignal(SignalBody(type=signal_type))
     unknown = sorted(str(k) for k in data if k != "type" and k not in _OPTIONAL)
     for key in unknown[:20]:
-        parsed.warn("unknown_field", key[:64], "ignored")
+        # Printable only: the name is stored in JSONB, which refuses NUL and lone surrogates.
+        shown = "".join(c if c.isprintable() else "\ufffd" for c in key[:64])
+        parsed.warn("unknown_field", shown, "ignored")
     values: dict[str, Any] = {}
     for name in _OPTIONAL:
         if name not in data or data[name] is None:

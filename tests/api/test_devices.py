@@ -444,3 +444,39 @@ async def test_panic_is_accepted_and_flagged_when_redis_is_down_other_signals_wa
     assert "nonce_unchecked" in (await pool.fetchval("SELECT flags FROM incident"))
     assert heartbeat.status_code == 503
     assert heartbeat.json()["error"] == "ServiceUnavailable"
+
+
+@pytest.mark.parametrize("ref", ["a%00b", "%FF%FE", "x" * 300, "%E2%82%AC"])
+async def test_hostile_device_ref_is_a_recorded_401_never_a_500(client, pool, device, ref):
+    r = await send_signal(client, device, {"type": "panic"}, url=f"/v1/devices/{ref}/signals")
+    assert r.status_code == 401, r.text
+    assert await _security_kinds(pool) == ["device_unknown"]
+    stored = await pool.fetchval("SELECT detail->>'device_ref' FROM security_event")
+    assert len(stored) <= 80
+    assert "\x00" not in stored
+
+
+async def test_openapi_documents_the_signal_endpoint_with_its_headers(client):
+    spec = (await client.get("/openapi.json")).json()
+    op = spec["paths"]["/v1/devices/{device_id}/signals"]["post"]
+    headers = {p["name"] for p in op["parameters"] if p["in"] == "header"}
+    assert headers == {"X-Ansim-Timestamp", "X-Ansim-Nonce", "X-Ansim-Signature"}
+    assert "requestBody" in op
+    assert {"401", "422"} <= set(op["responses"])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type":"panic","a\\u0000b":1}',
+        b'{"type":"panic","\\ud800":"\\udfff"}',
+        b'{"type":"panic","battery_pct":NaN}',
+        b'{"type":"panic","note":"\xff\xfe"}',
+        b'{"type":"panic","firmware":"1.0\\u0000"}',
+    ],
+)
+async def test_hostile_bytes_in_a_panic_still_raise_the_incident(client, pool, device, raw):
+    r = await send_signal(client, device, raw)
+    assert r.status_code == 201, r.text
+    assert r.json()["warnings"]
+    assert await pool.fetchval("SELECT count(*) FROM incident") == 1
