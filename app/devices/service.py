@@ -9,7 +9,6 @@ session, because it goes through the timeline helper.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import time
@@ -28,7 +27,7 @@ from app.config import Settings
 from app.devices.signals import ParsedSignal, SignalType
 from app.errors import NotFound, Unauthorized
 from app.geo.nearest import nearest_places
-from app.incidents.store import NewIncident, insert_incident
+from app.incidents.store import Folded, NewIncident, StoredIncident, insert_incident
 from app.incidents.timeline import record
 from app.models import POLICE_KINDS, Incident
 from app.security import device_signature
@@ -315,9 +314,7 @@ async def raise_panic(
         )
 
     created = True
-    stored = None
-    with contextlib.suppress(asyncpg.UniqueViolationError):
-        stored = await insert_incident(pool, new(body.signal_id))
+    stored = await _insert(pool, new(body.signal_id))
     if stored is not None:
         incident_id, status, received_at = stored.id, stored.status, stored.received_at
         district = _district(stored.district_code, stored.district_name)
@@ -347,8 +344,9 @@ async def raise_panic(
             )
             flags.append("signal_id_reused")
             event_data["warnings"] = warnings
-            fresh = await insert_incident(pool, new(None))
-            assert fresh is not None
+            fresh = await _insert(pool, new(None))
+            if fresh is None:  # impossible: without a signal_id nothing can conflict
+                raise RuntimeError("button incident without signal_id was not inserted")
             incident_id, status, received_at = fresh.id, fresh.status, fresh.received_at
             district = _district(fresh.district_code, fresh.district_name)
 
@@ -378,6 +376,18 @@ async def raise_panic(
             "warnings": warnings,
         },
     )
+
+
+async def _insert(pool: asyncpg.Pool, new: NewIncident) -> StoredIncident | None:
+    """The stored incident, or ``None`` when this device already sent this signal_id."""
+    try:
+        # No fold window: folding is the phone's policy; a button's presses fold by signal_id.
+        stored = await insert_incident(pool, new)
+    except asyncpg.UniqueViolationError:
+        return None
+    if isinstance(stored, Folded):  # pragma: no cover - only with a fold window
+        raise RuntimeError("a button incident was folded without a fold window")
+    return stored
 
 
 def _district(code: str | None, name: str | None) -> dict[str, str] | None:
