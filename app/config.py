@@ -42,6 +42,13 @@ class Settings(BaseSettings):
 
     # Devices (panic buttons)
     device_clock_skew_s: int = 300
+    #: Redis key prefix for seen device nonces (kept for twice the clock-skew window).
+    device_nonce_prefix: str = "ansim:device-nonce:"
+    #: A button's ``cancel`` reaches its open incident received at most this long ago.
+    device_cancel_window_s: int = 300
+    #: A panic's ``signal_id`` folds retries into one incident while that incident is open or
+    #: younger than this; reused later (a firmware bug), it raises a new, flagged incident.
+    device_signal_id_ttl_s: int = 3600
 
     # Privacy
     #: How long the trail of a closed incident is kept (default 30 days).
