@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
+from app.devices.cli import devices_app
 from app.errors import AppError
+from app.geo.cli import districts_app, places_app
 
 T = TypeVar("T")
 
@@ -28,6 +30,9 @@ cli.add_typer(members_app, name="members")
 cli.add_typer(dispatchers_app, name="dispatchers")
 cli.add_typer(volunteers_app, name="volunteers")
 cli.add_typer(operators_app, name="operators")
+cli.add_typer(places_app, name="places")
+cli.add_typer(districts_app, name="districts")
+cli.add_typer(devices_app, name="devices")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,12 +2,23 @@
 
 from fastapi import APIRouter
 
-from app.api import admin, alerts, auth, console, devices, health, safe_places, volunteers
+from app.api import (
+    admin,
+    alerts,
+    auth,
+    console,
+    devices,
+    health,
+    me,
+    safe_places,
+    volunteers,
+)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(auth.router)
 api_router.include_router(alerts.router)
+api_router.include_router(me.router)
 api_router.include_router(devices.router)
 api_router.include_router(safe_places.router)
 api_router.include_router(console.router)
