@@ -53,22 +53,23 @@ async def test_redis_restart_while_sos_arrive_loses_nothing(
 ):
     district = await make_district("A", "District A", 126.90, 37.50, 126.95, 37.55)
     dispatcher = await make_staff("dispatcher", district_ids=(district,))
-    member = await make_member()
+    # One member per SOS: the intake folds a member's repeated SOS into her open alert.
+    members = [await make_member() for _ in range(7)]
     ids: list[str] = []
     async with httpx.AsyncClient(timeout=10) as http:
         async with Console(API_PORT, dispatcher.token) as con:
-            ids.append(await _post_sos(http, member))
+            ids.append(await _post_sos(http, members[0]))
             await con.wait_count(lambda m: m["type"] == "incident", 1, 5)
             cursor = con.cursor
         private_stack["redis"].kill()  # SIGKILL: Redis loses everything (no persistence)
         private_stack["redis"].popen.wait(5)
-        for _ in range(5):
+        for member in members[1:6]:
             ids.append(await _post_sos(http, member))  # accepted while Redis is down
         await asyncio.sleep(1)
         unpublished = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         assert unpublished >= 5
         private_stack["redis"] = await asyncio.to_thread(start_redis, REDIS_PORT)
-        ids.append(await _post_sos(http, member))
+        ids.append(await _post_sos(http, members[6]))
         async with Console(API_PORT, dispatcher.token, cursor=cursor) as con:
             got = await con.wait_count(
                 lambda m: m["type"] == "incident" and m["event"] == "reported", 6, 20
