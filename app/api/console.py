@@ -227,6 +227,35 @@ async def dead_letters(
 # -- WebSocket -------------------------------------------------------------------------------
 
 
+class _AccessLog:
+    """Promise 6 on the stream: each incident whose location a console was sent is logged in
+    ``location_access`` (once per connection), in small batches so the socket holds no
+    database connection between them."""
+
+    def __init__(self, pool: asyncpg.Pool, staff_id: uuid.UUID) -> None:
+        self.pool = pool
+        self.staff_id = staff_id
+        self.pending: set[uuid.UUID] = set()
+        self.logged: set[uuid.UUID] = set()
+        self.flushed_at = time.monotonic()
+
+    def note(self, incident: dict[str, Any] | None) -> None:
+        if incident and incident.get("lat") is not None:
+            incident_id = uuid.UUID(incident["id"])
+            if incident_id not in self.logged:
+                self.pending.add(incident_id)
+
+    async def flush(self, *, force: bool = False) -> None:
+        if not self.pending or (not force and time.monotonic() - self.flushed_at < 2):
+            return
+        ids, self.pending = list(self.pending), set()
+        self.logged.update(ids)
+        self.flushed_at = time.monotonic()
+        await log_location_access(
+            self.pool, staff_id=self.staff_id, incident_ids=ids, reason="console_stream"
+        )
+
+
 async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
     await ws.send_text(orjson.dumps(message).decode())
 
@@ -272,6 +301,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
         return staff.sees_district(entry.district_id)
 
     queue = hub.subscribe()  # before replay/snapshot, so nothing falls between them
+    access = _AccessLog(ws.app.state.pool, staff.id)
     try:
         await _send(
             ws,
@@ -301,17 +331,23 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
                 limit=1000,
             )
             await _send(ws, {"type": "snapshot", "cursor": cursor, "incidents": incidents})
+            for incident in incidents:
+                access.note(incident)
         last = console_log.cursor_key(cursor)
         for entry in replayed:
             if visible(entry):
                 await _send(ws, entry.message())
+                access.note(entry.body.get("incident"))
             last = console_log.cursor_key(entry.cursor)
             cursor = entry.cursor
-        await _live(ws, queue, visible, last, cursor, settings)
+        await access.flush(force=True)
+        await _live(ws, queue, visible, last, cursor, settings, access)
     except WebSocketDisconnect:
         pass
     finally:
         hub.unsubscribe(queue)
+        with contextlib.suppress(Exception):
+            await access.flush(force=True)
 
 
 async def _live(
@@ -321,6 +357,7 @@ async def _live(
     last: tuple[int, int],
     cursor: str,
     settings: Any,
+    access: _AccessLog,
 ) -> None:
     ends_at = time.monotonic() + settings.console_max_lifetime_s
     receiver = asyncio.create_task(_drain_client(ws))
@@ -339,6 +376,7 @@ async def _live(
                 )
             except TimeoutError:
                 await _send(ws, {"type": "ping", "cursor": cursor})
+                await access.flush(force=True)
                 continue
             if entry is None:
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "too_slow"})
@@ -350,6 +388,8 @@ async def _live(
             last, cursor = key, entry.cursor
             if visible(entry):
                 await _send(ws, entry.message())
+                access.note(entry.body.get("incident"))
+                await access.flush()
     finally:
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

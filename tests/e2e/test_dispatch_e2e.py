@@ -108,6 +108,19 @@ async def test_sos_reaches_its_district_console_and_not_the_others(stack, world,
         assert msg["incident"]["ack_deadline_at"] is not None
         await con_city.wait_for(reported(incident_id), 5)
         # Something for B arrives after, so B is provably live and still saw nothing of A's.
+        # Promise 6: a console that was sent her location has that read logged.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            logged = await pool.fetchval(
+                "SELECT count(*) FROM location_access WHERE incident_id = $1"
+                " AND staff_id = $2 AND reason = 'console_stream'",
+                incident_id,
+                world["disp_a"].id,
+            )
+            if logged:
+                break
+            await asyncio.sleep(0.1)
+        assert logged == 1
         other = await sos(pool, world["member"], IN_B)
         await con_b.wait_for(reported(other), 5)
         assert all(m["incident"]["id"] != str(incident_id) for m in con_b.incidents())
