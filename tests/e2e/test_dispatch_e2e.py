@@ -397,3 +397,21 @@ async def test_a_duress_cancel_escalates_at_once_through_the_real_intake(stack, 
         )
         assert m["data"]["reason"] == "duress_cancel"
         assert m["incident"]["duress"] is True and m["incident"]["status"] == "new"
+
+
+async def test_sigterm_drains_and_exits_cleanly_with_a_health_key_while_alive(
+    stack, world, redis, settings
+):
+    proc = start_dispatcher("e2e-drain", stack["env"])
+    key = f"{settings.stream_group}:health:e2e-drain"
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not await redis.exists(key):
+            await asyncio.sleep(0.1)
+        assert await redis.exists(key)
+        os.kill(proc.popen.pid, signal.SIGTERM)
+        rc = await asyncio.to_thread(proc.popen.wait, 15)
+        assert rc == 0
+        assert not await redis.exists(key)
+    finally:
+        proc.stop()
