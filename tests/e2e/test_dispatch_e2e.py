@@ -406,7 +406,7 @@ async def test_sigterm_drains_and_exits_cleanly_with_a_health_key_while_alive(
     key = f"{settings.stream_group}:health:e2e-drain"
     try:
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not await redis.exists(key):
+        while time.monotonic() < deadline and not await redis.exists(key):  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         assert await redis.exists(key)
         os.kill(proc.popen.pid, signal.SIGTERM)
