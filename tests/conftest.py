@@ -89,7 +89,9 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture(autouse=True)
-async def clean(pool: asyncpg.Pool, redis: Redis) -> None:
+async def clean(request: pytest.FixtureRequest, pool: asyncpg.Pool, redis: Redis) -> None:
+    if request.node.get_closest_marker("keep_db"):
+        return
     await pool.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
     await redis.flushdb()
 
