@@ -20,7 +20,10 @@ IN_A = {"lat": 37.52, "lon": 126.92, "accuracy_m": 8}
 
 
 @pytest.fixture
-async def private_stack(migrated):
+async def private_stack(migrated, app):
+    # The in-process test app shares this database but not this Redis: its relay would publish
+    # our rows to the other Redis. Pause it (one database, one Redis is the real deployment).
+    await app.state.relay.stop()
     redis_proc = await asyncio.to_thread(start_redis, REDIS_PORT)
     env = stack_env(
         redis_url=f"redis://127.0.0.1:{REDIS_PORT}/0",
@@ -36,6 +39,7 @@ async def private_stack(migrated):
         for key in ("d1", "api", "redis"):
             if key in procs:
                 procs[key].stop()
+        app.state.relay.start()
 
 
 async def _post_sos(http, member):
