@@ -25,6 +25,7 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
     StaffPrincipal,
+    kick_relay,
     staff_from_token,
 )
 from app.dispatch import console_log
@@ -135,9 +136,7 @@ async def _commit_and_kick(
 ) -> dict[str, Any]:
     # Commit here (not in the dependency's teardown) so the relay is kicked after the commit.
     await session.commit()
-    relay = getattr(request.app.state, "relay", None)
-    if relay is not None:
-        relay.kick()
+    kick_relay(request)
     summary = await incident_summary(pool, incident_id)
     assert summary is not None
     return summary

@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep
+from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
 from app.devices import service
 from app.devices.service import AuthenticatedDevice
 from app.devices.signals import PANIC_TYPES, SignalBody, SignalType, parse_signal
@@ -113,7 +113,7 @@ async def post_signal(
             pool=pool, settings=settings, device=device, signal=signal
         )
         if result.created:
-            _kick_relay(request)
+            kick_relay(request)
         return _json(result.body, 201 if result.created else 200)
     if not device.nonce_checked:
         # Without the nonce check a captured cancel could be replayed against a later, real
@@ -129,7 +129,7 @@ async def post_signal(
         # Commit here rather than in the dependency's teardown so the relay is kicked after it.
         await session.commit()
         if outcome.incident_id is not None:
-            _kick_relay(request)
+            kick_relay(request)
         extra = {
             "incident_id": str(outcome.incident_id) if outcome.incident_id else None,
             "status": outcome.status,
@@ -165,14 +165,6 @@ async def post_signal(
         },
         200,
     )
-
-
-def _kick_relay(request: Request) -> None:
-    """Publish the new outbox row now rather than at the relay's next sweep (the relay lives in
-    app/dispatch; it is absent in processes that run without it)."""
-    relay = getattr(request.app.state, "relay", None)
-    if relay is not None:
-        relay.kick()
 
 
 def _json(body: dict[str, Any], status_code: int) -> Response:

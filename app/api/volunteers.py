@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from app.api.deps import CurrentVolunteer, PoolDep, RedisDep, SessionDep, SettingsDep
+from app.api.deps import CurrentVolunteer, PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
 from app.dispatch import presence
 from app.errors import AppError, Conflict, NotFound
 from app.incidents import lifecycle, timeline
@@ -149,9 +149,7 @@ async def accept(
             data={"volunteer_id": str(volunteer.id), "name": volunteer.name},
         )
     await session.commit()
-    relay = getattr(request.app.state, "relay", None)
-    if relay is not None:
-        relay.kick()
+    kick_relay(request)
     summary = await incident_summary(pool, incident.id)
     return {
         "assignment": {"id": str(existing.id), "incident_id": str(incident.id)},
