@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "dispatch"
 CLOSED = ("resolved", "false_alarm", "cancelled")
+#: Timeline kinds that escalate at once, and whether we raise the level (the cancel endpoint
+#: already raised it for a duress cancel and for repeated wrong PINs).
+ESCALATING = {"duress": True, "duress_cancel": False, "wrong_pin_escalation": False}
 
 
 class PoisonEntry(ValueError):
@@ -111,7 +114,7 @@ async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record
             incident_id,
         )
     await conn.execute(
-        "UPDATE incident SET ack_deadline_at = received_at + make_interval(secs => $2)"
+        "UPDATE incident SET ack_deadline_at = received_at + make_interval(secs => $2::float8)"
         " WHERE id = $1 AND status = 'new' AND ack_deadline_at IS NULL",
         incident_id,
         s.ack_deadline_s,
@@ -207,9 +210,9 @@ async def _escalate(
 ) -> None:
     level = inc["escalation_level"] + (1 if bump else 0)
     await conn.execute(
-        "UPDATE incident SET escalation_level = $2, updated_at = now(),"
-        " ack_deadline_at = CASE WHEN status = 'new' AND $2 < $3"
-        "   THEN now() + make_interval(secs => $4) ELSE NULL END WHERE id = $1",
+        "UPDATE incident SET escalation_level = $2::int, updated_at = now(),"
+        " ack_deadline_at = CASE WHEN status = 'new' AND $2::int < $3::int"
+        "   THEN now() + make_interval(secs => $4::float8) ELSE NULL END WHERE id = $1",
         inc["id"],
         level,
         settings.escalation_max_levels,
@@ -235,10 +238,9 @@ async def handle(ctx: Context, entry: Entry) -> None:
                 await _route_new(ctx, conn, inc)
                 inc = await conn.fetchrow(_LOCK_SQL, entry.incident_id)
                 await _offer_volunteers(ctx, conn, inc, 0)
-            elif entry.kind in ("duress", "duress_cancel") and inc["status"] not in CLOSED:
-                # The cancel endpoint already raised the level for a duress cancel.
+            elif entry.kind in ESCALATING and inc["status"] not in CLOSED:
                 await _escalate(
-                    conn, ctx.settings, inc, reason="duress", bump=entry.kind == "duress"
+                    conn, ctx.settings, inc, reason=entry.kind, bump=ESCALATING[entry.kind]
                 )
             elif entry.kind == "escalated":
                 await _offer_volunteers(ctx, conn, inc, int(entry.payload.get("level", 1)))

@@ -160,7 +160,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("autoclaim failed (%s)", type(exc).__name__)
+                log.warning("autoclaim failed: %r", exc)
 
     async def _delivery_count(self, entry_id: bytes | str) -> int:
         rows = await self.redis.xpending_range(
@@ -181,7 +181,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("deadline sweep failed (%s)", type(exc).__name__)
+                log.warning("deadline sweep failed: %r", exc)
 
     @property
     def _health_key(self) -> str:

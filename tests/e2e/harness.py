@@ -231,21 +231,21 @@ class Console:
         with_cursor = [m["cursor"] for m in self.messages if m["type"] == "incident"]
         return with_cursor[-1] if with_cursor else None
 
-    async def wait_for(self, pred: Any, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, pred: Any, within: float) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             for m in self.messages:
                 if pred(m):
                     return m
             await asyncio.sleep(0.02)
-        raise AssertionError(f"no matching message in {timeout}s; got {self.messages[-5:]}")
+        raise AssertionError(f"no matching message in {within}s; got {self.messages[-5:]}")
 
-    async def wait_count(self, pred: Any, n: int, timeout: float) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
+    async def wait_count(self, pred: Any, n: int, within: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             found = [m for m in self.messages if pred(m)]
             if len(found) >= n:
                 return found
             await asyncio.sleep(0.02)
         found = [m for m in self.messages if pred(m)]
-        raise AssertionError(f"{len(found)} of {n} messages in {timeout}s")
+        raise AssertionError(f"{len(found)} of {n} messages in {within}s")
