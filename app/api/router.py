@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter
 
-from app.api import admin, alerts, auth, console, devices, health, safe_places, volunteers
+from app.api import (
+    admin,
+    alerts,
+    auth,
+    console,
+    devices,
+    health,
+    maps,
+    safe_places,
+    volunteers,
+    web,
+)
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -13,3 +24,5 @@ api_router.include_router(safe_places.router)
 api_router.include_router(console.router)
 api_router.include_router(volunteers.router)
 api_router.include_router(admin.router)
+api_router.include_router(maps.router)
+api_router.include_router(web.router)
