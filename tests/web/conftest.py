@@ -76,8 +76,9 @@ async def stack(migrated: None, settings: Any) -> AsyncIterator[Stack]:
         running.dispatchers = [start_dispatcher(f"web-d{n}", env) for n in (1, 2)]
         yield running
     finally:
-        for proc in [*running.dispatchers, running.api]:
+        for proc in running.dispatchers:
             proc.stop()
+        running.api.stop(timeout=3)  # uvicorn's graceful shutdown adds nothing to a test
 
 
 @pytest.fixture(scope="module")

@@ -247,13 +247,35 @@ async def test_the_console_scales_to_a_large_control_room_screen(
     stack: Stack, world: dict[str, Any], pages: Pages
 ) -> None:
     page = await sign_in(pages, world["disp_a"], width=2560, height=1440)
-    first = await post_sos(world["member"], IN_A)
-    second = await post_sos(world["member"], (IN_A[0] + 0.01, IN_A[1] + 0.01), silent=True)
-    for sos in (first, second):
-        await row(page, sos["incident_id"]).wait_for(timeout=3000)
-    await row(page, first["incident_id"]).click()
-    await page.locator("#timeline li").first.wait_for()
+    member = world["member"]
+    first = await post_sos(member, IN_A)
+    second = await post_sos(member, (IN_A[0] + 0.012, IN_A[1] + 0.01), silent=True)
+    third = await post_sos(member, (IN_A[0] - 0.01, IN_A[1] - 0.012))
+    async with httpx.AsyncClient(base_url=BASE) as http:
+        duress = await http.post(
+            f"/v1/alerts/{third['incident_id']}/cancel",
+            headers=member.headers,
+            json={"pin": member.duress_pin},
+        )
+        assert duress.status_code == 200
+        acked = await http.post(
+            f"/v1/console/incidents/{first['incident_id']}/ack",
+            headers=world["disp_a"].headers,
+            json={},
+        )
+        assert acked.status_code == 200
+    await row(page, third["incident_id"]).locator(".badge.duress").wait_for(timeout=5000)
+    await row(page, second["incident_id"]).wait_for(timeout=3000)
+    # Duress on top, then the unacknowledged one, then the acknowledged one.
+    order = await page.eval_on_selector_all(
+        "#incidents .incident", "els => els.map(e => e.dataset.id)"
+    )
+    assert order == [third["incident_id"], second["incident_id"], first["incident_id"]]
+    await row(page, third["incident_id"]).click()
+    await page.locator("#timeline li", has_text="duress").first.wait_for()
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     font = await page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)")
     assert font >= 18  # readable from across a control room
     await screenshot(page, "console-2560x1440")
+    await page.set_viewport_size({"width": 1366, "height": 768})
+    await screenshot(page, "console-live")

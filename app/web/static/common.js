@@ -96,13 +96,16 @@ const Ansim = (() => {
   }
 
   /** Districts (own ones highlighted) and places; returns the bounds of the own districts. */
-  function drawReference(map, reference, { ownDistrictIds = null, cityWide = false } = {}) {
+  function drawReference(map, reference, { ownDistrictIds = null, cityWide = false, light = false } = {}) {
     const own = (f) => cityWide || (ownDistrictIds && ownDistrictIds.has(f.properties.id));
     const districts = L.geoJSON(reference.districts, {
       interactive: false,
-      style: (f) => (own(f)
-        ? { color: '#7fb3ff', weight: 2, fillColor: '#1f3247', fillOpacity: 0.55 }
-        : { color: '#3b5068', weight: 1, fillColor: '#16202b', fillOpacity: 0.35, dashArray: '4 4' }),
+      style: (f) => {
+        if (light) return { color: '#5b7da3', weight: 1.5, fillColor: '#ffffff', fillOpacity: 0.6 };
+        return own(f)
+          ? { color: '#7fb3ff', weight: 2, fillColor: '#1f3247', fillOpacity: 0.55 }
+          : { color: '#3b5068', weight: 1, fillColor: '#16202b', fillOpacity: 0.35, dashArray: '4 4' };
+      },
       onEachFeature: (f, layer) => {
         layer.bindTooltip(f.properties.name, {
           permanent: true, direction: 'center', className: own(f) ? 'district-label own' : 'district-label',

@@ -677,7 +677,7 @@
 
   function toggleMute() {
     state.muted = !state.muted;
-    $('mute').textContent = state.muted ? '🔕 muted' : '🔔 sound on';
+    $('mute').textContent = state.muted ? 'Sound: MUTED' : 'Sound: on';
   }
 
   // --- sign-in ----------------------------------------------------------------------------

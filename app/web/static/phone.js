@@ -44,7 +44,7 @@
     $('silent-sos').disabled = false;
     if (!referenceDrawn) {
       referenceDrawn = true;
-      const drawn = Ansim.drawReference(map, res.data, { ownDistrictIds: null });
+      const drawn = Ansim.drawReference(map, res.data, { ownDistrictIds: null, light: true });
       if (drawn.bounds) map.fitBounds(drawn.bounds, { padding: [10, 10] });
     }
   }
