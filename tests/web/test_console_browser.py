@@ -41,6 +41,8 @@ async def world(make_district, make_staff, make_member, make_place) -> dict[str,
         "disp_a2": disp_a2,
         "disp_b": disp_b,
         "member": await make_member(),
+        # A member's second SOS while her first is open joins it: other women raise the others.
+        "others": [await make_member() for _ in range(2)],
     }
 
 
@@ -147,7 +149,7 @@ async def test_a_dispatcher_of_another_district_does_not_see_it(
     lee = await sign_in(pages, world["disp_b"])
     kim = await sign_in(pages, world["disp_a"])
     in_a = await post_sos(world["member"], IN_A)
-    in_b = await post_sos(world["member"], IN_B)
+    in_b = await post_sos(world["others"][0], IN_B)
     await row(kim, in_a["incident_id"]).wait_for(timeout=3000)
     # B's own incident arrives after A's, so Lee's console was provably live when A's passed.
     await row(lee, in_b["incident_id"]).wait_for(timeout=3000)
@@ -248,8 +250,8 @@ async def test_the_console_scales_to_a_large_control_room_screen(
 ) -> None:
     page = await sign_in(pages, world["disp_a"], width=2560, height=1440)
     member = world["member"]
-    first = await post_sos(member, IN_A)
-    second = await post_sos(member, (IN_A[0] + 0.012, IN_A[1] + 0.01), silent=True)
+    first = await post_sos(world["others"][0], IN_A)
+    second = await post_sos(world["others"][1], (IN_A[0] + 0.012, IN_A[1] + 0.01), silent=True)
     third = await post_sos(member, (IN_A[0] - 0.01, IN_A[1] - 0.012))
     async with httpx.AsyncClient(base_url=BASE) as http:
         duress = await http.post(
