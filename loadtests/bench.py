@@ -531,23 +531,54 @@ async def measure(
     cpu_groups: dict[str, list[int]],
     burst: tuple[float, float] | None = None,
     refresh: Any = None,
+    spy_dir: Path | None = None,
 ) -> dict[str, Any]:
     offsets = schedule(segments)
     await openloop.run(target, schedule([(20, 2)]), drain_timeout_s=5)  # warm-up, discarded
     gc.collect()
     gc.disable()
     meter = CpuMeter(cpu_groups)
+    spies = _start_py_spy(spy_dir, cpu_groups, offsets) if spy_dir else []
     meter.start()
     try:
         data = await openloop.run(target, offsets)
     finally:
         gc.enable()
+        for spy in spies:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(30)
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait(5)
     late = await refresh() if refresh else None
     cpu = meter.stop(late)
     result = analyse(data, offsets, burst)
     result["cpu"] = cpu
     result["segments"] = segments
     return result
+
+
+def _start_py_spy(
+    spy_dir: Path, groups: dict[str, list[int]], offsets: list[int]
+) -> list[subprocess.Popen[bytes]]:
+    """Sample the API workers and dispatchers for the length of the run (collapsed stacks)."""
+    spy_dir.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).parent / "py-spy"
+    dur = max(1, int(offsets[-1] / 1e9) if offsets else 1)
+    out = []
+    for group in ("api", "dispatchers"):
+        for pid in groups.get(group, []):
+            out.append(
+                subprocess.Popen(
+                    [str(exe), "record", "--pid", str(pid), "--duration", str(dur), "--rate",
+                     "200", "--format", "raw", "--nonblocking", "-o",
+                     str(spy_dir / f"{group}-{pid}.txt")],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+    time.sleep(0.5)
+    return out
 
 
 # --- profiles -------------------------------------------------------------------------------
@@ -616,6 +647,7 @@ async def run_target(
                     await groups(),
                     p.get("burst"),
                     groups,
+                    (args.out_dir / f"pyspy-{name}") if args.py_spy and which == "ansim" else None,
                 )
                 results[name] = res
                 _print_one(which, name, res)
@@ -804,6 +836,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke-s", type=float, default=3)
     p.add_argument("--no-ceiling", action="store_true", help="measure our stack only")
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument(
+        "--py-spy", action="store_true", help="sample our API and dispatchers (collapsed stacks)"
+    )
     p.add_argument("--out", type=Path, default=None, help="default artifacts/bench/<time>")
     a = p.parse_args(argv)
     chosen = a.profile or ["all"]
@@ -814,6 +849,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or ROOT / "artifacts" / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
+    args.out_dir = out
     logdir = out / "logs"
     logdir.mkdir(exist_ok=True)
     env = dict(os.environ)
@@ -838,7 +874,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "when": datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
         "config": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "todo"
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+            if k not in ("todo", "out_dir")
         },
     }
     results["ansim"] = await run_target("ansim", args, env, logdir, creds, args.todo)

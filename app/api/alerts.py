@@ -106,6 +106,11 @@ async def raise_sos(
     data = load_json_object(await request.body())
     sos = parse_sos(data, settings, now=datetime.now(UTC))
     result = await alerts.raise_alert(pool=pool, settings=settings, member_id=member_id, sos=sos)
+    if result.created:
+        # Committed: publish now rather than on the relay's next sweep (up to a second later).
+        relay = getattr(request.app.state, "relay", None)
+        if relay is not None:
+            relay.kick()
     return Response(
         orjson.dumps(result.body),
         status_code=201 if result.created else 200,
