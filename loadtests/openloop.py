@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
 
 now = time.monotonic_ns
 
@@ -168,21 +169,35 @@ async def run(
     readies = [asyncio.Event() for _ in range(k)]
 
     async def console(i: int) -> None:
-        try:
-            async with ws_connect(target.ws_urls[i], max_queue=None, max_size=None) as ws:
-                if not target.greets:
-                    readies[i].set()
-                async for m in ws:
-                    t = now()
-                    readies[i].set()
-                    iid = target.id_from_console(m)
-                    if iid is not None:
-                        data.recv[i].setdefault(iid, t)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            data.console_failures.append(f"console {i}: {exc!r}")
-            readies[i].set()
+        url, cursor = target.ws_urls[i], None
+        for _attempt in range(20):
+            try:
+                async with ws_connect(url, max_queue=None, max_size=None) as ws:
+                    if not target.greets:
+                        readies[i].set()
+                    async for m in ws:
+                        t = now()
+                        readies[i].set()
+                        iid = target.id_from_console(m)
+                        if iid is not None:
+                            data.recv[i].setdefault(iid, t)
+                        if target.greets:
+                            cursor = orjson.loads(m).get("cursor") or cursor
+                return
+            except asyncio.CancelledError:
+                raise
+            except ConnectionClosed as exc:
+                # The protocol: a console told to reconnect (too slow, max lifetime) resumes
+                # from its last cursor and misses nothing.
+                data.console_failures.append(f"console {i}: {exc!r}")
+                if not (target.greets and cursor and exc.rcvd and exc.rcvd.code in (4000, 4008)):
+                    break
+                sep = "&" if "?" in target.ws_urls[i] else "?"
+                url = f"{target.ws_urls[i]}{sep}cursor={cursor}"
+            except Exception as exc:
+                data.console_failures.append(f"console {i}: {exc!r}")
+                break
+        readies[i].set()
 
     ctasks = [asyncio.create_task(console(i)) for i in range(k)]
     try:

@@ -38,7 +38,9 @@ def main() -> None:
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in open(a.file, encoding="utf-8", errors="replace"):
+    with open(a.file, encoding="utf-8", errors="replace") as fh:
+        lines = fh.readlines()
+    for line in lines:
         stack, _, n = line.rstrip("\n").rpartition(" ")
         if not stack:
             continue
