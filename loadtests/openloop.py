@@ -74,8 +74,8 @@ class Target:
     make_body: Callable[[int, random.Random], bytes]
     headers_for: Callable[[int], bytes]
     id_from_response: Callable[[bytes], str]
-    #: The SOS id a console message announces (None for other messages).
-    id_from_console: Callable[[bytes | str], str | None]
+    #: The SOS ids a console message announces.
+    id_from_console: Callable[[bytes | str], list[str]]
     #: Whether consoles get a greeting first (ours: hello); ready means greeted.
     greets: bool = False
 
@@ -97,11 +97,13 @@ def ours(host: str, port: int, member_tokens: list[str], console_tokens: list[st
             }
         )
 
-    def from_console(msg: bytes | str) -> str | None:
+    def from_console(msg: bytes | str) -> list[str]:
         d = orjson.loads(msg)
         if d.get("type") == "incident" and d.get("event") == "reported":
-            return str(d["incident"]["id"])
-        return None
+            return [str(d["incident"]["id"])]
+        if d.get("type") == "snapshot":  # the protocol: a snapshot carries incidents too
+            return [str(i["id"]) for i in d["incidents"]]
+        return []
 
     return Target(
         name="ansim",
@@ -131,7 +133,7 @@ def ceiling(host: str, api_port: int, dispatch_port: int, consoles: int) -> Targ
         make_body=body,
         headers_for=lambda i: b"",
         id_from_response=lambda data: str(orjson.loads(data)["incident_id"]),
-        id_from_console=lambda msg: str(orjson.loads(msg)["alert"]["incident_id"]),
+        id_from_console=lambda msg: [str(orjson.loads(msg)["alert"]["incident_id"])],
     )
 
 
@@ -178,8 +180,7 @@ async def run(
                     async for m in ws:
                         t = now()
                         readies[i].set()
-                        iid = target.id_from_console(m)
-                        if iid is not None:
+                        for iid in target.id_from_console(m):
                             data.recv[i].setdefault(iid, t)
                         if target.greets:
                             cursor = orjson.loads(m).get("cursor") or cursor
