@@ -293,16 +293,23 @@ class Stack:
                     out.extend(c.pid for c in psutil.Process(p.pid).children(recursive=True))
         return out
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
+        children = []
         for p in self.procs.values():
             if p.poll() is None:
+                with contextlib.suppress(psutil.Error):
+                    children.extend(psutil.Process(p.pid).children(recursive=True))
                 p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
         for p in self.procs.values():
             try:
-                p.wait(15)
+                p.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
+        for c in children:  # uvicorn's worker processes, if their supervisor was killed
+            with contextlib.suppress(psutil.Error):
+                c.kill()
         self.procs.clear()
 
     def check_alive(self) -> None:
@@ -579,9 +586,11 @@ async def measure(
     burst: tuple[float, float] | None = None,
     refresh: Any = None,
     spy_dir: Path | None = None,
+    warmup_s: float = 2.0,
 ) -> dict[str, Any]:
     offsets = schedule(segments)
-    await openloop.run(target, schedule([(20, 2)]), drain_timeout_s=5)  # warm-up, discarded
+    if warmup_s > 0:  # connections, caches and plans; discarded
+        await openloop.run(target, schedule([(20, warmup_s)]), drain_timeout_s=5)
     gc.collect()
     gc.disable()
     meter = CpuMeter(cpu_groups)
@@ -666,7 +675,9 @@ async def run_target(
     prof = profiles(args)
     redis_url = env["REDIS_URL"] if which == "ansim" else env["CEILING_REDIS"]
     await flush_redis(redis_url)
+    t0 = time.monotonic()
     stack = start_ours(args, env, logdir) if which == "ansim" else start_ceiling(args, env, logdir)
+    print(f"[{which}] up in {time.monotonic() - t0:.1f}s", flush=True)
     dbname = args.db_url.rsplit("/", 1)[1] if which == "ansim" else "ceiling"
     db_url = args.db_url if which == "ansim" else env["CEILING_DSN"]
 
@@ -702,6 +713,7 @@ async def run_target(
                     p.get("burst"),
                     groups,
                     (args.out_dir / f"pyspy-{name}") if args.py_spy and which == "ansim" else None,
+                    args.warmup_s,
                 )
                 results[name] = res
                 _print_one(which, name, res)
@@ -717,7 +729,9 @@ async def run_target(
                 results["sweep"] = await _sweep(which, args, target, groups)
             stack.check_alive()
     finally:
+        t0 = time.monotonic()
         stack.stop()
+        print(f"[{which}] stopped in {time.monotonic() - t0:.1f}s", flush=True)
     return results
 
 
@@ -899,6 +913,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-rates", type=lambda s: [float(x) for x in s.split(",")],
                    default=[300, 600, 900, 1200, 1500])  # fmt: skip
     p.add_argument("--sweep-s", type=float, default=10)
+    p.add_argument("--warmup-s", type=float, default=2.0, help="20/s before each run, discarded")
     p.add_argument("--smoke-rate", type=float, default=20)
     p.add_argument("--smoke-s", type=float, default=3)
     p.add_argument("--no-ceiling", action="store_true", help="measure our stack only")
@@ -942,6 +957,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             # No acknowledging consoles in the measured runs: without this, every unacknowledged
             # SOS escalates after 15 s and the run measures escalations too.
             "ANSIM_ACK_DEADLINE_S": "3600",
+            # A console socket closed by the client is noticed only at the next ping (the
+            # server's _live loop); a short interval lets the API shut down promptly.
+            "ANSIM_CONSOLE_PING_S": "2",
         }
     )
     env.update(kv.split("=", 1) for kv in args.env)  # type: ignore[misc]
