@@ -68,7 +68,7 @@ async def raise_alert(
 ) -> RaisedAlert:
     """Commit the incident (with its timeline event and outbox row), then answer with the
     nearest open safe places. A known ``client_alert_id`` replays the first answer."""
-    stored = await insert_incident(
+    insert = insert_incident(
         pool,
         NewIncident(
             source="app",
@@ -87,6 +87,10 @@ async def raise_alert(
             event_data={"flags": list(sos.flags)} if sos.flags else {},
         ),
     )
+    # The nearest places do not depend on the insert: both run at once (on two pooled
+    # connections), so an SOS waits for the slower of the two rather than for their sum. The
+    # answer still leaves only after the commit.
+    stored, places = await asyncio.gather(insert, _places_json(pool, settings, sos.lat, sos.lon))
     warnings = [w.as_json() for w in sos.warnings]
     if stored is not None:
         body = {
@@ -94,7 +98,7 @@ async def raise_alert(
             "status": stored.status,
             "received_at": stored.received_at.isoformat(),
             "district": _district_json(stored.district_code, stored.district_name),
-            "nearest_safe_places": await _places_json(pool, settings, sos.lat, sos.lon),
+            "nearest_safe_places": places,
             "flags": list(sos.flags),
             "warnings": warnings,
         }
@@ -108,7 +112,9 @@ async def raise_alert(
         "status": member_status(row["status"], row["member_cancelled_at"]),
         "received_at": row["received_at"].isoformat(),
         "district": _district_json(row["district_code"], row["district_name"]),
-        "nearest_safe_places": await _places_json(pool, settings, row["lat"], row["lon"]),
+        "nearest_safe_places": places
+        if (row["lat"], row["lon"]) == (sos.lat, sos.lon)
+        else await _places_json(pool, settings, row["lat"], row["lon"]),
         "flags": list(sos.flags),
         "warnings": warnings,
     }
