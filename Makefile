@@ -15,7 +15,7 @@ run: setup            ## migrate, seed the demo city, serve on http://127.0.0.1:
 	scripts/ensure_db.sh $(DATABASE_URL)
 	$(VENV)/ansim db upgrade
 	$(VENV)/ansim demo
-	$(VENV)/ansim serve
+	$(VENV)/ansim serve --dispatchers 1
 
 test:                 ## everything the tests need, then the whole suite
 	scripts/setup.sh --browser

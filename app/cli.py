@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -13,7 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
+from app.devices.cli import devices_app
+from app.dispatch.cli import dead_letters, dispatcher, relay
 from app.errors import AppError
+from app.geo.cli import districts_app, places_app
 
 T = TypeVar("T")
 
@@ -28,6 +32,12 @@ cli.add_typer(members_app, name="members")
 cli.add_typer(dispatchers_app, name="dispatchers")
 cli.add_typer(volunteers_app, name="volunteers")
 cli.add_typer(operators_app, name="operators")
+cli.add_typer(places_app, name="places")
+cli.add_typer(districts_app, name="districts")
+cli.add_typer(devices_app, name="devices")
+cli.command("dispatcher")(dispatcher)
+cli.command("relay")(relay)
+cli.command("dead-letters")(dead_letters)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,21 +206,39 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    dispatchers: Annotated[
+        int, typer.Option(help="Dispatcher processes to run beside the API (stopped with it)")
+    ] = 0,
 ) -> None:
-    """Run the API (uvicorn with uvloop and httptools)."""
+    """Run the API (uvicorn with uvloop and httptools), optionally with dispatchers."""
+    import subprocess
+
     import uvicorn
 
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        backlog=2048,
-    )
+    children = [
+        subprocess.Popen([sys.executable, "-m", "app.cli", "dispatcher"])
+        for _ in range(dispatchers)
+    ]
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            backlog=2048,
+        )
+    finally:
+        for child in children:
+            child.terminate()  # SIGTERM: dispatchers drain their in-flight entries
+        for child in children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def main() -> None:

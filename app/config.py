@@ -35,11 +35,32 @@ class Settings(BaseSettings):
     poor_accuracy_m: float = 200.0
     #: A fix older than this (seconds) when the SOS arrives is flagged as stale.
     stale_location_s: float = 300.0
+    #: A member's new SOS while her alert is open (and younger than this) joins that alert.
+    sos_fold_window_s: float = 600.0
     #: Wrong cancel PINs in a row that escalate the incident.
     max_wrong_pins: int = 3
 
     # Devices (panic buttons)
     device_clock_skew_s: int = 300
+    #: Redis key prefix for seen device nonces (kept for twice the clock-skew window).
+    device_nonce_prefix: str = "ansim:device-nonce:"
+    #: A button's ``cancel`` reaches its open incident received at most this long ago.
+    device_cancel_window_s: int = 300
+    #: A panic's ``signal_id`` folds retries into one incident while that incident is open or
+    #: younger than this; reused later (a firmware bug), it raises a new, flagged incident.
+    device_signal_id_ttl_s: int = 3600
+
+    # Privacy
+    #: How long the trail of a closed incident is kept (default 30 days).
+    trail_retention_s: float = 30 * 24 * 3600
+    retention_interval_s: float = 3600
+
+    # Abuse limits (never applied to raising an alert)
+    rate_limit_per_credential_per_min: int = 600
+    rate_limit_per_ip_per_min: int = 3000
+    rate_limit_login_per_ip_per_min: int = 20
+    #: Prefix for every Redis key this service writes (streams excepted: they are named).
+    redis_prefix: str = "ansim:"
 
     # Staff sessions
     staff_token_ttl_s: int = 12 * 3600

@@ -92,11 +92,11 @@ _HTTP_NAMES = {
     429: "TooManyRequests",
 }
 
+# Connection-level failures only: a DataError (also an asyncpg InterfaceError) is our bug.
 _UNAVAILABLE = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.exceptions.AdminShutdownError,
     InterfaceError,
@@ -144,7 +144,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _unavailable(exc: BaseException) -> Response:
-    log.warning("dependency unavailable: %s", type(exc).__name__)
+    log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
     return error_response(
         503,
         "ServiceUnavailable",

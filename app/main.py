@@ -17,6 +17,7 @@ from app.dispatch.console_log import ConsoleHub
 from app.dispatch.relay import OutboxRelay
 from app.errors import error_response, install_error_handlers
 from app.redis import create_redis
+from app.security.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -105,5 +106,6 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
     )
     install_error_handlers(app)
     app.include_router(api_router)
+    app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -68,9 +68,9 @@ async def migrated(settings: Settings) -> None:
 # Tables with mutable state, emptied before each test. Reference data (districts, places) too:
 # tests seed what they need.
 _TABLES = (
-    "location_access, delivery_attempt, assignment, offer, outbox, location_point, "
-    "incident_event, incident, security_event, device, guardian, member_token, member, "
-    "staff_token, staff_district, staff, safe_place, district"
+    "dispatch_receipt, location_access, delivery_attempt, assignment, offer, outbox, "
+    "location_point, incident_event, incident, security_event, device, guardian, member_token, "
+    "member, staff_token, staff_district, staff, safe_place, district"
 )
 
 
@@ -89,7 +89,9 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture(autouse=True)
-async def clean(pool: asyncpg.Pool, redis: Redis) -> None:
+async def clean(request: pytest.FixtureRequest, pool: asyncpg.Pool, redis: Redis) -> None:
+    if request.node.get_closest_marker("keep_db"):
+        return
     await pool.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
     await redis.flushdb()
 

@@ -14,14 +14,15 @@ from app.security.tokens import hash_token
 
 
 def ansim(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        check=check,
         env=os.environ.copy(),
     )
+    assert not check or done.returncode == 0, done.stderr
+    return done
 
 
 async def test_members_create_prints_a_working_token_once(client, pool):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.api.deps import CurrentMember, PoolDep, SessionDep, SettingsDep
+from app.api.deps import CurrentMember, PoolDep, SessionDep, SettingsDep, kick_relay
 from app.api.schemas import StrictModel
 from app.errors import error_response
 from app.incidents import alerts
@@ -106,11 +106,7 @@ async def raise_sos(
     data = load_json_object(await request.body())
     sos = parse_sos(data, settings, now=datetime.now(UTC))
     result = await alerts.raise_alert(pool=pool, settings=settings, member_id=member_id, sos=sos)
-    if result.created:
-        # Committed: publish now rather than on the relay's next sweep (up to a second later).
-        relay = getattr(request.app.state, "relay", None)
-        if relay is not None:
-            relay.kick()
+    kick_relay(request)
     return Response(
         orjson.dumps(result.body),
         status_code=201 if result.created else 200,
@@ -142,7 +138,11 @@ class TrailOut(BaseModel):
     responses={404: {"description": "No such alert of this member"}},
 )
 async def add_locations(
-    incident_id: uuid.UUID, body: TrailIn, member_id: CurrentMember, pool: PoolDep
+    incident_id: uuid.UUID,
+    body: TrailIn,
+    request: Request,
+    member_id: CurrentMember,
+    pool: PoolDep,
 ) -> dict[str, Any]:
     points = [
         alerts.TrailPoint(p.lat, p.lon, p.accuracy_m, _aware(p.captured_at)) for p in body.points
@@ -150,6 +150,7 @@ async def add_locations(
     stored = await alerts.add_trail(
         pool=pool, member_id=member_id, incident_id=incident_id, points=points
     )
+    kick_relay(request)
     return {"incident_id": incident_id, "stored": stored}
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import orjson
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import (
@@ -25,8 +25,10 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
     StaffPrincipal,
+    kick_relay,
     staff_from_token,
 )
+from app.api.schemas import StrictModel
 from app.dispatch import console_log
 from app.dispatch.console_log import ConsoleEntry, ConsoleHub
 from app.dispatch.worker import read_dead_letters
@@ -43,21 +45,17 @@ from app.models import Assignment, Staff
 router = APIRouter(prefix="/v1/console", tags=["console"])
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class AckIn(Strict):
+class AckIn(StrictModel):
     pass
 
 
-class AssignIn(Strict):
+class AssignIn(StrictModel):
     kind: Literal["unit", "volunteer"]
     unit: str | None = Field(None, min_length=1, max_length=64)
     volunteer_id: uuid.UUID | None = None
 
 
-class StatusIn(Strict):
+class StatusIn(StrictModel):
     status: Literal["responding", "on_scene", "resolved", "false_alarm"]
     disposition: str | None = Field(None, max_length=500)
 
@@ -135,9 +133,7 @@ async def _commit_and_kick(
 ) -> dict[str, Any]:
     # Commit here (not in the dependency's teardown) so the relay is kicked after the commit.
     await session.commit()
-    relay = getattr(request.app.state, "relay", None)
-    if relay is not None:
-        relay.kick()
+    kick_relay(request)
     summary = await incident_summary(pool, incident_id)
     assert summary is not None
     return summary
@@ -227,6 +223,35 @@ async def dead_letters(
 # -- WebSocket -------------------------------------------------------------------------------
 
 
+class _AccessLog:
+    """Promise 6 on the stream: each incident whose location a console was sent is logged in
+    ``location_access`` (once per connection), in small batches so the socket holds no
+    database connection between them."""
+
+    def __init__(self, pool: asyncpg.Pool, staff_id: uuid.UUID) -> None:
+        self.pool = pool
+        self.staff_id = staff_id
+        self.pending: set[uuid.UUID] = set()
+        self.logged: set[uuid.UUID] = set()
+        self.flushed_at = time.monotonic()
+
+    def note(self, incident: dict[str, Any] | None) -> None:
+        if incident and incident.get("lat") is not None:
+            incident_id = uuid.UUID(incident["id"])
+            if incident_id not in self.logged:
+                self.pending.add(incident_id)
+
+    async def flush(self, *, force: bool = False) -> None:
+        if not self.pending or (not force and time.monotonic() - self.flushed_at < 2):
+            return
+        ids, self.pending = list(self.pending), set()
+        self.logged.update(ids)
+        self.flushed_at = time.monotonic()
+        await log_location_access(
+            self.pool, staff_id=self.staff_id, incident_ids=ids, reason="console_stream"
+        )
+
+
 async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
     await ws.send_text(orjson.dumps(message).decode())
 
@@ -272,6 +297,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
         return staff.sees_district(entry.district_id)
 
     queue = hub.subscribe()  # before replay/snapshot, so nothing falls between them
+    access = _AccessLog(ws.app.state.pool, staff.id)
     try:
         await _send(
             ws,
@@ -301,17 +327,23 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
                 limit=1000,
             )
             await _send(ws, {"type": "snapshot", "cursor": cursor, "incidents": incidents})
+            for incident in incidents:
+                access.note(incident)
         last = console_log.cursor_key(cursor)
         for entry in replayed:
             if visible(entry):
                 await _send(ws, entry.message())
+                access.note(entry.body.get("incident"))
             last = console_log.cursor_key(entry.cursor)
             cursor = entry.cursor
-        await _live(ws, queue, visible, last, cursor, settings)
+        await access.flush(force=True)
+        await _live(ws, queue, visible, last, cursor, settings, access)
     except WebSocketDisconnect:
         pass
     finally:
         hub.unsubscribe(queue)
+        with contextlib.suppress(Exception):
+            await access.flush(force=True)
 
 
 async def _live(
@@ -321,6 +353,7 @@ async def _live(
     last: tuple[int, int],
     cursor: str,
     settings: Any,
+    access: _AccessLog,
 ) -> None:
     ends_at = time.monotonic() + settings.console_max_lifetime_s
     receiver = asyncio.create_task(_drain_client(ws))
@@ -339,6 +372,7 @@ async def _live(
                 )
             except TimeoutError:
                 await _send(ws, {"type": "ping", "cursor": cursor})
+                await access.flush(force=True)
                 continue
             if entry is None:
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "too_slow"})
@@ -350,6 +384,8 @@ async def _live(
             last, cursor = key, entry.cursor
             if visible(entry):
                 await _send(ws, entry.message())
+                access.note(entry.body.get("incident"))
+                await access.flush()
     finally:
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

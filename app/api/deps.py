@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import session_scope
 from app.errors import Forbidden, Unauthorized
+from app.incidents.timeline import OUTBOX_WRITTEN
 from app.security.tokens import hash_token
 
 
@@ -41,10 +41,24 @@ async def get_http(request: Request) -> httpx.AsyncClient:
     return http
 
 
+def kick_relay(request: Request) -> None:
+    """Publish freshly committed outbox rows now rather than at the relay's next sweep."""
+    request.app.state.relay.kick()
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One unit of work: commit on success (then kick the relay if the outbox was written),
+    roll back on error. Services only flush."""
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async for session in session_scope(maker):
-        yield session
+    async with maker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+        if session.info.get(OUTBOX_WRITTEN):
+            kick_relay(request)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]

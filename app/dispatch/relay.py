@@ -97,6 +97,7 @@ class OutboxRelay:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "dispatch"
 CLOSED = ("resolved", "false_alarm", "cancelled")
+#: Timeline kinds that escalate at once, and whether we raise the level (the cancel endpoint
+#: already raised it for a duress cancel and for repeated wrong PINs).
+ESCALATING = {"duress": True, "duress_cancel": False, "wrong_pin_escalation": False}
 
 
 class PoisonEntry(ValueError):
@@ -110,22 +113,16 @@ async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record
                FROM safe_place p WHERE p.id = i.safe_place_id AND i.id = $1""",
             incident_id,
         )
-    await conn.execute(
-        "UPDATE incident SET ack_deadline_at = received_at + make_interval(secs => $2)"
-        " WHERE id = $1 AND status = 'new' AND ack_deadline_at IS NULL",
+    code = await conn.fetchval(
+        "UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new'"
+        "   AND ack_deadline_at IS NULL THEN received_at + make_interval(secs => $2::float8)"
+        "   ELSE ack_deadline_at END"
+        " WHERE id = $1 RETURNING (SELECT d.code FROM district d WHERE d.id = i.district_id)",
         incident_id,
         s.ack_deadline_s,
     )
-    row = await conn.fetchrow(
-        "SELECT i.district_id, d.code FROM incident i LEFT JOIN district d"
-        " ON d.id = i.district_id WHERE i.id = $1",
-        incident_id,
-    )
     await _event(
-        conn,
-        incident_id,
-        "routed",
-        {"channel": f"district:{row['code']}" if row["district_id"] else "city_wide"},
+        conn, incident_id, "routed", {"channel": f"district:{code}" if code else "city_wide"}
     )
     await _link(ctx, conn, inc)
 
@@ -166,27 +163,27 @@ async def _offer_volunteers(
     s = ctx.settings
     if not inc["located"] or inc["status"] in CLOSED:
         return
-    assigned = await conn.fetchval(
-        "SELECT count(*) FROM assignment WHERE incident_id = $1 AND kind = 'volunteer'", inc["id"]
-    )
-    if assigned >= s.volunteers_needed:
-        return
-    offered = {
-        r["volunteer_id"]
-        for r in await conn.fetch(
-            "SELECT volunteer_id FROM offer WHERE incident_id = $1", inc["id"]
-        )
-    }
     radius = s.volunteer_radius_m * s.volunteer_radius_growth**level
-    found = await presence.nearest(
+    # Redis first: most of the time nobody is near, and then the database is not asked.
+    nearby = await presence.nearest(
         ctx.redis,
         s,
         lat=inc["lat"],
         lon=inc["lon"],
         radius_m=radius,
-        count=s.volunteers_offered,
-        exclude=offered,
+        count=s.volunteers_offered * 3,
+        exclude=set(),
     )
+    if not nearby:
+        return
+    assigned = await conn.fetchval(
+        "SELECT count(*) FROM assignment WHERE incident_id = $1 AND kind = 'volunteer'", inc["id"]
+    )
+    if assigned >= s.volunteers_needed:
+        return
+    offers = await conn.fetch("SELECT volunteer_id FROM offer WHERE incident_id = $1", inc["id"])
+    offered = {r["volunteer_id"] for r in offers}
+    found = [(vid, dist) for vid, dist in nearby if vid not in offered][: s.volunteers_offered]
     if not found:
         return
     await conn.executemany(
@@ -207,9 +204,9 @@ async def _escalate(
 ) -> None:
     level = inc["escalation_level"] + (1 if bump else 0)
     await conn.execute(
-        "UPDATE incident SET escalation_level = $2, updated_at = now(),"
-        " ack_deadline_at = CASE WHEN status = 'new' AND $2 < $3"
-        "   THEN now() + make_interval(secs => $4) ELSE NULL END WHERE id = $1",
+        "UPDATE incident SET escalation_level = $2::int, updated_at = now(),"
+        " ack_deadline_at = CASE WHEN status = 'new' AND $2::int < $3::int"
+        "   THEN now() + make_interval(secs => $4::float8) ELSE NULL END WHERE id = $1",
         inc["id"],
         level,
         settings.escalation_max_levels,
@@ -235,10 +232,9 @@ async def handle(ctx: Context, entry: Entry) -> None:
                 await _route_new(ctx, conn, inc)
                 inc = await conn.fetchrow(_LOCK_SQL, entry.incident_id)
                 await _offer_volunteers(ctx, conn, inc, 0)
-            elif entry.kind in ("duress", "duress_cancel") and inc["status"] not in CLOSED:
-                # The cancel endpoint already raised the level for a duress cancel.
+            elif entry.kind in ESCALATING and inc["status"] not in CLOSED:
                 await _escalate(
-                    conn, ctx.settings, inc, reason="duress", bump=entry.kind == "duress"
+                    conn, ctx.settings, inc, reason=entry.kind, bump=ESCALATING[entry.kind]
                 )
             elif entry.kind == "escalated":
                 await _offer_volunteers(ctx, conn, inc, int(entry.payload.get("level", 1)))
@@ -271,6 +267,8 @@ async def _publish_to_console(ctx: Context, entry: Entry) -> None:
 
 async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record) -> None:
     if inc["status"] in CLOSED:
+        return
+    if entry.kind not in ("reported", "escalated", *ESCALATING):
         return
     offers = await ctx.pool.fetch(
         "SELECT o.id, o.volunteer_id, o.distance_m FROM offer o WHERE o.incident_id = $1"

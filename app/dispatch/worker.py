@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 from typing import Any
@@ -18,7 +19,9 @@ import asyncpg
 import httpx
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 from app.dispatch import routing
@@ -26,6 +29,16 @@ from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay
 
 log = logging.getLogger(__name__)
+
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
 
 
 def default_consumer_name() -> str:
@@ -137,6 +150,7 @@ class Dispatcher:
         while True:
             await asyncio.sleep(max(0.2, s.dispatch_claim_idle_s / 2))
             try:
+                await self._heartbeat()
                 start = "0-0"
                 while True:
                     result = await self.redis.xautoclaim(
@@ -160,7 +174,21 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("autoclaim failed (%s)", type(exc).__name__)
+                log.warning("autoclaim failed: %r", exc)
+
+    async def _heartbeat(self) -> None:
+        """Reset the idle time of our own in-flight entries: only a dead (or frozen) consumer's
+        entries go idle, so a slow but alive dispatcher is not robbed (nor its entries counted
+        towards the dead-letter limit)."""
+        if self._inflight:
+            await self.redis.xclaim(
+                self.settings.stream_incidents,
+                self.settings.stream_group,
+                self.name,
+                0,
+                list(self._inflight),
+                justid=True,
+            )
 
     async def _delivery_count(self, entry_id: bytes | str) -> int:
         rows = await self.redis.xpending_range(
@@ -181,7 +209,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("deadline sweep failed (%s)", type(exc).__name__)
+                log.warning("deadline sweep failed: %r", exc)
 
     @property
     def _health_key(self) -> str:
@@ -218,7 +246,7 @@ class Dispatcher:
         async with self._sem:
             try:
                 entry = routing.parse_entry(fields)
-                await routing.handle(self.ctx, entry)
+                await self._handle_through_outages(entry_id, entry)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -230,6 +258,33 @@ class Dispatcher:
                 return  # not acked: redelivered through XAUTOCLAIM
             await self.redis.xack(s.stream_incidents, s.stream_group, entry_id)
             self.processed += 1
+
+    async def _handle_through_outages(self, entry_id: str, entry: routing.Entry) -> None:
+        """A database or Redis outage is not the entry's fault: retry it here (keeping it
+        claimed) instead of counting deliveries towards the dead-letter stream."""
+        backoff = 0.1
+        while True:
+            try:
+                await routing.handle(self.ctx, entry)
+                return
+            except _TRANSIENT as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning(
+                    "entry %s: %s; retrying in %.1fs", entry_id, type(exc).__name__, backoff
+                )
+                await asyncio.sleep(backoff + random.uniform(0, backoff))
+                backoff = min(backoff * 2, 2.0)
+                with contextlib.suppress(Exception):
+                    # Reset the idle time so other dispatchers do not reclaim it meanwhile.
+                    await self.redis.xclaim(
+                        self.settings.stream_incidents,
+                        self.settings.stream_group,
+                        self.name,
+                        0,
+                        [entry_id],
+                        justid=True,
+                    )
 
     async def _dead_letter(
         self, entry_id: bytes | str, fields: dict[bytes, bytes], deliveries: int, error: str

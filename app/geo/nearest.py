@@ -13,22 +13,28 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-#: Upper bound of |spheroid / sphere - 1| for geodesic distances on Earth (the true bound is
-#: about 0.0034 for the mean-radius sphere PostGIS uses; 0.006 leaves margin).
+#: Upper bound of 1 - spheroid/sphere for any two points on Earth. Along any path the two
+#: lengths differ pointwise by the local radius of curvature over the sphere radius R (PostGIS
+#: uses the mean radius, 6371008.8 m); the smallest is the meridional radius at the equator,
+#: a(1 - e²) = 6335439 m, so spheroid >= 0.99442 * sphere everywhere (docs/geo.md has the proof).
 SPHERE_ERROR = 0.006
 
+# Hours are local wall-clock times; closes_at < opens_at spans midnight (22:00-06:00), and equal
+# times mean open all day (how "00:00-24:00" arrives once 24:00 is folded to 00:00).
 _OPEN_NOW_SQL = """(p.open_24h OR (
     p.opens_at IS NOT NULL AND p.closes_at IS NOT NULL AND CASE
-      WHEN p.opens_at <= p.closes_at THEN lt.t >= p.opens_at AND lt.t < p.closes_at
+      WHEN p.opens_at = p.closes_at THEN true
+      WHEN p.opens_at < p.closes_at THEN lt.t >= p.opens_at AND lt.t < p.closes_at
       ELSE lt.t >= p.opens_at OR lt.t < p.closes_at END))"""
 
 _NEAREST_SQL = f"""
 WITH here AS NOT MATERIALIZED (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS g),
-lt AS NOT MATERIALIZED (SELECT (now() AT TIME ZONE $5)::time AS t),
+lt AS NOT MATERIALIZED (SELECT (coalesce($7::timestamptz, now()) AT TIME ZONE $5)::time AS t),
 cand AS (
   SELECT p.id, p.name, p.kind, p.phone, p.address, p.is_safety_house, p.geog,
          {_OPEN_NOW_SQL} AS open_now,
@@ -103,14 +109,19 @@ async def nearest_places(
     kinds: Sequence[str] | None = None,
     open_now: bool = False,
     tz: str = "Asia/Seoul",
+    now: datetime | None = None,
 ) -> list[NearestPlace]:
-    """The ``limit`` active places nearest to (lat, lon) by geodesic distance, nearest first."""
+    """The ``limit`` active places nearest to (lat, lon) by geodesic distance, nearest first.
+
+    ``open_now`` is judged at ``now`` (default: the database clock) in the time zone ``tz``.
+    Ties in distance are broken by id, so the answer is deterministic.
+    """
     if limit <= 0:
         return []
     candidates = max(limit * 3, limit + 10)
     kind_list = list(kinds) if kinds else None
     while True:
-        rows = await conn.fetch(_NEAREST_SQL, lat, lon, candidates, kind_list, tz, open_now)
+        rows = await conn.fetch(_NEAREST_SQL, lat, lon, candidates, kind_list, tz, open_now, now)
         if not rows:
             return []
         exhausted = rows[0]["n"] < candidates

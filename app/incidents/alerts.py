@@ -17,7 +17,7 @@ from app.errors import Conflict, NotFound
 from app.geo.nearest import nearest_places
 from app.incidents import timeline
 from app.incidents.intake import ParsedSOS
-from app.incidents.store import NewIncident, insert_incident
+from app.incidents.store import Folded, NewIncident, StoredIncident, insert_incident
 from app.models import Incident, Member, SecurityEvent
 from app.security.passwords import verify_secret
 
@@ -63,11 +63,55 @@ def _district_json(code: str | None, name: str | None) -> dict[str, str] | None:
     return {"code": code, "name": name} if code is not None and name is not None else None
 
 
+_FOLD_SQL = """
+WITH pt AS (
+  SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g
+  WHERE $4::float8 IS NOT NULL AND $5::float8 IS NOT NULL
+), trail AS (
+  INSERT INTO location_point (incident_id, geog, accuracy_m, captured_at)
+  SELECT $1, pt.g, $6, $7 FROM pt
+), upd AS (
+  UPDATE incident i
+  SET flags = CASE WHEN 'repeated' = ANY(flags) THEN flags ELSE flags || '{repeated}'::text[] END,
+      location = coalesce((SELECT g FROM pt), i.location),
+      accuracy_m = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $6 ELSE i.accuracy_m END,
+      location_captured_at = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $7
+                                  ELSE i.location_captured_at END,
+      district_id = coalesce(i.district_id, (
+        SELECT d.id FROM district d, pt WHERE ST_Covers(d.boundary, pt.g::geometry)
+        ORDER BY d.code LIMIT 1)),
+      updated_at = now()
+  WHERE i.id = $1
+  RETURNING i.id, i.status, i.member_cancelled_at, i.received_at, i.district_id,
+            ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon
+), ev AS (
+  -- At most one timeline entry (and console message) per 10 s, however hard the phone floods;
+  -- the console reads the incident's newest position along with it.
+  INSERT INTO incident_event (incident_id, kind, actor, data)
+  SELECT id, 'repeat_report', $2, $3::jsonb FROM upd
+  WHERE NOT EXISTS (
+    SELECT 1 FROM incident_event e
+    WHERE e.incident_id = $1 AND e.kind = 'repeat_report' AND e.at > now() - interval '10 s')
+  RETURNING incident_id
+), ob AS (
+  INSERT INTO outbox (topic, incident_id, payload)
+  SELECT 'incident.updated', incident_id,
+         jsonb_build_object('incident_id', incident_id, 'kind', 'repeat_report')
+  FROM ev
+)
+SELECT upd.*, d.code AS district_code, d.name AS district_name
+FROM upd LEFT JOIN district d ON d.id = upd.district_id
+"""
+
+
 async def raise_alert(
     *, pool: asyncpg.Pool, settings: Settings, member_id: uuid.UUID, sos: ParsedSOS
 ) -> RaisedAlert:
     """Commit the incident (with its timeline event and outbox row), then answer with the
-    nearest open safe places. A known ``client_alert_id`` replays the first answer."""
+    nearest open safe places.
+
+    A known ``client_alert_id`` replays the first answer. A new report while her alert is open
+    is folded into it (one emergency, one incident; a flood never opens a hundred)."""
     insert = insert_incident(
         pool,
         NewIncident(
@@ -86,37 +130,56 @@ async def raise_alert(
             flags=sos.flags,
             event_data={"flags": list(sos.flags)} if sos.flags else {},
         ),
+        fold_window_s=settings.sos_fold_window_s,
     )
     # The nearest places do not depend on the insert: both run at once (on two pooled
     # connections), so an SOS waits for the slower of the two rather than for their sum. The
     # answer still leaves only after the commit.
-    stored, places = await asyncio.gather(insert, _places_json(pool, settings, sos.lat, sos.lon))
-    warnings = [w.as_json() for w in sos.warnings]
-    if stored is not None:
+    result, places = await asyncio.gather(insert, _places_json(pool, settings, sos.lat, sos.lon))
+    if isinstance(result, StoredIncident):
         body = {
-            "incident_id": str(stored.id),
-            "status": stored.status,
-            "received_at": stored.received_at.isoformat(),
-            "district": _district_json(stored.district_code, stored.district_name),
+            "incident_id": str(result.id),
+            "status": result.status,
+            "received_at": result.received_at.isoformat(),
+            "district": _district_json(result.district_code, result.district_name),
             "nearest_safe_places": places,
             "flags": list(sos.flags),
-            "warnings": warnings,
+            "warnings": [w.as_json() for w in sos.warnings],
         }
         return RaisedAlert(created=True, body=body)
 
-    row = await pool.fetchrow(_EXISTING_SQL, member_id, sos.client_alert_id)
-    if row is None:  # cannot happen: the conflict that skipped the insert is this row
-        raise Conflict("the alert could not be stored; retry")
+    if isinstance(result, Folded):
+        sos.warn(
+            "folded_into_open_alert",
+            "client_alert_id",
+            "you already have an open alert; this report was joined to it",
+        )
+        row = await pool.fetchrow(
+            _FOLD_SQL,
+            result.into,
+            f"member:{member_id}",
+            {"trigger": sos.trigger, "flags": list(sos.flags)},
+            sos.lat,
+            sos.lon,
+            sos.accuracy_m,
+            sos.captured_at,
+        )
+        lat, lon = row["lat"], row["lon"]
+    else:
+        row = await pool.fetchrow(_EXISTING_SQL, member_id, sos.client_alert_id)
+        if row is None:  # only if the alert was erased between the two statements
+            raise Conflict("the alert could not be stored; retry")
+        lat, lon = row["lat"], row["lon"]
     body = {
         "incident_id": str(row["id"]),
         "status": member_status(row["status"], row["member_cancelled_at"]),
         "received_at": row["received_at"].isoformat(),
         "district": _district_json(row["district_code"], row["district_name"]),
         "nearest_safe_places": places
-        if (row["lat"], row["lon"]) == (sos.lat, sos.lon)
-        else await _places_json(pool, settings, row["lat"], row["lon"]),
+        if (lat, lon) == (sos.lat, sos.lon)
+        else await _places_json(pool, settings, lat, lon),
         "flags": list(sos.flags),
-        "warnings": warnings,
+        "warnings": [w.as_json() for w in sos.warnings],
     }
     return RaisedAlert(created=False, body=body)
 

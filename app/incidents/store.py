@@ -22,12 +22,21 @@ WITH loc AS (
   SELECT district.id, district.code, district.name FROM district, loc
   WHERE loc.g IS NOT NULL AND ST_Covers(district.boundary, loc.g::geometry)
   ORDER BY district.code LIMIT 1
+), open_alert AS (
+  -- A member's new report while her alert is still open is the same emergency: fold it in.
+  SELECT id FROM incident
+  WHERE $3::uuid IS NOT NULL AND $19::float8 > 0 AND member_id = $3
+    AND closed_at IS NULL AND member_cancelled_at IS NULL
+    AND received_at > now() - make_interval(secs => $19)
+    AND ($6::uuid IS NULL OR client_alert_id IS DISTINCT FROM $6)
+  ORDER BY received_at DESC LIMIT 1
 ), inc AS (
   INSERT INTO incident (id, source, member_id, device_id, safe_place_id, client_alert_id,
                         trigger, silent, location, accuracy_m, location_captured_at,
                         district_id, battery_pct, note, flags, emergency_id)
   SELECT $1, $2, $3, $4, $5, $6, $7, $8, loc.g, $11, $12, (SELECT id FROM d), $13, $14, $15, $1
   FROM loc
+  WHERE NOT EXISTS (SELECT 1 FROM open_alert)
   ON CONFLICT (member_id, client_alert_id) WHERE client_alert_id IS NOT NULL DO NOTHING
   RETURNING id, status, received_at
 ), ev AS (
@@ -40,8 +49,8 @@ WITH loc AS (
   RETURNING id
 )
 SELECT inc.id, inc.status, inc.received_at, d.code AS district_code, d.name AS district_name,
-       (SELECT id FROM ob) AS outbox_id
-FROM inc LEFT JOIN d ON true
+       (SELECT id FROM ob) AS outbox_id, (SELECT id FROM open_alert) AS folded_into
+FROM (SELECT 1) AS one LEFT JOIN inc ON true LEFT JOIN d ON true
 """
 
 
@@ -75,10 +84,20 @@ class StoredIncident:
     outbox_id: int | None
 
 
+@dataclass(frozen=True)
+class Folded:
+    """The report was joined to the member's open alert instead of opening another."""
+
+    into: uuid.UUID
+
+
 async def insert_incident(
-    conn: asyncpg.Connection | asyncpg.Pool, new: NewIncident
-) -> StoredIncident | None:
-    """Insert and commit; ``None`` when this member already sent this ``client_alert_id``."""
+    conn: asyncpg.Connection | asyncpg.Pool, new: NewIncident, *, fold_window_s: float = 0
+) -> StoredIncident | Folded | None:
+    """Insert and commit; ``None`` when this member already sent this ``client_alert_id``.
+
+    With ``fold_window_s`` > 0, a member's report while she has an open, uncancelled alert
+    received within that window is not inserted: ``Folded`` names the open alert."""
     row = await conn.fetchrow(
         _INSERT_SQL,
         uuid.uuid4(),
@@ -99,9 +118,10 @@ async def insert_incident(
         new.actor,
         new.event_data,
         TOPIC_CREATED,
+        fold_window_s,
     )
-    if row is None:
-        return None
+    if row is None or row["id"] is None:
+        return Folded(row["folded_into"]) if row and row["folded_into"] else None
     return StoredIncident(
         id=row["id"],
         status=row["status"],

@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.incidents.store import TOPIC_UPDATED
 from app.models import IncidentEvent, Outbox
 
+#: ``session.info`` key: this unit of work wrote an outbox row (the relay is kicked on commit).
+OUTBOX_WRITTEN = "outbox_written"
+
 
 async def record(
     session: AsyncSession,
@@ -27,6 +30,7 @@ async def record(
     event = IncidentEvent(incident_id=incident_id, kind=kind, actor=actor, data=data or {})
     session.add(event)
     if publish:
+        session.info[OUTBOX_WRITTEN] = True
         session.add(
             Outbox(
                 topic=TOPIC_UPDATED,

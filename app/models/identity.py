@@ -121,6 +121,8 @@ class Device(UUIDPK, CreatedAt, Base):
     last_heartbeat_at: Mapped[datetime | None]
     battery_pct: Mapped[int | None]
     tampered_at: Mapped[datetime | None]
+    #: The last ``test`` signal (installers and monthly checks press the button in test mode).
+    last_test_at: Mapped[datetime | None]
     offline_reported_at: Mapped[datetime | None]
 
 

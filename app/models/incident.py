@@ -40,7 +40,8 @@ class Incident(UUIDPK, Base):
     device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("device.id"))
     #: For a button: the store it is installed in.
     safe_place_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("safe_place.id"))
-    #: The phone's idempotency key (null when the app sent none usable).
+    #: The phone's idempotency key (null when the app sent none usable); for a button, the
+    #: panic's ``signal_id``.
     client_alert_id: Mapped[uuid.UUID | None]
     trigger: Mapped[str] = mapped_column(String(32))
     silent: Mapped[bool] = mapped_column(default=False, server_default=false())
@@ -81,6 +82,13 @@ class Incident(UUIDPK, Base):
             "client_alert_id",
             unique=True,
             postgresql_where=text("client_alert_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_incident_device_client_alert",
+            "device_id",
+            "client_alert_id",
+            unique=True,
+            postgresql_where=text("device_id IS NOT NULL AND client_alert_id IS NOT NULL"),
         ),
         Index("ix_incident_location", "location", postgresql_using="gist"),
         Index(

@@ -342,8 +342,9 @@ async def test_right_pin_cancels(client, make_member, city, pool):
 async def test_duress_pin_looks_cancelled_but_escalates(client, make_member, city, pool):
     m = await make_member()
     real_id = await _raise(client, m)
-    duress_id = await _raise(client, m)
     real = await client.post(f"/v1/alerts/{real_id}/cancel", json={"pin": m.pin}, headers=m.headers)
+    duress_id = await _raise(client, m)
+    assert duress_id != real_id
     duress = await client.post(
         f"/v1/alerts/{duress_id}/cancel", json={"pin": m.duress_pin}, headers=m.headers
     )
@@ -406,3 +407,55 @@ async def test_wrong_pin_is_refused_and_repeated_wrong_pins_escalate(
         )
         == 1
     )
+
+
+# --- floods fold into one incident ----------------------------------------------------------
+
+
+async def test_a_second_sos_while_her_alert_is_open_joins_it(client, make_member, city, pool):
+    m = await make_member()
+    first = await _raise(client, m, location=None)
+    r = await client.post("/v1/alerts", json=sos(trigger="shake"), headers=m.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["incident_id"] == first
+    assert "folded_into_open_alert" in [w["code"] for w in body["warnings"]]
+    # Her first report had no location: the second one's position is used and answered with.
+    assert body["district"] == {"code": "11680", "name": "강남구"}
+    assert body["nearest_safe_places"][0]["name"] == "GS25 Gangnam"
+    assert await pool.fetchval("SELECT count(*) FROM incident") == 1
+    assert await pool.fetchval("SELECT count(*) FROM location_point") == 1
+    assert "repeated" in await pool.fetchval("SELECT flags FROM incident")
+
+
+async def test_an_sos_flood_from_one_credential_is_accepted_and_folded(
+    client, make_member, city, pool
+):
+    m = await make_member()
+    statuses = [
+        (await client.post("/v1/alerts", json=sos(), headers=m.headers)).status_code
+        for _ in range(25)
+    ]
+    assert statuses[0] == 201 and set(statuses[1:]) == {200}, "never refused"
+    assert await pool.fetchval("SELECT count(*) FROM incident") == 1
+    # One repeat entry on the timeline (and console) per 10 s, not one per press.
+    assert (
+        await pool.fetchval("SELECT count(*) FROM incident_event WHERE kind = 'repeat_report'") == 1
+    )
+    # The created report and one repeat entry: a flood does not flood the consoles.
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 2
+    assert await pool.fetchval("SELECT count(*) FROM location_point") == 24
+
+
+async def test_after_a_cancel_a_new_sos_is_a_new_incident(client, make_member, city, pool):
+    m = await make_member()
+    first = await _raise(client, m)
+    await client.post(f"/v1/alerts/{first}/cancel", json={"pin": m.pin}, headers=m.headers)
+    second = await _raise(client, m)
+    assert second != first
+    assert await pool.fetchval("SELECT count(*) FROM incident") == 2
+
+
+async def test_another_members_open_alert_does_not_absorb_hers(client, make_member, city, pool):
+    a, b = await make_member(), await make_member()
+    assert await _raise(client, a) != await _raise(client, b)

@@ -43,6 +43,9 @@ def stack_env(*, redis_url: str, gateway_port: int | None, **extra: str) -> dict
             "ANSIM_VOLUNTEERS_NEEDED": "1",
             "ANSIM_GATEWAY_HMAC_KEY": GATEWAY_KEY,
             "ANSIM_GATEWAY_BACKOFF_S": "0.05",
+            # The PostgreSQL server is shared: keep each process's pool small.
+            "ANSIM_DB_POOL_SIZE": "6",
+            "ANSIM_DB_MAX_OVERFLOW": "2",
         }
     )
     if gateway_port is not None:
@@ -174,7 +177,7 @@ class GatewayReceiver:
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
@@ -231,21 +234,21 @@ class Console:
         with_cursor = [m["cursor"] for m in self.messages if m["type"] == "incident"]
         return with_cursor[-1] if with_cursor else None
 
-    async def wait_for(self, pred: Any, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, pred: Any, within: float) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             for m in self.messages:
                 if pred(m):
                     return m
             await asyncio.sleep(0.02)
-        raise AssertionError(f"no matching message in {timeout}s; got {self.messages[-5:]}")
+        raise AssertionError(f"no matching message in {within}s; got {self.messages[-5:]}")
 
-    async def wait_count(self, pred: Any, n: int, timeout: float) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
+    async def wait_count(self, pred: Any, n: int, within: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             found = [m for m in self.messages if pred(m)]
             if len(found) >= n:
                 return found
             await asyncio.sleep(0.02)
         found = [m for m in self.messages if pred(m)]
-        raise AssertionError(f"{len(found)} of {n} messages in {timeout}s")
+        raise AssertionError(f"{len(found)} of {n} messages in {within}s")

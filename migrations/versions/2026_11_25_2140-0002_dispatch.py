@@ -1,7 +1,7 @@
 """dispatch: idempotency receipts, overdue-acknowledgement index
 
 Revision ID: 0002_dispatch
-Revises: 0001
+Revises: 0004_devices
 Create Date: 2026-11-25 20:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_dispatch"
-down_revision: str | None = "0001"
+down_revision: str | None = "0004_devices"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,95 @@
+"""``ansim devices ...``: register panic buttons, rotate their secrets, disable them.
+
+Secrets are printed once, here, and never again (the operator provisions them into the button).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import asyncpg
+import typer
+
+from app.config import get_settings
+from app.devices import service
+from app.errors import NotFound
+
+devices_app = typer.Typer(help="Panic buttons installed in safe places.", no_args_is_help=True)
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def main() -> T:
+        conn = await asyncpg.connect(get_settings().asyncpg_dsn)
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(main())
+    except NotFound as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+@devices_app.command("create")
+def create(
+    place_id: Annotated[uuid.UUID, typer.Option("--place-id", help="The safe place (store).")],
+    label: Annotated[str | None, typer.Option(help="e.g. 'counter, left'")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Register a button at a safe place and print its id and secret (shown only this once)."""
+    creds = _run(lambda c: service.create_device(c, place_id=place_id, label=label))
+    if as_json:
+        typer.echo(json.dumps({"device_id": str(creds.device_id), "secret": creds.secret}))
+    else:
+        typer.echo(f"device_id: {creds.device_id}\nsecret:    {creds.secret}")
+        typer.echo("Store the secret in the button now; it cannot be shown again.", err=True)
+
+
+@devices_app.command("rotate-secret")
+def rotate_secret(
+    device_id: uuid.UUID,
+    grace_seconds: Annotated[
+        int,
+        typer.Option(min=0, help="How long the old secret stays valid (0: revoke it at once)."),
+    ] = 86400,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Issue a new secret; the old one keeps working for the grace period."""
+    creds, until = _run(
+        lambda c: service.rotate_secret(c, device_id=device_id, grace_seconds=grace_seconds)
+    )
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "device_id": str(creds.device_id),
+                    "secret": creds.secret,
+                    "previous_secret_valid_until": until.isoformat() if until else None,
+                }
+            )
+        )
+    else:
+        typer.echo(f"device_id: {creds.device_id}\nsecret:    {creds.secret}")
+        typer.echo(f"previous secret valid until: {until.isoformat() if until else 'revoked'}")
+
+
+@devices_app.command("disable")
+def disable(device_id: uuid.UUID) -> None:
+    """Refuse every signal from this button (each attempt is recorded as a security event)."""
+    _run(lambda c: service.set_enabled(c, device_id=device_id, enabled=False))
+    typer.echo(f"disabled {device_id}")
+
+
+@devices_app.command("enable")
+def enable(device_id: uuid.UUID) -> None:
+    """Accept signals from a disabled button again (with its current secret)."""
+    _run(lambda c: service.set_enabled(c, device_id=device_id, enabled=True))
+    typer.echo(f"enabled {device_id}")

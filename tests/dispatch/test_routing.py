@@ -1,0 +1,194 @@
+"""Dispatcher internals against real PostgreSQL, Redis and a real local HTTP gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from app.dispatch import console_log, routing
+from app.dispatch.gateways import HttpGateway, build_gateways, deliver_once, sign, verify
+from app.dispatch.relay import RelayStats, publish_pending
+from app.incidents.store import NewIncident, insert_incident
+from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver
+
+GATEWAY_PORT = 8391
+
+
+@pytest.fixture
+async def gateway():
+    receiver = GatewayReceiver(GATEWAY_PORT)
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture
+async def ctx(pool, redis, settings, gateway):
+    s = settings.model_copy(
+        update={
+            "push_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/push",
+            "sms_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
+            "gateway_hmac_key": GATEWAY_KEY,
+            "gateway_backoff_s": 0.01,
+        }
+    )
+    async with httpx.AsyncClient() as http:
+        yield routing.Context(pool, redis, s, build_gateways(s, http))
+
+
+async def _incident(pool, member, lat=37.52, lon=126.92):
+    stored = await insert_incident(
+        pool,
+        NewIncident(source="app", trigger="sos", actor="t", member_id=member.id, lat=lat, lon=lon),
+    )
+    return stored
+
+
+async def _entries(redis, settings):
+    rows = await redis.xrange(settings.stream_incidents)
+    return [routing.parse_entry(fields) for _id, fields in rows]
+
+
+async def test_relay_publishes_every_committed_row_once_and_marks_it(
+    pool, redis, settings, make_member
+):
+    member = await make_member()
+    for _ in range(3):
+        await _incident(pool, member)
+    stats = RelayStats()
+    # (An API app started by another test may run its own relay: they share the rows.)
+    while await publish_pending(pool, redis, settings, stats):
+        pass
+    entries = await _entries(redis, settings)
+    assert [e.kind for e in entries] == ["reported"] * 3
+    assert len({e.outbox_id for e in entries}) == 3
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    assert len(stats.delays) == stats.published and all(d >= 0 for d in stats.delays)
+
+
+async def test_a_relay_with_redis_down_leaves_rows_for_the_sweeper(pool, settings, make_member):
+    from redis.asyncio import Redis
+
+    member = await make_member()
+    await _incident(pool, member)
+    dead = Redis(host="127.0.0.1", port=8399, socket_connect_timeout=0.5)
+    with pytest.raises(Exception):  # noqa: B017 - any connection error
+        await publish_pending(pool, dead, settings)
+    await dead.aclose()
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
+
+
+async def test_a_redelivered_entry_routes_and_notifies_once(
+    ctx, pool, redis, settings, make_member, make_district, make_staff, gateway
+):
+    await make_district("A", "A", 126.90, 37.50, 126.95, 37.55)
+    member = await make_member()
+    volunteer = await make_staff("volunteer", name="V", badge_number="B-1")
+    from app.dispatch import presence
+
+    await presence.report(redis, settings, volunteer_id=volunteer.id, lat=37.521, lon=126.92)
+    await pool.execute(
+        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mom', '+8210')",
+        uuid.uuid4(),
+        member.id,
+    )
+    stored = await _incident(pool, member)
+    await publish_pending(pool, redis, settings)
+    (entry,) = await _entries(redis, settings)
+    await routing.handle(ctx, entry)
+    await routing.handle(ctx, entry)  # redelivery after a crash before XACK
+    assert len(await redis.xrange(settings.console_stream)) == 1
+    assert sorted(m["path"] for m in gateway.received) == ["/push", "/sms"]
+    kinds = [
+        r["kind"]
+        for r in await pool.fetch(
+            "SELECT kind FROM incident_event WHERE incident_id = $1 ORDER BY id", stored.id
+        )
+    ]
+    assert kinds.count("routed") == 1 and kinds.count("volunteers_offered") == 1
+    assert kinds.count("notified") == 2
+
+
+async def test_the_gateway_retries_with_backoff_and_records_every_attempt(
+    ctx, pool, make_member, gateway
+):
+    member = await make_member()
+    stored = await _incident(pool, member)
+    gateway.fail_first = 2
+    ok = await deliver_once(
+        pool, ctx.gateways["push"], incident_id=stored.id, target="volunteer:x", message={"a": 1}
+    )
+    assert ok is True
+    rows = await pool.fetch(
+        "SELECT attempt, ok, http_status FROM delivery_attempt ORDER BY attempt"
+    )
+    assert [(r["attempt"], r["ok"], r["http_status"]) for r in rows] == [
+        (1, False, 503),
+        (2, False, 503),
+        (3, True, 200),
+    ]
+    assert gateway.received[0]["idempotency_key"] == f"{stored.id}:push:volunteer:x"
+    again = await deliver_once(
+        pool, ctx.gateways["push"], incident_id=stored.id, target="volunteer:x", message={"a": 1}
+    )
+    assert again is None  # already delivered: not sent twice
+
+
+async def test_a_client_error_is_not_retried(pool, make_member, gateway):
+    member = await make_member()
+    stored = await _incident(pool, member)
+    async with httpx.AsyncClient() as http:
+        wrong_key = HttpGateway(
+            channel="push", url=f"http://127.0.0.1:{GATEWAY_PORT}/push", key="wrong", http=http
+        )
+        ok = await deliver_once(pool, wrong_key, incident_id=stored.id, target="t", message={})
+    assert ok is False
+    assert gateway.rejected == 1
+    assert await pool.fetchval("SELECT count(*) FROM delivery_attempt") == 1
+
+
+def test_signatures_verify_and_a_tampered_body_does_not():
+    import time
+
+    header = sign("k", int(time.time()), b'{"a":1}')
+    assert verify("k", header, b'{"a":1}')
+    assert not verify("k", header, b'{"a":2}')
+    assert not verify("other", header, b'{"a":1}')
+    assert not verify("k", sign("k", int(time.time()) - 3600, b"x"), b"x")
+
+
+async def test_two_deadline_sweepers_escalate_an_overdue_incident_once(pool, settings, make_member):
+    member = await make_member()
+    stored = await _incident(pool, member)
+    await pool.execute(
+        "UPDATE incident SET ack_deadline_at = now() - interval '1 second' WHERE id = $1", stored.id
+    )
+    counts = await asyncio.gather(
+        routing.escalate_overdue(pool, settings), routing.escalate_overdue(pool, settings)
+    )
+    assert sorted(counts) == [0, 1]
+    row = await pool.fetchrow(
+        "SELECT escalation_level, ack_deadline_at > now() AS rearmed FROM incident WHERE id = $1",
+        stored.id,
+    )
+    assert row["escalation_level"] == 1 and row["rearmed"]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM outbox WHERE payload->>'kind' = 'escalated'") == 1
+    )
+
+
+async def test_console_appends_are_deduplicated_and_cursors_increase(redis, settings):
+    first = await console_log.append(
+        redis, settings, dedupe_key="o1", district_id=None, body={"x": 1}
+    )
+    dup = await console_log.append(
+        redis, settings, dedupe_key="o1", district_id=None, body={"x": 1}
+    )
+    second = await console_log.append(redis, settings, dedupe_key="o2", district_id=None, body={})
+    assert first is not None and dup is None and second is not None
+    assert console_log.cursor_key(second) > console_log.cursor_key(first)
+    replay, complete = await console_log.replay_after(redis, settings, first)
+    assert complete and [e.cursor for e in replay] == [second]
