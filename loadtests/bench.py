@@ -533,6 +533,8 @@ def analyse(
         "accepted": len(accepted),
         "delivered_per_console": delivered,
         "all_delivered": bool(k) and all(d == len(accepted) for d in delivered),
+        #: new incidents (201); a 200 is a replay or a report folded into an open alert
+        "created": sum(1 for s in data.sent if s[2] == 201),
         #: accepted but not at every console by the end of the drain window (20 s)
         "missing_at_end": len(accepted) - min(delivered) if delivered else None,
         "errors": len(data.errors),
@@ -767,6 +769,8 @@ async def _sweep(which: str, args: argparse.Namespace, target: Any, groups: Any)
     best = None
     for rate in args.sweep_rates:
         print(f"[{which}] sweep {rate}/s for {args.sweep_s}s", flush=True)
+        if which == "ansim":  # members reused from the step before must have no open alert
+            await clear_incidents(args.db_url, ceiling=False)
         res = await measure(target(args.consoles_sweep), [(rate, args.sweep_s)], await groups())
         ok = (
             res["errors"] == 0
@@ -926,7 +930,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--api-workers", type=int, default=1)
     p.add_argument("--dispatchers", type=int, default=1)
     p.add_argument("--places", type=int, default=50_000)
-    p.add_argument("--members", type=int, default=500)
+    p.add_argument(
+        "--members", type=int, default=20_000, help="one per SOS in a run (see openloop.ours)"
+    )
     p.add_argument("--rate", type=float, default=500)
     p.add_argument("--duration", type=float, default=30)
     p.add_argument("--consoles", type=int, default=50)

@@ -43,7 +43,7 @@ def test_harness_delivers_every_accepted_sos_to_every_console(
             "--warmup-s",
             "0.5",
             "--members",
-            "20",
+            "100",
             "--out",
             str(tmp_path),
         ],
@@ -56,7 +56,7 @@ def test_harness_delivers_every_accepted_sos_to_every_console(
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     smoke = json.loads((tmp_path / "results.json").read_text())["ansim"]["smoke"]
     assert smoke["sent"] == 60
-    assert smoke["accepted"] == smoke["sent"]
+    assert smoke["accepted"] == smoke["created"] == smoke["sent"]
     assert smoke["delivered_per_console"] == [smoke["sent"]] * 2
     assert smoke["errors"] == 0 and smoke["server_errors_5xx"] == 0
     assert smoke["sos_to_console_ms"]["max"] is not None
