@@ -256,6 +256,10 @@ async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
     await ws.send_text(orjson.dumps(message).decode())
 
 
+async def _send_entry(ws: WebSocket, entry: ConsoleEntry) -> None:
+    await ws.send_text(entry.text)
+
+
 async def _authenticate(
     ws: WebSocket, token: str | None, cursor: str | None
 ) -> tuple[StaffPrincipal | None, str | None]:
@@ -332,7 +336,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
         last = console_log.cursor_key(cursor)
         for entry in replayed:
             if visible(entry):
-                await _send(ws, entry.message())
+                await _send_entry(ws, entry)
                 access.note(entry.body.get("incident"))
             last = console_log.cursor_key(entry.cursor)
             cursor = entry.cursor
@@ -357,6 +361,7 @@ async def _live(
 ) -> None:
     ends_at = time.monotonic() + settings.console_max_lifetime_s
     receiver = asyncio.create_task(_drain_client(ws))
+    getter: asyncio.Task[ConsoleEntry | None] | None = None
     try:
         while True:
             remaining = ends_at - time.monotonic()
@@ -366,14 +371,25 @@ async def _live(
                 return
             if receiver.done():
                 return
-            try:
-                entry = await asyncio.wait_for(
-                    queue.get(), timeout=min(settings.console_ping_s, remaining)
+            if getter is None and not queue.empty():
+                entry = queue.get_nowait()  # the busy case: no task, no timer
+            else:
+                # Idle: wait for an entry, the client going away, or the ping interval; a
+                # closed socket ends the handler at once, not at the next ping.
+                if getter is None:
+                    getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait(
+                    (getter, receiver),
+                    timeout=min(settings.console_ping_s, remaining),
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-            except TimeoutError:
-                await _send(ws, {"type": "ping", "cursor": cursor})
-                await access.flush(force=True)
-                continue
+                if not getter.done():
+                    if receiver.done():
+                        return
+                    await _send(ws, {"type": "ping", "cursor": cursor})
+                    await access.flush(force=True)
+                    continue
+                entry, getter = getter.result(), None
             if entry is None:
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "too_slow"})
                 await ws.close(code=4008, reason="too far behind; reconnect with your cursor")
@@ -383,13 +399,15 @@ async def _live(
                 continue  # already sent during replay
             last, cursor = key, entry.cursor
             if visible(entry):
-                await _send(ws, entry.message())
+                await _send_entry(ws, entry)
                 access.note(entry.body.get("incident"))
                 await access.flush()
     finally:
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await receiver
+        for task in (receiver, getter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
 async def _drain_client(ws: WebSocket) -> None:

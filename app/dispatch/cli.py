@@ -10,6 +10,7 @@ import signal
 import httpx
 import orjson
 import typer
+import uvloop
 
 from app.config import get_settings
 from app.db import create_pool
@@ -65,14 +66,14 @@ def dispatcher(
 ) -> None:
     """Run one dispatcher worker (consumer group member + relay + deadline loop)."""
     _logging()
-    asyncio.run(_run_dispatcher(name))
+    uvloop.run(_run_dispatcher(name))
 
 
 @dispatcher_app.command("relay")
 def relay() -> None:
     """Run an outbox relay alone (API processes and dispatchers already run one each)."""
     _logging()
-    asyncio.run(_run_relay())
+    uvloop.run(_run_relay())
 
 
 @dispatcher_app.command("dead-letters")

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -39,6 +40,11 @@ class ConsoleEntry:
 
     def message(self) -> dict[str, Any]:
         return {**self.body, "cursor": self.cursor}
+
+    @cached_property
+    def text(self) -> str:
+        """The message as sent, serialised once per entry however many sockets get it."""
+        return orjson.dumps(self.message()).decode()
 
 
 def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> ConsoleEntry:

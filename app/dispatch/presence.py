@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -57,8 +56,13 @@ async def nearest(
     exclude: set[uuid.UUID],
 ) -> list[tuple[uuid.UUID, float]]:
     """Up to ``count`` fresh on-duty volunteers within ``radius_m``, nearest first."""
-    await expire_stale(redis, settings)
-    rows: Any = await redis.geosearch(
+    # One round trip for the search and the stale check; stale ones are dropped afterwards
+    # (rarely any), so the usual case costs a single pipeline.
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrangebyscore(
+        settings.volunteer_seen_key, "-inf", time.time() - settings.volunteer_stale_s
+    )
+    pipe.geosearch(
         settings.volunteer_geo_key,
         longitude=lon,
         latitude=lat,
@@ -68,6 +72,20 @@ async def nearest(
         count=count + len(exclude),
         withdist=True,
     )
+    stale_raw, rows = await pipe.execute()
+    stale = {n.decode() if isinstance(n, bytes) else n for n in stale_raw}
+    if stale:
+        await expire_stale(redis, settings)
+        rows = await redis.geosearch(
+            settings.volunteer_geo_key,
+            longitude=lon,
+            latitude=lat,
+            radius=radius_m,
+            unit="m",
+            sort="ASC",
+            count=count + len(exclude),
+            withdist=True,
+        )
     out: list[tuple[uuid.UUID, float]] = []
     for name, dist in rows:
         vid = uuid.UUID(name.decode() if isinstance(name, bytes) else name)

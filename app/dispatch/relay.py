@@ -19,13 +19,17 @@ from app.config import Settings
 
 log = logging.getLogger(__name__)
 
+# Claim and mark in one statement: the mark only becomes visible if the XADDs succeed and the
+# transaction commits; if Redis fails the transaction rolls back and the rows stay unpublished.
 _CLAIM_SQL = """
-SELECT id, topic, incident_id, payload, created_at,
-       extract(epoch FROM clock_timestamp() - created_at) AS age_s
-FROM outbox WHERE published_at IS NULL
-ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+WITH claimed AS (
+  SELECT id FROM outbox WHERE published_at IS NULL
+  ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox o SET published_at = now() FROM claimed c WHERE o.id = c.id
+RETURNING o.id, o.topic, o.incident_id, o.payload, o.created_at,
+          extract(epoch FROM clock_timestamp() - o.created_at) AS age_s
 """
-_MARK_SQL = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
 
 @dataclass
@@ -57,7 +61,7 @@ async def publish_pending(
 ) -> int:
     """Publish one batch of unpublished rows; returns how many (0 = nothing left)."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(_CLAIM_SQL, settings.relay_batch)
+        rows = sorted(await conn.fetch(_CLAIM_SQL, settings.relay_batch), key=lambda r: r["id"])
         if not rows:
             return 0
         pipe = redis.pipeline(transaction=False)
@@ -72,7 +76,6 @@ async def publish_pending(
             )
         # If Redis fails here the transaction rolls back and the rows stay unpublished.
         await pipe.execute()
-        await conn.execute(_MARK_SQL, [row["id"] for row in rows])
     if stats is not None:
         stats.published += len(rows)
         for row in rows:
@@ -118,7 +121,12 @@ class OutboxRelay:
                 )
             self._wake.clear()
             try:
-                while await publish_pending(self.pool, self.redis, self.settings, self.stats):
+                # A short batch means nothing was left when it was claimed; rows committed since
+                # then kicked again after their commit (the sweep tick catches other processes').
+                while (
+                    await publish_pending(self.pool, self.redis, self.settings, self.stats)
+                    >= self.settings.relay_batch
+                ):
                     pass
                 backoff = 0.0
             except asyncio.CancelledError:

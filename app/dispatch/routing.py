@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.dispatch import console_log, presence
 from app.dispatch.gateways import Gateway, deliver_once
-from app.incidents.console_service import incident_summary
+from app.incidents.console_service import SUMMARY_COLUMNS, incident_summary, summary_from_row
 from app.incidents.store import TOPIC_UPDATED
 
 log = logging.getLogger(__name__)
@@ -92,15 +92,58 @@ async def _event(
         )
 
 
-_LOCK_SQL = """
-SELECT i.id, i.source, i.status, i.member_id, i.safe_place_id, i.district_id, i.received_at,
+_LOCK_COLUMNS = """
+       i.id, i.source, i.status, i.member_id, i.safe_place_id, i.district_id, i.received_at,
        i.escalation_level, i.emergency_id, i.location IS NOT NULL AS located,
-       ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon
-FROM incident i WHERE i.id = $1 FOR UPDATE
+       ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon,
+       EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id) AS has_guardians
 """
+# The receipt and the row lock in one round trip: ``first`` is NULL when this outbox id was
+# routed before (a redelivery), and no row at all means the incident is gone.
+_RECEIPT_LOCK_SQL = f"""
+WITH receipt AS (
+  INSERT INTO dispatch_receipt (outbox_id) VALUES ($2) ON CONFLICT DO NOTHING RETURNING true
+)
+SELECT (SELECT true FROM receipt) AS first, {_LOCK_COLUMNS}
+FROM incident i WHERE i.id = $1 FOR UPDATE OF i
+"""
+# A new report in one statement: the acknowledgement deadline, the ``routed`` event, the
+# summary for the console message, and the other-source report it may belong with.
+_ROUTE_NEW_SQL = f"""
+WITH u AS (
+  UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new' AND ack_deadline_at IS NULL
+      THEN received_at + make_interval(secs => $2::float8) ELSE ack_deadline_at END
+  WHERE id = $1 RETURNING i.*
+), routed AS (
+  INSERT INTO incident_event (incident_id, kind, actor, data)
+  SELECT u.id, 'routed', $3::text,
+         jsonb_build_object('channel', coalesce('district:' || d.code, 'city_wide'))
+  FROM u LEFT JOIN district d ON d.id = u.district_id
+)
+SELECT {SUMMARY_COLUMNS}, l.link_id, l.link_emergency_id
+FROM u i LEFT JOIN district d ON d.id = i.district_id
+LEFT JOIN LATERAL (
+  SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id
+  FROM incident o
+  WHERE o.id <> i.id AND o.source = $4::text AND o.closed_at IS NULL
+    AND i.location IS NOT NULL AND o.location IS NOT NULL
+    AND abs(extract(epoch FROM o.received_at - i.received_at)) <= $5::float8
+    AND ST_DWithin(o.location, i.location, $6::float8)
+  ORDER BY o.received_at LIMIT 1
+) l ON true
+"""
+_LINK_OTHER = {"app": "button", "button": "app"}
 
 
-async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record) -> None:
+@dataclass
+class Routed:
+    """What the routing transaction learnt, for the steps after its commit."""
+
+    summary: dict[str, Any] | None = None
+    offered: int = 0
+
+
+async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record) -> Routed:
     s = ctx.settings
     incident_id = inc["id"]
     if inc["district_id"] is None and inc["safe_place_id"] is not None:
@@ -113,90 +156,90 @@ async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record
                FROM safe_place p WHERE p.id = i.safe_place_id AND i.id = $1""",
             incident_id,
         )
-    code = await conn.fetchval(
-        "UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new'"
-        "   AND ack_deadline_at IS NULL THEN received_at + make_interval(secs => $2::float8)"
-        "   ELSE ack_deadline_at END"
-        " WHERE id = $1 RETURNING (SELECT d.code FROM district d WHERE d.id = i.district_id)",
+    row = await conn.fetchrow(
+        _ROUTE_NEW_SQL,
         incident_id,
         s.ack_deadline_s,
+        ACTOR,
+        _LINK_OTHER.get(inc["source"]),
+        s.link_window_s,
+        s.link_radius_m,
     )
-    await _event(
-        conn, incident_id, "routed", {"channel": f"district:{code}" if code else "city_wide"}
-    )
-    await _link(ctx, conn, inc)
+    summary: dict[str, Any] | None = summary_from_row(row)
+    if row["link_id"] is not None:
+        await _link(conn, inc, row["link_id"], row["link_emergency_id"])
+        summary = None  # its emergency id changed: read again after the commit
+    offered = 0
+    if row["lat"] is not None and row["status"] not in CLOSED:
+        offered = await _offer_volunteers(
+            ctx, conn, incident_id=incident_id, lat=row["lat"], lon=row["lon"], level=0
+        )
+    return Routed(summary=summary, offered=offered)
 
 
-async def _link(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record) -> None:
+async def _link(
+    conn: asyncpg.Connection,
+    inc: asyncpg.Record,
+    other_id: uuid.UUID,
+    other_emergency_id: uuid.UUID,
+) -> None:
     """A phone SOS and a button press close in space and time are one emergency."""
-    if inc["source"] not in ("app", "button"):
-        return
-    other_source = "button" if inc["source"] == "app" else "app"
-    other = await conn.fetchrow(
-        """SELECT o.id, coalesce(o.emergency_id, o.id) AS emergency_id
-           FROM incident o, incident me
-           WHERE me.id = $1 AND o.id <> me.id AND o.source = $2 AND o.closed_at IS NULL
-             AND me.location IS NOT NULL AND o.location IS NOT NULL
-             AND abs(extract(epoch FROM o.received_at - me.received_at)) <= $3
-             AND ST_DWithin(o.location, me.location, $4)
-           ORDER BY o.received_at LIMIT 1""",
-        inc["id"],
-        other_source,
-        ctx.settings.link_window_s,
-        ctx.settings.link_radius_m,
-    )
-    if other is None:
-        return
     await conn.execute(
         "UPDATE incident SET emergency_id = $2 WHERE emergency_id = $3 OR id = $1",
         inc["id"],
-        other["emergency_id"],
+        other_emergency_id,
         inc["emergency_id"] or inc["id"],
     )
-    await _event(conn, inc["id"], "linked", {"with": str(other["id"])}, publish=False)
-    await _event(conn, other["id"], "linked", {"with": str(inc["id"])}, publish=True)
+    await _event(conn, inc["id"], "linked", {"with": str(other_id)}, publish=False)
+    await _event(conn, other_id, "linked", {"with": str(inc["id"])}, publish=True)
 
 
 async def _offer_volunteers(
-    ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record, level: int
-) -> None:
+    ctx: Context,
+    conn: asyncpg.Connection,
+    *,
+    incident_id: uuid.UUID,
+    lat: float,
+    lon: float,
+    level: int,
+) -> int:
+    """Offer the incident to the nearest on-duty volunteers; returns how many were offered."""
     s = ctx.settings
-    if not inc["located"] or inc["status"] in CLOSED:
-        return
     radius = s.volunteer_radius_m * s.volunteer_radius_growth**level
     # Redis first: most of the time nobody is near, and then the database is not asked.
     nearby = await presence.nearest(
         ctx.redis,
         s,
-        lat=inc["lat"],
-        lon=inc["lon"],
+        lat=lat,
+        lon=lon,
         radius_m=radius,
         count=s.volunteers_offered * 3,
         exclude=set(),
     )
     if not nearby:
-        return
+        return 0
     assigned = await conn.fetchval(
-        "SELECT count(*) FROM assignment WHERE incident_id = $1 AND kind = 'volunteer'", inc["id"]
+        "SELECT count(*) FROM assignment WHERE incident_id = $1 AND kind = 'volunteer'", incident_id
     )
     if assigned >= s.volunteers_needed:
-        return
-    offers = await conn.fetch("SELECT volunteer_id FROM offer WHERE incident_id = $1", inc["id"])
+        return 0
+    offers = await conn.fetch("SELECT volunteer_id FROM offer WHERE incident_id = $1", incident_id)
     offered = {r["volunteer_id"] for r in offers}
     found = [(vid, dist) for vid, dist in nearby if vid not in offered][: s.volunteers_offered]
     if not found:
-        return
+        return 0
     await conn.executemany(
         "INSERT INTO offer (id, incident_id, volunteer_id, status, distance_m)"
         " VALUES ($1, $2, $3, 'offered', $4) ON CONFLICT DO NOTHING",
-        [(uuid.uuid4(), inc["id"], vid, dist) for vid, dist in found],
+        [(uuid.uuid4(), incident_id, vid, dist) for vid, dist in found],
     )
     await _event(
         conn,
-        inc["id"],
+        incident_id,
         "volunteers_offered",
         {"count": len(found), "radius_m": radius, "level": level},
     )
+    return len(found)
 
 
 async def _escalate(
@@ -217,39 +260,48 @@ async def _escalate(
 
 async def handle(ctx: Context, entry: Entry) -> None:
     """Route one stream entry; safe to run any number of times for the same entry."""
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        first = await conn.fetchval(
-            "INSERT INTO dispatch_receipt (outbox_id) VALUES ($1)"
-            " ON CONFLICT DO NOTHING RETURNING true",
-            entry.outbox_id,
-        )
-        inc = await conn.fetchrow(_LOCK_SQL, entry.incident_id)
-        if inc is None:
-            log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
-            return
-        if first:
-            if entry.kind == "reported":
-                await _route_new(ctx, conn, inc)
-                inc = await conn.fetchrow(_LOCK_SQL, entry.incident_id)
-                await _offer_volunteers(ctx, conn, inc, 0)
-            elif entry.kind in ESCALATING and inc["status"] not in CLOSED:
-                await _escalate(
-                    conn, ctx.settings, inc, reason=entry.kind, bump=ESCALATING[entry.kind]
-                )
-            elif entry.kind == "escalated":
-                await _offer_volunteers(ctx, conn, inc, int(entry.payload.get("level", 1)))
-            elif entry.kind in CLOSED:
-                await conn.execute(
-                    "UPDATE offer SET status = 'withdrawn', responded_at = now()"
-                    " WHERE incident_id = $1 AND status = 'offered'",
-                    entry.incident_id,
-                )
-    await _publish_to_console(ctx, entry)
-    await _notify(ctx, entry, inc)
+    routed = Routed()
+    async with ctx.pool.acquire() as conn:
+        async with conn.transaction():
+            inc = await conn.fetchrow(_RECEIPT_LOCK_SQL, entry.incident_id, entry.outbox_id)
+            if inc is None:
+                log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
+                return
+            first = bool(inc["first"])
+            if first:
+                if entry.kind == "reported":
+                    routed = await _route_new(ctx, conn, inc)
+                elif entry.kind in ESCALATING and inc["status"] not in CLOSED:
+                    await _escalate(
+                        conn, ctx.settings, inc, reason=entry.kind, bump=ESCALATING[entry.kind]
+                    )
+                elif entry.kind == "escalated":
+                    if inc["located"] and inc["status"] not in CLOSED:
+                        routed.offered = await _offer_volunteers(
+                            ctx,
+                            conn,
+                            incident_id=inc["id"],
+                            lat=inc["lat"],
+                            lon=inc["lon"],
+                            level=int(entry.payload.get("level", 1)),
+                        )
+                elif entry.kind in CLOSED:
+                    await conn.execute(
+                        "UPDATE offer SET status = 'withdrawn', responded_at = now()"
+                        " WHERE incident_id = $1 AND status = 'offered'",
+                        entry.incident_id,
+                    )
+        if routed.summary is None:
+            # After the commit, as every console message carries the current summary.
+            routed.summary = await incident_summary(conn, entry.incident_id)
+    await _publish_to_console(ctx, entry, routed.summary)
+    # A first routing of a new report that offered nobody has nobody to push to (an earlier
+    # entry's offers are pushed by that entry's own redelivery); otherwise look them up.
+    offers_to_push = not (first and entry.kind == "reported" and routed.offered == 0)
+    await _notify(ctx, entry, inc, offers=offers_to_push)
 
 
-async def _publish_to_console(ctx: Context, entry: Entry) -> None:
-    summary = await incident_summary(ctx.pool, entry.incident_id)
+async def _publish_to_console(ctx: Context, entry: Entry, summary: dict[str, Any] | None) -> None:
     if summary is None:
         return
     data = {k: v for k, v in entry.payload.items() if k not in ("incident_id", "kind")}
@@ -265,17 +317,20 @@ async def _publish_to_console(ctx: Context, entry: Entry) -> None:
     )
 
 
-async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record) -> None:
+async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record, *, offers: bool) -> None:
     if inc["status"] in CLOSED:
         return
     if entry.kind not in ("reported", "escalated", *ESCALATING):
         return
-    offers = await ctx.pool.fetch(
-        "SELECT o.id, o.volunteer_id, o.distance_m FROM offer o WHERE o.incident_id = $1"
-        " AND o.status = 'offered'",
-        entry.incident_id,
-    )
-    for offer in offers:
+    for offer in (
+        await ctx.pool.fetch(
+            "SELECT o.id, o.volunteer_id, o.distance_m FROM offer o WHERE o.incident_id = $1"
+            " AND o.status = 'offered'",
+            entry.incident_id,
+        )
+        if offers
+        else []
+    ):
         delivered = await deliver_once(
             ctx.pool,
             ctx.gateways["push"],
@@ -290,7 +345,7 @@ async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record) -> None:
         )
         if delivered is not None:
             await _record_delivery(ctx, entry.incident_id, "push", offer["volunteer_id"], delivered)
-    if entry.kind == "reported" and inc["member_id"] is not None:
+    if entry.kind == "reported" and inc["member_id"] is not None and inc["has_guardians"]:
         guardians = await ctx.pool.fetch(
             "SELECT g.id, g.phone, m.name FROM guardian g JOIN member m ON m.id = g.member_id"
             " WHERE g.member_id = $1 ORDER BY g.created_at LIMIT 5",
