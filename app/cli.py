@@ -228,6 +228,7 @@ def serve(
             workers=workers,
             loop="uvloop",
             http="httptools",
+            ws_per_message_deflate=False,  # console fan-out cost (docs/performance.md)
             access_log=False,
             backlog=2048,
         )

@@ -352,6 +352,10 @@ def start_ours(args: argparse.Namespace, env: dict[str, str], logdir: Path) -> S
             "httptools",
             "--ws",
             "websockets",
+            # As `ansim serve`: console messages are small and go to many sockets; deflate per
+            # socket cost more CPU than everything else in the fan-out.
+            "--ws-per-message-deflate",
+            "false",
             "--no-access-log",
             "--log-level",
             "warning",

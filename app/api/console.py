@@ -237,9 +237,11 @@ class _AccessLog:
 
     def note(self, incident: dict[str, Any] | None) -> None:
         if incident and incident.get("lat") is not None:
-            incident_id = uuid.UUID(incident["id"])
-            if incident_id not in self.logged:
-                self.pending.add(incident_id)
+            self.note_id(uuid.UUID(incident["id"]))
+
+    def note_id(self, incident_id: uuid.UUID | None) -> None:
+        if incident_id is not None and incident_id not in self.logged:
+            self.pending.add(incident_id)
 
     async def flush(self, *, force: bool = False) -> None:
         if not self.pending or (not force and time.monotonic() - self.flushed_at < 2):
@@ -337,7 +339,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
         for entry in replayed:
             if visible(entry):
                 await _send_entry(ws, entry)
-                access.note(entry.body.get("incident"))
+                access.note_id(entry.located_incident)
             last = console_log.cursor_key(entry.cursor)
             cursor = entry.cursor
         await access.flush(force=True)
@@ -400,7 +402,7 @@ async def _live(
             last, cursor = key, entry.cursor
             if visible(entry):
                 await _send_entry(ws, entry)
-                access.note(entry.body.get("incident"))
+                access.note_id(entry.located_incident)
                 await access.flush()
     finally:
         for task in (receiver, getter):

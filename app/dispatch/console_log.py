@@ -42,6 +42,14 @@ class ConsoleEntry:
         return {**self.body, "cursor": self.cursor}
 
     @cached_property
+    def located_incident(self) -> uuid.UUID | None:
+        """The incident whose location this message shows (for the access log), if any."""
+        incident = self.body.get("incident")
+        if isinstance(incident, dict) and incident.get("lat") is not None:
+            return uuid.UUID(incident["id"])
+        return None
+
+    @cached_property
     def text(self) -> str:
         """The message as sent, serialised once per entry however many sockets get it."""
         return orjson.dumps(self.message()).decode()
