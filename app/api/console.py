@@ -396,7 +396,7 @@ async def _live(
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "too_slow"})
                 await ws.close(code=4008, reason="too far behind; reconnect with your cursor")
                 return
-            key = console_log.cursor_key(entry.cursor)
+            key = entry.key
             if key <= last:
                 continue  # already sent during replay
             last, cursor = key, entry.cursor

@@ -42,6 +42,10 @@ class ConsoleEntry:
         return {**self.body, "cursor": self.cursor}
 
     @cached_property
+    def key(self) -> tuple[int, int]:
+        return cursor_key(self.cursor)
+
+    @cached_property
     def located_incident(self) -> uuid.UUID | None:
         """The incident whose location this message shows (for the access log), if any."""
         incident = self.body.get("incident")
