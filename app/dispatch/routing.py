@@ -99,13 +99,15 @@ _LOCK_COLUMNS = """
        EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id) AS has_guardians
 """
 # The receipt and the row lock in one round trip: ``first`` is NULL when this outbox id was
-# routed before (a redelivery), and no row at all means the incident is gone.
+# routed before (a redelivery), and no row at all means the incident is gone. NO KEY UPDATE
+# still serialises every writer of the row but does not block the foreign-key checks of rows
+# that reference the incident (location_access from every console, timeline events).
 _RECEIPT_LOCK_SQL = f"""
 WITH receipt AS (
   INSERT INTO dispatch_receipt (outbox_id) VALUES ($2) ON CONFLICT DO NOTHING RETURNING true
 )
 SELECT (SELECT true FROM receipt) AS first, {_LOCK_COLUMNS}
-FROM incident i WHERE i.id = $1 FOR UPDATE OF i
+FROM incident i WHERE i.id = $1 FOR NO KEY UPDATE OF i
 """
 # A new report in one statement: the acknowledgement deadline, the ``routed`` event, the
 # summary for the console message, and the other-source report it may belong with.
@@ -386,7 +388,7 @@ async def escalate_overdue(pool: asyncpg.Pool, settings: Settings, *, limit: int
         rows = await conn.fetch(
             "SELECT id, escalation_level FROM incident WHERE status = 'new'"
             " AND ack_deadline_at IS NOT NULL AND ack_deadline_at <= now()"
-            " ORDER BY ack_deadline_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            " ORDER BY ack_deadline_at LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
             limit,
         )
         for row in rows:
