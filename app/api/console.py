@@ -39,6 +39,7 @@ from app.incidents.console_service import (
     incident_summary,
     list_incidents,
     log_location_access,
+    log_location_reads,
 )
 from app.models import Assignment, Staff
 
@@ -223,17 +224,48 @@ async def dead_letters(
 # -- WebSocket -------------------------------------------------------------------------------
 
 
-class _AccessLog:
-    """Promise 6 on the stream: each incident whose location a console was sent is logged in
-    ``location_access`` (once per connection), in small batches so the socket holds no
-    database connection between them."""
+class _AccessWriter:
+    """Promise 6 on the stream, for all of a process's console connections together: one
+    INSERT per second however many consoles are connected (50 connections flushing on their own
+    cost PostgreSQL a statement each and raced for the same incidents' key-share locks)."""
 
-    def __init__(self, pool: asyncpg.Pool, staff_id: uuid.UUID) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.staff_id = staff_id
-        self.pending: set[uuid.UUID] = set()
-        self.logged: set[uuid.UUID] = set()
+        self.staff_ids: list[uuid.UUID] = []
+        self.incident_ids: list[uuid.UUID] = []
         self.flushed_at = time.monotonic()
+
+    def add(self, staff_id: uuid.UUID, incident_id: uuid.UUID) -> None:
+        self.staff_ids.append(staff_id)
+        self.incident_ids.append(incident_id)
+
+    async def flush(self, *, force: bool = False) -> None:
+        if not self.incident_ids or (not force and time.monotonic() - self.flushed_at < 1):
+            return
+        staff_ids, incident_ids = self.staff_ids, self.incident_ids
+        self.staff_ids, self.incident_ids = [], []
+        self.flushed_at = time.monotonic()
+        await log_location_reads(
+            self.pool, staff_ids=staff_ids, incident_ids=incident_ids, reason="console_stream"
+        )
+
+
+def _access_writer(ws: WebSocket) -> _AccessWriter:
+    state = ws.app.state
+    writer: _AccessWriter | None = getattr(state, "console_access_writer", None)
+    if writer is None or writer.pool is not state.pool:
+        writer = state.console_access_writer = _AccessWriter(state.pool)
+    return writer
+
+
+class _AccessLog:
+    """Each incident whose location a console was sent is logged in ``location_access`` once
+    per connection, in batches (the socket holds no database connection between them)."""
+
+    def __init__(self, writer: _AccessWriter, staff_id: uuid.UUID) -> None:
+        self.writer = writer
+        self.staff_id = staff_id
+        self.logged: set[uuid.UUID] = set()
 
     def note(self, incident: dict[str, Any] | None) -> None:
         if incident and incident.get("lat") is not None:
@@ -241,17 +273,11 @@ class _AccessLog:
 
     def note_id(self, incident_id: uuid.UUID | None) -> None:
         if incident_id is not None and incident_id not in self.logged:
-            self.pending.add(incident_id)
+            self.logged.add(incident_id)
+            self.writer.add(self.staff_id, incident_id)
 
     async def flush(self, *, force: bool = False) -> None:
-        if not self.pending or (not force and time.monotonic() - self.flushed_at < 2):
-            return
-        ids, self.pending = list(self.pending), set()
-        self.logged.update(ids)
-        self.flushed_at = time.monotonic()
-        await log_location_access(
-            self.pool, staff_id=self.staff_id, incident_ids=ids, reason="console_stream"
-        )
+        await self.writer.flush(force=force)
 
 
 async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
@@ -303,7 +329,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
         return staff.sees_district(entry.district_id)
 
     queue = hub.subscribe()  # before replay/snapshot, so nothing falls between them
-    access = _AccessLog(ws.app.state.pool, staff.id)
+    access = _AccessLog(_access_writer(ws), staff.id)
     try:
         await _send(
             ws,

@@ -122,6 +122,25 @@ async def log_location_access(
     )
 
 
+async def log_location_reads(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    *,
+    staff_ids: list[uuid.UUID],
+    incident_ids: list[uuid.UUID],
+    reason: str,
+) -> None:
+    """Several staff members' reads in one statement (``staff_ids[i]`` read ``incident_ids[i]``)."""
+    if not incident_ids:
+        return
+    await pool.execute(
+        "INSERT INTO location_access (staff_id, incident_id, reason)"
+        " SELECT s, i, $3 FROM unnest($1::uuid[], $2::uuid[]) AS t(s, i)",
+        staff_ids,
+        incident_ids,
+        reason,
+    )
+
+
 async def incident_detail(
     pool: asyncpg.Pool,
     *,
