@@ -261,19 +261,19 @@ async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
 
 async def _authenticate(
     ws: WebSocket, token: str | None, cursor: str | None
-) -> tuple[StaffPrincipal | None, str | None]:
+) -> tuple[StaffPrincipal | None, str, str | None]:
     pool = ws.app.state.pool
     if token is None:
         try:
             first = orjson.loads(await asyncio.wait_for(ws.receive_text(), timeout=5))
         except (TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect):
-            return None, cursor
+            return None, "", cursor
         if not isinstance(first, dict) or first.get("type") != "auth":
-            return None, cursor
+            return None, "", cursor
         token = str(first.get("token") or "")
         cursor = first.get("cursor") or cursor
     staff = await staff_from_token(pool, token) if token else None
-    return staff, cursor
+    return staff, token, cursor
 
 
 @router.websocket("/stream")
@@ -282,7 +282,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
     redis = ws.app.state.redis
     hub: ConsoleHub = ws.app.state.console_hub
     await ws.accept()
-    staff, cursor = await _authenticate(ws, token, cursor)
+    staff, token, cursor = await _authenticate(ws, token, cursor)
     if staff is None:
         await ws.close(code=4401, reason="invalid or missing dispatcher token")
         return
@@ -340,7 +340,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
             last = console_log.cursor_key(entry.cursor)
             cursor = entry.cursor
         await access.flush(force=True)
-        await _live(ws, queue, visible, last, cursor, settings, access)
+        await _live(ws, queue, visible, last, cursor, settings, access, token)
     except WebSocketDisconnect:
         pass
     finally:
@@ -357,11 +357,20 @@ async def _live(
     cursor: str,
     settings: Any,
     access: _AccessLog,
+    token: str,
 ) -> None:
     ends_at = time.monotonic() + settings.console_max_lifetime_s
+    recheck_at = time.monotonic() + settings.console_ping_s
     receiver = asyncio.create_task(_drain_client(ws))
     try:
         while True:
+            if time.monotonic() >= recheck_at:
+                # A revoked or expired session stops receiving locations within one ping
+                # interval, not at the end of the socket's lifetime.
+                if not await _still_valid(access.pool, token):
+                    await ws.close(code=4401, reason="session revoked or expired")
+                    return
+                recheck_at = time.monotonic() + settings.console_ping_s
             remaining = ends_at - time.monotonic()
             if remaining <= 0:
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "max_lifetime"})
@@ -393,6 +402,13 @@ async def _live(
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await receiver
+
+
+async def _still_valid(pool: asyncpg.Pool, token: str) -> bool:
+    try:
+        return await staff_from_token(pool, token) is not None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return True  # the database is down: keep the console, check again next interval
 
 
 async def _drain_client(ws: WebSocket) -> None:

@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -24,9 +25,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
+from app.devices import health
 from app.dispatch import routing
 from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay
+from app.incidents.retention import purge_closed_trails
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,14 @@ class Dispatcher:
             asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._deadline_loop(), name="deadlines"),
             asyncio.create_task(self._health_loop(), name="health"),
+            asyncio.create_task(
+                self._every(self.settings.device_offline_check_s, self._report_offline_devices),
+                name="devices-offline",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.retention_interval_s, self._purge_trails),
+                name="retention",
+            ),
         ]
         log.info("dispatcher %s started", self.name)
         await self._stopping.wait()
@@ -211,6 +222,27 @@ class Dispatcher:
             except Exception as exc:
                 log.warning("deadline sweep failed: %r", exc)
 
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        """A periodic job in every dispatcher; the jobs lock rows with SKIP LOCKED, so any number
+        of dispatchers share them without doing anything twice."""
+        while True:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s failed: %r", job.__name__, exc)
+            await asyncio.sleep(interval_s)
+
+    async def _report_offline_devices(self) -> None:
+        if await health.report_offline(self.pool, self.settings):
+            self.relay.kick()
+
+    async def _purge_trails(self) -> None:
+        result = await purge_closed_trails(self.pool, retention_s=self.settings.trail_retention_s)
+        if result.incidents:
+            log.info("retention: purged %d trails (%d points)", result.incidents, result.points)
+
     @property
     def _health_key(self) -> str:
         return f"{self.settings.stream_group}:health:{self.name}"
@@ -245,8 +277,15 @@ class Dispatcher:
         s = self.settings
         async with self._sem:
             try:
-                entry = routing.parse_entry(fields)
-                await self._handle_through_outages(entry_id, entry)
+                if health.is_device_entry(fields):
+                    await self._handle_through_outages(
+                        entry_id, lambda: health.publish_device_entry(self.ctx, fields)
+                    )
+                else:
+                    entry = routing.parse_entry(fields)
+                    await self._handle_through_outages(
+                        entry_id, lambda: routing.handle(self.ctx, entry)
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -259,13 +298,15 @@ class Dispatcher:
             await self.redis.xack(s.stream_incidents, s.stream_group, entry_id)
             self.processed += 1
 
-    async def _handle_through_outages(self, entry_id: str, entry: routing.Entry) -> None:
+    async def _handle_through_outages(
+        self, entry_id: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
         """A database or Redis outage is not the entry's fault: retry it here (keeping it
         claimed) instead of counting deliveries towards the dead-letter stream."""
         backoff = 0.1
         while True:
             try:
-                await routing.handle(self.ctx, entry)
+                await work()
                 return
             except _TRANSIENT as exc:
                 if self._stopping.is_set():

@@ -223,6 +223,12 @@ class LocationAccess(Base):
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
 
+    # UPDATE and DELETE are refused by a trigger (migration 0005_trust).
+    __table_args__ = (
+        Index("ix_location_access_incident_id", "incident_id"),
+        Index("ix_location_access_staff_id", "staff_id"),
+    )
+
 
 class DispatchReceipt(Base):
     """An outbox id a dispatcher has routed: a redelivered stream entry is not routed again."""
