@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     console_ping_s: float = 15.0
     relay_sweep_interval_s: float = 1.0
     relay_batch: int = 500
+    #: Published outbox rows no dispatcher processed after this long (lost with Redis) are
+    #: published again; rows older than the window are left alone (see relay.republish_unrouted).
+    relay_reconcile_after_s: float = 60.0
+    relay_reconcile_window_s: float = 24 * 3600.0
     dispatch_concurrency: int = 32
     dispatch_claim_idle_s: float = 5.0
     dispatch_max_deliveries: int = 5

@@ -113,3 +113,6 @@ async def publish_device_entry(ctx: Context, fields: dict[bytes, bytes]) -> None
     await console_log.append(
         ctx.redis, ctx.settings, dedupe_key=f"o{outbox_id}", district_id=district_id, body=body
     )
+    await ctx.pool.execute(
+        "INSERT INTO dispatch_receipt (outbox_id) VALUES ($1) ON CONFLICT DO NOTHING", outbox_id
+    )

@@ -28,7 +28,7 @@ from app.config import Settings
 from app.devices import health
 from app.dispatch import routing
 from app.dispatch.gateways import build_gateways
-from app.dispatch.relay import OutboxRelay
+from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.incidents.retention import purge_closed_trails
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,10 @@ class Dispatcher:
             asyncio.create_task(
                 self._every(self.settings.retention_interval_s, self._purge_trails),
                 name="retention",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.relay_reconcile_after_s / 2, self._republish_lost),
+                name="reconcile",
             ),
         ]
         log.info("dispatcher %s started", self.name)
@@ -238,6 +242,12 @@ class Dispatcher:
         if await health.report_offline(self.pool, self.settings):
             self.relay.kick()
 
+    async def _republish_lost(self) -> None:
+        lost = await republish_unrouted(self.pool, self.settings)
+        if lost:
+            log.warning("%d published outbox rows were never processed; publishing again", lost)
+            self.relay.kick()
+
     async def _purge_trails(self) -> None:
         result = await purge_closed_trails(self.pool, retention_s=self.settings.trail_retention_s)
         if result.incidents:
@@ -341,6 +351,12 @@ class Dispatcher:
         }
         await self.redis.xadd(s.stream_dead_letter, dead, maxlen=100_000, approximate=True)
         await self.redis.xack(s.stream_incidents, s.stream_group, key)
+        with contextlib.suppress(Exception):
+            # Dead letters are for people to look at: the reconciler must not publish them again.
+            await self.pool.execute(
+                "INSERT INTO dispatch_receipt (outbox_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                int(fields[b"outbox_id"]),
+            )
         self.dead_lettered += 1
         log.error(
             "entry %s moved to %s after %d deliveries: %s",

@@ -152,6 +152,8 @@ class Outbox(Base):
 
     __table_args__ = (
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        # The reconciler looks for recently published rows that were never processed.
+        Index("ix_outbox_published_at", "published_at"),
     )
 
 

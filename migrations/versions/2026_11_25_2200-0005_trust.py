@@ -1,4 +1,5 @@
-"""trust: the location access log is append-only; indexes for the operators' queries
+"""trust: the location access log is append-only; indexes for the operators' queries and the
+outbox reconciler
 
 Revision ID: 0005_trust
 Revises: 0002_dispatch
@@ -40,9 +41,11 @@ def upgrade() -> None:
     op.create_index("ix_location_access_incident_id", "location_access", ["incident_id"])
     op.create_index("ix_location_access_staff_id", "location_access", ["staff_id"])
     op.create_index("ix_security_event_kind", "security_event", ["kind"])
+    op.create_index("ix_outbox_published_at", "outbox", ["published_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_published_at", table_name="outbox")
     op.drop_index("ix_security_event_kind", table_name="security_event")
     op.drop_index("ix_location_access_staff_id", table_name="location_access")
     op.drop_index("ix_location_access_incident_id", table_name="location_access")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -211,6 +213,7 @@ def production_server(env: dict[str, str], log: Path):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+        children: list[int] = []
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -219,6 +222,12 @@ def production_server(env: dict[str, str], log: Path):
                     if httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=1).status_code == 200:
                         break
                 time.sleep(0.1)
+            children = [
+                int(pid)
+                for pid in subprocess.run(
+                    ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+                ).stdout.split()
+            ]
             yield proc
         finally:
             proc.terminate()  # the serve command stops its dispatcher too
@@ -227,6 +236,10 @@ def production_server(env: dict[str, str], log: Path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+            orphans = [pid for pid in children if Path(f"/proc/{pid}").exists()]
+            for pid in orphans:
+                os.kill(pid, signal.SIGKILL)
+            assert orphans == [], "ansim serve left its dispatcher running"
 
 
 async def test_no_secret_or_position_reaches_the_output_of_real_processes(
