@@ -226,6 +226,14 @@ async def dead_letters(
 # -- WebSocket -------------------------------------------------------------------------------
 
 
+_DB_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.InterfaceError,
+)
+
+
 class _AccessLog:
     """Promise 6 on the stream: each incident whose location a console was sent is logged in
     ``location_access`` (once per connection), in small batches so the socket holds no
@@ -248,11 +256,16 @@ class _AccessLog:
         if not self.pending or (not force and time.monotonic() - self.flushed_at < 2):
             return
         ids, self.pending = list(self.pending), set()
-        self.logged.update(ids)
         self.flushed_at = time.monotonic()
-        await log_location_access(
-            self.pool, staff_id=self.staff_id, incident_ids=ids, reason="console_stream"
-        )
+        try:
+            await log_location_access(
+                self.pool, staff_id=self.staff_id, incident_ids=ids, reason="console_stream"
+            )
+        except _DB_DOWN:
+            # The database is down: keep the reads to log them later; the console stays up.
+            self.pending.update(ids)
+            return
+        self.logged.update(ids)
 
 
 async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
@@ -407,7 +420,7 @@ async def _live(
 async def _still_valid(pool: asyncpg.Pool, token: str) -> bool:
     try:
         return await staff_from_token(pool, token) is not None
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except _DB_DOWN:
         return True  # the database is down: keep the console, check again next interval
 
 
