@@ -389,16 +389,22 @@ async def _live(
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "max_lifetime"})
                 await ws.close(code=4000, reason="max lifetime; reconnect with your cursor")
                 return
-            if receiver.done():
-                return
-            try:
-                entry = await asyncio.wait_for(
-                    queue.get(), timeout=min(settings.console_ping_s, remaining)
-                )
-            except TimeoutError:
+            # Wait for the next entry or the client going away, whichever is first: a closed
+            # socket is let go at once, not at the next ping.
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait(
+                {getter, receiver},
+                timeout=min(settings.console_ping_s, remaining),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if getter not in done:
+                getter.cancel()
+                if receiver in done:
+                    return
                 await _send(ws, {"type": "ping", "cursor": cursor})
                 await access.flush(force=True)
                 continue
+            entry = getter.result()
             if entry is None:
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "too_slow"})
                 await ws.close(code=4008, reason="too far behind; reconnect with your cursor")
