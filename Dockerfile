@@ -1,4 +1,10 @@
 # The API image. PostgreSQL (with PostGIS) and Redis run elsewhere: set DATABASE_URL, REDIS_URL.
+# Leaflet for the console pages comes from npm in a build stage; only its dist files are kept.
+FROM node:20-bookworm-slim AS web
+WORKDIR /web
+COPY app/web/package.json app/web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
@@ -6,6 +12,7 @@ WORKDIR /srv/ansim
 
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
+COPY --from=web /web/node_modules/leaflet/dist ./app/web/node_modules/leaflet/dist
 COPY migrations ./migrations
 RUN pip install . && useradd --system --uid 10001 ansim
 USER ansim

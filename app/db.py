@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -40,29 +39,29 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset without the reset query: asyncpg still rolls back an open transaction first.
+
+    The default reset (``RESET ALL; UNLISTEN *; CLOSE ALL; pg_advisory_unlock_all()``) is one more
+    round trip on every release, i.e. on every ``pool.fetch*``; the hot pool keeps no session
+    state (no SET, LISTEN, advisory locks or cursors outside a transaction), so it is skipped."""
+
+
 async def create_pool(
     settings: Settings, *, application_name: str = "ansim-hot", **kwargs: Any
 ) -> asyncpg.Pool:
     """A raw asyncpg pool: the SOS and device paths run a few prepared statements on it."""
+    max_size = kwargs.pop("max_size", settings.db_pool_size)
     pool = await asyncpg.create_pool(
         settings.asyncpg_dsn,
-        min_size=kwargs.pop("min_size", 2),
-        max_size=kwargs.pop("max_size", settings.db_pool_size),
+        # Mostly opened up front: a burst must not wait for new connections (each one also
+        # runs the codec introspection), which is what the first second of a burst did.
+        min_size=kwargs.pop("min_size", min(max_size, 10)),
+        max_size=max_size,
         init=_init_connection,
+        reset=kwargs.pop("reset", _keep_session),
         server_settings={"application_name": application_name},
         **kwargs,
     )
     assert pool is not None
     return pool
-
-
-async def session_scope(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commit on success, roll back on error. Services only flush."""
-    async with maker() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()

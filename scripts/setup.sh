@@ -67,6 +67,18 @@ if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null; then
   apt_install chromium
 fi
 
+# --- Leaflet for the console and phone pages (npm, served locally: the pages work offline) ---
+if command -v npm >/dev/null; then
+  lock_stamp=app/web/node_modules/.installed-$(sha256sum app/web/package-lock.json | cut -c1-16)
+  if [ ! -f "$lock_stamp" ]; then
+    say "installing Leaflet (npm ci in app/web)"
+    npm ci --prefix app/web --no-audit --no-fund --silent
+    touch "$lock_stamp"
+  fi
+else
+  echo "warning: npm not found: the console map needs app/web/node_modules/leaflet (apt-get install npm)" >&2
+fi
+
 # --- Python ---------------------------------------------------------------------------------
 py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -40,13 +40,15 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-async def ensure_database(settings: Settings) -> None:
+async def recreate_database(settings: Settings) -> None:
+    """A fresh test database every run: the schema always comes from the migrations, never from
+    whatever an earlier run (or an older branch) left behind."""
     dsn = settings.asyncpg_dsn
     name = dsn.rsplit("/", 1)[1].split("?")[0]
     admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
     try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
 
@@ -58,7 +60,7 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 async def migrated(settings: Settings) -> None:
-    await ensure_database(settings)
+    await recreate_database(settings)
     import asyncio
 
     # Alembic's env.py runs its own event loop; keep it off ours.

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 
 from app.main import create_app
+from tests.e2e.harness import start_api
 
 ROOT = Path(__file__).resolve().parent.parent
 schema = schemathesis.openapi.from_dict(create_app().openapi())
@@ -108,35 +108,11 @@ def live_api(migrated) -> Iterator[LiveAPI]:
         "ANSIM_RATE_LIMIT_PER_IP_PER_MIN": "1000000",
         "ANSIM_RATE_LIMIT_LOGIN_PER_IP_PER_MIN": "1000000",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    api = start_api(port, env)
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield LiveAPI(url, tokens)
+        yield LiveAPI(f"http://127.0.0.1:{port}", tokens)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        api.stop()
         artifacts = ROOT / "artifacts"
         artifacts.mkdir(exist_ok=True)
         (artifacts / "openapi_fuzz.json").write_text(json.dumps(dict(STATS), indent=2))

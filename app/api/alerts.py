@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CurrentMember, PoolDep, SessionDep, SettingsDep, kick_relay
-from app.api.schemas import StrictModel
+from app.api.schemas import DistrictOut, SafePlaceOut, StrictModel
 from app.errors import error_response
 from app.incidents import alerts
 from app.incidents.intake import TRIGGERS, load_json_object, parse_sos
@@ -38,24 +38,6 @@ class SOSRequest(BaseModel):
     location: SOSLocation | None = None
     battery_pct: int | None = Field(None, ge=0, le=100)
     note: str | None = Field(None, max_length=1000)
-
-
-class SafePlaceOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    kind: str
-    lat: float
-    lon: float
-    distance_m: float
-    phone: str | None
-    address: str | None
-    is_safety_house: bool
-    open_now: bool
-
-
-class DistrictOut(BaseModel):
-    code: str
-    name: str
 
 
 class WarningOut(BaseModel):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 import orjson
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import (
@@ -28,6 +28,7 @@ from app.api.deps import (
     kick_relay,
     staff_from_token,
 )
+from app.api.schemas import StrictModel
 from app.dispatch import console_log
 from app.dispatch.console_log import ConsoleEntry, ConsoleHub
 from app.dispatch.worker import read_dead_letters
@@ -44,21 +45,17 @@ from app.models import Assignment, Staff
 router = APIRouter(prefix="/v1/console", tags=["console"])
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class AckIn(Strict):
+class AckIn(StrictModel):
     pass
 
 
-class AssignIn(Strict):
+class AssignIn(StrictModel):
     kind: Literal["unit", "volunteer"]
     unit: str | None = Field(None, min_length=1, max_length=64)
     volunteer_id: uuid.UUID | None = None
 
 
-class StatusIn(Strict):
+class StatusIn(StrictModel):
     status: Literal["responding", "on_scene", "resolved", "false_alarm"]
     disposition: str | None = Field(None, max_length=500)
 

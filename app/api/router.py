@@ -9,9 +9,11 @@ from app.api import (
     console,
     devices,
     health,
+    maps,
     me,
     safe_places,
     volunteers,
+    web,
 )
 
 api_router = APIRouter()
@@ -24,3 +26,5 @@ api_router.include_router(safe_places.router)
 api_router.include_router(console.router)
 api_router.include_router(volunteers.router)
 api_router.include_router(admin.router)
+api_router.include_router(maps.router)
+api_router.include_router(web.router)

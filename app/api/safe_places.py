@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import AnyClient, PoolDep, SettingsDep
+from app.api.schemas import DistrictOut, SafePlaceOut
 from app.geo.nearest import district_at, nearest_places
 from app.models.geo import PlaceKind
 
@@ -39,26 +40,8 @@ class NearestQuery(BaseModel):
         return list(dict.fromkeys(kinds))
 
 
-class PlaceOut(BaseModel):
-    id: str
-    name: str
-    kind: str
-    lat: float
-    lon: float
-    distance_m: float = Field(description="geodesic distance on the WGS84 spheroid, metres")
-    phone: str | None
-    address: str | None
-    is_safety_house: bool
-    open_now: bool
-
-
-class DistrictOut(BaseModel):
-    code: str
-    name: str
-
-
 class NearestOut(BaseModel):
-    places: list[PlaceOut] = Field(description="nearest first, by geodesic distance")
+    places: list[SafePlaceOut] = Field(description="nearest first, by geodesic distance")
     district: DistrictOut | None = Field(description="the district containing the point")
 
 

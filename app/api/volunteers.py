@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy import func, select
 
 from app.api.deps import CurrentVolunteer, PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
+from app.api.schemas import StrictModel
 from app.dispatch import presence
 from app.errors import AppError, Conflict, NotFound
 from app.incidents import lifecycle, timeline
@@ -24,27 +25,23 @@ class AlreadyCovered(AppError):
     status_code = 409
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-# Redis GEO indexes only latitudes within ±85.05112878° (Web Mercator); beyond that GEOADD fails.
+# Volunteer positions live in a Redis GEO set, which takes latitudes up to ±85.05112878.
 GEO_MAX_LAT = 85.05112878
 
 
-class DutyIn(Strict):
+class DutyIn(StrictModel):
     on_duty: bool
     lat: float | None = Field(None, ge=-GEO_MAX_LAT, le=GEO_MAX_LAT)
     lon: float | None = Field(None, ge=-180, le=180)
 
 
-class LocationIn(Strict):
+class LocationIn(StrictModel):
     lat: float = Field(ge=-GEO_MAX_LAT, le=GEO_MAX_LAT)
     lon: float = Field(ge=-180, le=180)
     accuracy_m: float | None = Field(None, ge=0, le=100_000)
 
 
-class Empty(Strict):
+class Empty(StrictModel):
     pass
 
 

@@ -167,8 +167,9 @@ class ConsoleHub:
             try:
                 queue.put_nowait(entry)
             except asyncio.QueueFull:
-                # The connection is too slow: it is told to reconnect with its cursor.
+                # The connection is too slow: it is told to reconnect with its cursor. Nothing
+                # queued after its cursor may be sent first, or the reconnect would skip a hole.
                 self._queues.discard(queue)
-                with contextlib.suppress(asyncio.QueueFull):
+                while not queue.empty():
                     queue.get_nowait()
-                    queue.put_nowait(None)
+                queue.put_nowait(None)

@@ -33,8 +33,8 @@ _OPEN_NOW_SQL = """(p.open_24h OR (
       ELSE lt.t >= p.opens_at OR lt.t < p.closes_at END))"""
 
 _NEAREST_SQL = f"""
-WITH here AS (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS g),
-lt AS (SELECT (coalesce($7::timestamptz, now()) AT TIME ZONE $5)::time AS t),
+WITH here AS NOT MATERIALIZED (SELECT ST_SetSRID(ST_MakePoint($2, $1), 4326)::geography AS g),
+lt AS NOT MATERIALIZED (SELECT (coalesce($7::timestamptz, now()) AT TIME ZONE $5)::time AS t),
 cand AS (
   SELECT p.id, p.name, p.kind, p.phone, p.address, p.is_safety_house, p.geog,
          {_OPEN_NOW_SQL} AS open_now,

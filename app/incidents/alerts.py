@@ -112,7 +112,7 @@ async def raise_alert(
 
     A known ``client_alert_id`` replays the first answer. A new report while her alert is open
     is folded into it (one emergency, one incident; a flood never opens a hundred)."""
-    result = await insert_incident(
+    insert = insert_incident(
         pool,
         NewIncident(
             source="app",
@@ -132,13 +132,17 @@ async def raise_alert(
         ),
         fold_window_s=settings.sos_fold_window_s,
     )
+    # The nearest places do not depend on the insert: both run at once (on two pooled
+    # connections), so an SOS waits for the slower of the two rather than for their sum. The
+    # answer still leaves only after the commit.
+    result, places = await asyncio.gather(insert, _places_json(pool, settings, sos.lat, sos.lon))
     if isinstance(result, StoredIncident):
         body = {
             "incident_id": str(result.id),
             "status": result.status,
             "received_at": result.received_at.isoformat(),
             "district": _district_json(result.district_code, result.district_name),
-            "nearest_safe_places": await _places_json(pool, settings, sos.lat, sos.lon),
+            "nearest_safe_places": places,
             "flags": list(sos.flags),
             "warnings": [w.as_json() for w in sos.warnings],
         }
@@ -171,7 +175,9 @@ async def raise_alert(
         "status": member_status(row["status"], row["member_cancelled_at"]),
         "received_at": row["received_at"].isoformat(),
         "district": _district_json(row["district_code"], row["district_name"]),
-        "nearest_safe_places": await _places_json(pool, settings, lat, lon),
+        "nearest_safe_places": places
+        if (lat, lon) == (sos.lat, sos.lon)
+        else await _places_json(pool, settings, lat, lon),
         "flags": list(sos.flags),
         "warnings": [w.as_json() for w in sos.warnings],
     }

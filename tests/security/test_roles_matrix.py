@@ -10,6 +10,7 @@ signature instead of a bearer token)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
+from starlette.routing import WebSocketRoute
 
 from app.devices.signing import sign_request
 from app.main import create_app
@@ -104,6 +106,7 @@ class Call:
     expected: dict[str, set[int]]
     body: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    path_params: dict[str, str] = field(default_factory=dict)
 
 
 # Path parameters: {incident_id} is the member's alert in district A; {offer_id} the offered
@@ -114,6 +117,17 @@ CALLS = [
     Call("GET", "/docs", audience("public")),
     Call("GET", "/docs/oauth2-redirect", audience("public")),
     Call("GET", "/redoc", audience("public")),
+    Call("GET", "/console", audience("public")),
+    Call("GET", "/demo/phone", audience("public")),
+    Call("GET", "/demo", audience("public", **every(ROLES, 307))),  # to /demo/phone
+    Call("GET", "/v1/web/config", audience("public")),
+    Call("GET", "/static/web/{path:path}", audience("public"), path_params={"path": "common.js"}),
+    Call(
+        "GET",
+        "/static/vendor/leaflet/{path:path}",
+        audience("public"),
+        path_params={"path": "leaflet.js"},
+    ),
     Call("GET", "/healthz", audience("public")),
     Call("GET", "/readyz", audience("public")),
     Call(
@@ -174,6 +188,16 @@ CALLS = [
         "/v1/safe-places/nearest",
         audience("any", **every((*MEMBERS, *STAFF), 200)),
         params={"lat": IN_A[0], "lon": IN_A[1]},
+    ),
+    Call(
+        "GET",
+        "/v1/map/reference",
+        audience("any", **every((*MEMBERS, *STAFF), 200)),
+    ),
+    Call(
+        "GET",
+        "/v1/console/incidents/{incident_id}/nearby",
+        audience("dispatcher", dispatcher_a=200, city_wide=200, dispatcher_b=404),
     ),
     Call("GET", "/v1/console/incidents", audience("dispatcher", **every(DISPATCHERS, 200))),
     Call(
@@ -295,10 +319,12 @@ def app_routes(app: FastAPI) -> tuple[set[tuple[str, str]], set[str]]:
             return
         path = route.path
         methods = getattr(route, "methods", None)
-        if methods:
-            http.update((m, path) for m in methods if m != "HEAD")
-        else:
+        if isinstance(route, WebSocketRoute):
             ws.add(path)
+        elif methods:
+            http.update((m, path) for m in methods if m != "HEAD")
+        else:  # a mount or anything else: it must be classified too
+            http.add(("ANY", path))
 
     for route in app.routes:
         visit(route)
@@ -323,8 +349,9 @@ class World:
     tokens: dict[str, str]
     device_secret: str
 
-    def fill(self, text: str) -> str:
-        return text.format(new_uuid=uuid.uuid4(), **self.ids)
+    def fill(self, text: str, extra: dict[str, str] | None = None) -> str:
+        plain = re.sub(r"\{(\w+):\w+\}", r"{\1}", text)  # {path:path} -> {path}
+        return plain.format(new_uuid=uuid.uuid4(), **{**self.ids, **(extra or {})})
 
     def body(self, value: Any) -> Any:
         if isinstance(value, dict):
@@ -439,6 +466,7 @@ async def build_world(pool: asyncpg.Pool, make_district: Any, make_place: Any) -
     )
     ids["device_id"] = str(device)
     ids["staff_id"] = ids["dispatcher_a_id"]
+
     return World(ids, tokens, secret)
 
 
@@ -463,7 +491,7 @@ async def test_each_caller_gets_exactly_the_answer_in_the_table(client, world, c
         body = orjson.dumps(world.body(call.body)) if call.body is not None else b""
         r = await client.request(
             call.method,
-            world.fill(call.path),
+            world.fill(call.path, call.path_params),
             content=body or None,
             params=call.params,
             headers=_headers(world, role, body),

@@ -1,0 +1,218 @@
+"""What the console and phone-simulator maps draw: our own districts and places (there are no map
+tiles: the pages work offline), and what is around one incident."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from app.api.deps import AnyClient, CurrentDispatcher, PoolDep, RedisDep, SettingsDep
+from app.dispatch import presence
+from app.errors import BadRequest, NotFound
+from app.geo.nearest import nearest_places
+from app.incidents.console_service import log_location_access
+from app.models.geo import POLICE_KINDS, PlaceKind
+
+router = APIRouter(tags=["maps"])
+
+#: Enough for every Safety House and police office of Seoul; a city with more passes a bbox.
+MAX_PLACES = 5000
+#: Boundaries are simplified to about 5 m: plenty for a console map, a fraction of the bytes.
+SIMPLIFY_DEG = 0.00005
+SAFE_KINDS = [k.value for k in PlaceKind if k not in POLICE_KINDS]
+POLICE = [k.value for k in POLICE_KINDS]
+VOLUNTEER_SEARCH_M = 3000.0
+
+_DISTRICTS_SQL = """
+SELECT id, code, name,
+       ST_AsGeoJSON(ST_Multi(ST_SimplifyPreserveTopology(boundary, $1)), 6) AS geometry
+FROM district ORDER BY code
+"""
+
+_PLACES_SQL = """
+SELECT id, name, kind, is_safety_house, open_24h, phone, address,
+       ST_Y(geog::geometry) AS lat, ST_X(geog::geometry) AS lon
+FROM safe_place
+WHERE active AND ($1::float8 IS NULL
+      OR ST_Intersects(geog::geometry, ST_MakeEnvelope($1, $2, $3, $4, 4326)))
+ORDER BY kind, name, id
+LIMIT $5
+"""
+
+
+def _parse_bbox(bbox: str | None) -> tuple[float | None, ...]:
+    if bbox is None:
+        return (None, None, None, None)
+    try:
+        lon0, lat0, lon1, lat1 = (float(v) for v in bbox.split(","))
+    except ValueError:
+        raise BadRequest("bbox must be lon0,lat0,lon1,lat1") from None
+    if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
+        raise BadRequest("bbox must be lon0,lat0,lon1,lat1 with lon0 < lon1 and lat0 < lat1")
+    return (lon0, lat0, lon1, lat1)
+
+
+@router.get(
+    "/v1/map/reference",
+    summary="Districts (GeoJSON) and safe places / police offices for a map",
+    responses={401: {"description": "no valid token"}, 400: {"description": "bad bbox"}},
+)
+async def reference(
+    _client: AnyClient,
+    pool: PoolDep,
+    bbox: str | None = Query(None, description="lon0,lat0,lon1,lat1: only places inside"),
+) -> Response:
+    """Public reference data only (no incidents): any member or staff token may read it."""
+    box = _parse_bbox(bbox)
+    districts, places = await asyncio.gather(
+        pool.fetch(_DISTRICTS_SQL, SIMPLIFY_DEG),
+        pool.fetch(_PLACES_SQL, *box, MAX_PLACES + 1),
+    )
+    body = {
+        "districts": {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": str(d["id"]),
+                    "properties": {"id": str(d["id"]), "code": d["code"], "name": d["name"]},
+                    # Already JSON from PostGIS: embedded as is, never parsed here.
+                    "geometry": orjson.Fragment(d["geometry"]),
+                }
+                for d in districts
+            ],
+        },
+        "places": [
+            {
+                "id": str(p["id"]),
+                "name": p["name"],
+                "kind": p["kind"],
+                "police": p["kind"] in POLICE,
+                "is_safety_house": p["is_safety_house"],
+                "open_24h": p["open_24h"],
+                "phone": p["phone"],
+                "address": p["address"],
+                "lat": p["lat"],
+                "lon": p["lon"],
+            }
+            for p in places[:MAX_PLACES]
+        ],
+        "truncated": len(places) > MAX_PLACES,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def _volunteers(pool: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    if not ids:
+        return {}
+    rows = await pool.fetch(
+        "SELECT id, name, badge_number FROM staff"
+        " WHERE id = ANY($1::uuid[]) AND role = 'volunteer' AND active",
+        ids,
+    )
+    return {r["id"]: r for r in rows}
+
+
+async def _positions(
+    redis: Any, settings: Any, ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[float, float]]:
+    if not ids:
+        return {}
+    raw: Any = await redis.geopos(settings.volunteer_geo_key, *(str(i) for i in ids))
+    return {i: (float(p[1]), float(p[0])) for i, p in zip(ids, raw, strict=True) if p is not None}
+
+
+@router.get(
+    "/v1/console/incidents/{incident_id}/nearby",
+    summary="Around one incident: open safe places, police offices, volunteers",
+    tags=["console"],
+    responses={404: {"description": "no such incident in the dispatcher's scope"}},
+)
+async def incident_nearby(
+    incident_id: uuid.UUID,
+    staff: CurrentDispatcher,
+    pool: PoolDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """The nearest places open now, the nearest police offices, the volunteers assigned (with
+    their last position) and on-duty volunteers nearby who could be assigned."""
+    row = await pool.fetchrow(
+        "SELECT district_id, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon"
+        " FROM incident WHERE id = $1",
+        incident_id,
+    )
+    if row is None or not staff.sees_district(row["district_id"]):
+        raise NotFound(f"incident {incident_id} not found")
+    assigned_ids: list[uuid.UUID] = [
+        r["volunteer_id"]
+        for r in await pool.fetch(
+            "SELECT DISTINCT volunteer_id FROM assignment"
+            " WHERE incident_id = $1 AND kind = 'volunteer' AND volunteer_id IS NOT NULL",
+            incident_id,
+        )
+    ]
+    lat, lon = row["lat"], row["lon"]
+    places: list[dict[str, Any]] = []
+    police: list[dict[str, Any]] = []
+    near: list[tuple[uuid.UUID, float]] = []
+    if lat is not None and lon is not None:
+        safe_found, police_found, near = await asyncio.gather(
+            nearest_places(
+                pool,
+                lat=lat,
+                lon=lon,
+                limit=5,
+                kinds=SAFE_KINDS,
+                open_now=True,
+                tz=settings.local_timezone,
+            ),
+            nearest_places(pool, lat=lat, lon=lon, limit=3, kinds=POLICE),
+            presence.nearest(
+                redis,
+                settings,
+                lat=lat,
+                lon=lon,
+                radius_m=VOLUNTEER_SEARCH_M,
+                count=10,
+                exclude=set(assigned_ids),
+            ),
+        )
+        places = [p.as_json() for p in safe_found]
+        police = [p.as_json() for p in police_found]
+        await log_location_access(
+            pool, staff_id=staff.id, incident_ids=[incident_id], reason="console_nearby"
+        )
+    every = assigned_ids + [vid for vid, _ in near]
+    people, positions = await asyncio.gather(
+        _volunteers(pool, every), _positions(redis, settings, every)
+    )
+    distance = dict(near)
+    volunteers = []
+    for vid in every:
+        person = people.get(vid)
+        if person is None:
+            continue
+        where = positions.get(vid)
+        volunteers.append(
+            {
+                "id": str(vid),
+                "name": person["name"],
+                "badge_number": person["badge_number"],
+                "assigned": vid in assigned_ids,
+                "distance_m": round(distance[vid], 1) if vid in distance else None,
+                "lat": where[0] if where else None,
+                "lon": where[1] if where else None,
+            }
+        )
+    return {
+        "incident_id": str(incident_id),
+        "safe_places": places,
+        "police": police,
+        "volunteers": volunteers,
+    }

@@ -1,0 +1,101 @@
+"""The browser pages: the police console (/console) and the phone simulator (/demo/phone).
+
+Plain HTML and JavaScript from app/web/ (no build step); Leaflet comes from npm
+(app/web/node_modules/leaflet/dist, installed by scripts/setup.sh and the Dockerfile) and is
+served from here, so the pages work without internet."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from app.api.deps import SettingsDep
+
+log = logging.getLogger(__name__)
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
+DEMO_CREDENTIALS = WEB.parent.parent / ".demo" / "credentials.json"
+
+router = APIRouter(include_in_schema=False)
+
+# The pages are the app's own code: never let a proxy or browser keep a stale one after a deploy.
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+@router.get("/console")
+async def console_page() -> FileResponse:
+    return FileResponse(WEB / "console.html", headers=_NO_CACHE)
+
+
+@router.get("/demo/phone")
+async def phone_page() -> FileResponse:
+    return FileResponse(WEB / "phone.html", headers=_NO_CACHE)
+
+
+@router.get("/demo")
+async def demo_index() -> RedirectResponse:
+    return RedirectResponse("/demo/phone")
+
+
+def demo_credentials(environment: str, path: Path = DEMO_CREDENTIALS) -> dict[str, Any] | None:
+    """What `ansim demo` saved, trimmed to what the pages offer; only in development."""
+    if environment != "development" or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        member = saved["member"]
+        return {
+            "member": {
+                "name": "Jiyoung (demo)",
+                "token": member["token"],
+                "pin": member["pin"],
+                "duress_pin": member["duress_pin"],
+            },
+            "dispatchers": [
+                {"username": d["username"], "password": d["password"], "district": d["district"]}
+                for d in saved.get("dispatchers", [])
+            ],
+            "supervisor": {
+                "username": saved["supervisor"]["username"],
+                "password": saved["supervisor"]["password"],
+            }
+            if "supervisor" in saved
+            else None,
+        }
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("demo credentials at %s unreadable: %s", path, exc)
+        return None
+
+
+@router.get("/v1/web/config", summary="What the pages need to start")
+async def web_config(settings: SettingsDep) -> dict[str, Any]:
+    """Always 200. ``demo`` carries the demo sign-in details in development only."""
+    return {
+        "environment": settings.environment,
+        "demo": demo_credentials(settings.environment),
+    }
+
+
+# StaticFiles guards against path traversal and answers ETag / If-None-Match; routes (not a mount)
+# keep the whole web edge in this one router.
+_static = StaticFiles(directory=WEB / "static", check_dir=False)
+_leaflet = StaticFiles(directory=LEAFLET, check_dir=False)
+if not LEAFLET.is_dir():
+    log.warning("Leaflet missing at %s: run scripts/setup.sh (it runs npm ci)", LEAFLET)
+
+
+@router.get("/static/web/{path:path}")
+async def web_static(path: str, request: Request) -> Response:
+    return await _static.get_response(path, request.scope)
+
+
+@router.get("/static/vendor/leaflet/{path:path}")
+async def leaflet_static(path: str, request: Request) -> Response:
+    return await _leaflet.get_response(path, request.scope)

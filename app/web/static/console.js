@@ -1,0 +1,768 @@
+/* The police dispatch console: live incidents over the console WebSocket (docs/dispatch.md),
+   actions over REST, a map drawn from our own data. */
+'use strict';
+
+(() => {
+  const { api, el, duration, clock, metres } = Ansim;
+  const $ = (id) => document.getElementById(id);
+
+  const CLOSED = new Set(['resolved', 'false_alarm', 'cancelled']);
+  const STATUS_LABEL = {
+    new: 'NEW', acknowledged: 'Acknowledged', responding: 'Responding', on_scene: 'On scene',
+    resolved: 'Resolved', false_alarm: 'False alarm', cancelled: 'Cancelled',
+  };
+  const SOURCE_LABEL = { app: 'APP', button: 'BUTTON', sensor: 'SENSOR' };
+  const SILENCE_AFTER_MS = 40000; // the server pings every 15 s: this long without a frame = dead
+  const REMIND_EVERY_MS = 15000; // unacknowledged incidents beep again
+
+  const state = {
+    token: sessionStorage.getItem('ansim.console.token'),
+    name: sessionStorage.getItem('ansim.console.name') || '',
+    staff: null,
+    incidents: new Map(),
+    cursor: null,
+    highlighted: null,
+    openId: null,
+    detail: null,
+    nearby: null,
+    ws: null,
+    connected: false,
+    signedOut: true,
+    retry: 0,
+    lastFrameAt: 0,
+    // Counters the browser tests (and a curious operator) can read: window.ansimConsole.
+    connects: 0,
+    snapshots: 0,
+    alarms: 0,
+    muted: false,
+    confirming: null,
+  };
+  window.ansimConsole = state;
+
+  // --- sound ------------------------------------------------------------------------------
+  let audio = null;
+  function ensureAudio() {
+    // Browsers allow an AudioContext only after a user gesture: made on the first one.
+    if (!audio) {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      if (Ctx) audio = new Ctx();
+    }
+    if (audio && audio.state === 'suspended') audio.resume().catch(() => {});
+  }
+  document.addEventListener('pointerdown', ensureAudio, { capture: true });
+  document.addEventListener('keydown', ensureAudio, { capture: true });
+
+  function beep(urgent) {
+    if (state.muted || !audio || audio.state !== 'running') return;
+    const tones = urgent ? [988, 740, 988, 740, 988, 740] : [880, 0, 880];
+    let t = audio.currentTime + 0.01;
+    for (const freq of tones) {
+      if (freq) {
+        const osc = audio.createOscillator();
+        const gain = audio.createGain();
+        osc.type = urgent ? 'sawtooth' : 'square';
+        osc.frequency.value = freq;
+        gain.gain.setValueAtTime(0.0001, t);
+        gain.gain.exponentialRampToValueAtTime(0.18, t + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.16);
+        osc.connect(gain).connect(audio.destination);
+        osc.start(t);
+        osc.stop(t + 0.18);
+      }
+      t += 0.2;
+    }
+  }
+
+  // --- ordering and labels ----------------------------------------------------------------
+  const isUrgent = (i) => i.duress || i.escalation_level > 0;
+  function rank(i) {
+    if (isUrgent(i)) return 0;
+    if (i.status === 'new') return 1;
+    return 2;
+  }
+  function sorted() {
+    return [...state.incidents.values()].sort(
+      (a, b) => rank(a) - rank(b) || Date.parse(b.received_at) - Date.parse(a.received_at),
+    );
+  }
+  function badges(i) {
+    const out = [];
+    if (i.duress) out.push(el('span', { class: 'badge duress' }, 'DURESS'));
+    if (i.escalation_level > 0) out.push(el('span', { class: 'badge escalated' }, `ESCALATED L${i.escalation_level}`));
+    if (i.silent) out.push(el('span', { class: 'badge silent' }, 'SILENT'));
+    for (const f of i.flags || []) {
+      if (['no_location', 'location_poor', 'location_stale'].includes(f)) {
+        out.push(el('span', { class: 'badge flag' }, f.replace('_', ' ')));
+      }
+    }
+    return out;
+  }
+  function deadlineText(i, now) {
+    if (i.status !== 'new' || !i.ack_deadline_at) return '';
+    const left = Date.parse(i.ack_deadline_at) - now;
+    return left >= 0 ? `ack in ${duration(left)}` : `ACK OVERDUE ${duration(-left)}`;
+  }
+
+  // --- the list ---------------------------------------------------------------------------
+  function renderList() {
+    const list = $('incidents');
+    const now = Date.now();
+    const items = sorted();
+    list.replaceChildren(...items.map((i) => {
+      const classes = ['incident', `status-${i.status}`];
+      if (isUrgent(i)) classes.push('urgent');
+      if (i.id === state.highlighted) classes.push('highlighted');
+      if (i.id === state.openId) classes.push('open');
+      if (i._flashUntil && i._flashUntil > now) classes.push('flash');
+      const deadline = deadlineText(i, now);
+      return el('li', {
+        class: classes.join(' '),
+        role: 'option',
+        id: `incident-${i.id}`,
+        'aria-selected': i.id === state.highlighted ? 'true' : 'false',
+        dataset: { id: i.id },
+        onclick: () => { highlight(i.id); openIncident(i.id); },
+      },
+      el('div', { class: 'row1' },
+        el('span', { class: `source source-${i.source}` }, SOURCE_LABEL[i.source] || i.source),
+        el('span', { class: 'what' }, i.source === 'button' ? 'Panic button' : `SOS · ${i.trigger}`),
+        el('span', { class: 'status' }, STATUS_LABEL[i.status] || i.status)),
+      el('div', { class: 'row2' },
+        el('span', { class: 'district' }, i.district_name || 'outside every district'),
+        el('span', { class: 'age', dataset: { since: i.received_at } }, duration(now - Date.parse(i.received_at))),
+        el('span', { class: deadline.startsWith('ACK OVERDUE') ? 'deadline overdue' : 'deadline', dataset: { id: i.id } }, deadline)),
+      el('div', { class: 'row3' }, badges(i)));
+    }));
+    $('count').textContent = String(items.length);
+    $('empty').hidden = items.length > 0;
+    const unacked = items.filter((i) => i.status === 'new').length;
+    document.title = unacked ? `(${unacked}) NEW · Ansim console` : 'Ansim · Dispatch console';
+    drawIncidentMarkers(items);
+  }
+
+  function tick() {
+    const now = Date.now();
+    $('clock').textContent = new Date(now).toLocaleTimeString([], { hour12: false });
+    for (const node of document.querySelectorAll('#incidents .age')) {
+      node.textContent = duration(now - Date.parse(node.dataset.since));
+    }
+    for (const node of document.querySelectorAll('#incidents .deadline')) {
+      const i = state.incidents.get(node.dataset.id);
+      if (!i) continue;
+      const text = deadlineText(i, now);
+      node.textContent = text;
+      node.classList.toggle('overdue', text.startsWith('ACK OVERDUE'));
+    }
+    if (state.connected && state.lastFrameAt && now - state.lastFrameAt > SILENCE_AFTER_MS) {
+      state.ws.close(); // a silent drop (no pings): reconnect with the cursor
+    }
+  }
+
+  function highlight(id) {
+    state.highlighted = id;
+    for (const node of document.querySelectorAll('#incidents .incident')) {
+      const on = node.dataset.id === id;
+      node.classList.toggle('highlighted', on);
+      node.setAttribute('aria-selected', on ? 'true' : 'false');
+      if (on) node.scrollIntoView({ block: 'nearest' });
+    }
+  }
+
+  function move(step) {
+    const ids = sorted().map((i) => i.id);
+    if (!ids.length) return;
+    const at = ids.indexOf(state.highlighted);
+    const next = at < 0 ? 0 : Math.min(ids.length - 1, Math.max(0, at + step));
+    highlight(ids[next]);
+  }
+
+  // --- alarms -----------------------------------------------------------------------------
+  let lastAlarmAt = 0;
+  function alarm(i, reason) {
+    state.alarms += 1;
+    lastAlarmAt = Date.now();
+    i._flashUntil = Date.now() + 6000;
+    const urgent = isUrgent(i);
+    const banner = $('banner-new');
+    banner.replaceChildren(
+      el('strong', {}, urgent ? `${reason.toUpperCase()} — ` : 'NEW INCIDENT — '),
+      `${SOURCE_LABEL[i.source] || i.source} in ${i.district_name || 'no district'} `,
+      el('button', { type: 'button', onclick: () => { highlight(i.id); openIncident(i.id); } }, 'Open (Enter)'),
+    );
+    banner.classList.toggle('urgent', urgent);
+    banner.hidden = false;
+    if (!state.highlighted || !state.incidents.has(state.highlighted)) state.highlighted = i.id;
+    document.body.classList.remove('flash-screen');
+    void document.body.offsetWidth; // restart the CSS animation
+    document.body.classList.add('flash-screen');
+    beep(urgent);
+  }
+
+  function remind() {
+    const waiting = [...state.incidents.values()].filter((i) => i.status === 'new');
+    if (!waiting.length) {
+      $('banner-new').hidden = true;
+      return;
+    }
+    if (Date.now() - lastAlarmAt >= REMIND_EVERY_MS) {
+      lastAlarmAt = Date.now();
+      beep(waiting.some(isUrgent));
+    }
+  }
+
+  // --- applying what the server says ------------------------------------------------------
+  function apply(summary, event) {
+    const known = state.incidents.get(summary.id);
+    if (CLOSED.has(summary.status)) {
+      state.incidents.delete(summary.id);
+      if (state.highlighted === summary.id) state.highlighted = null;
+    } else {
+      const merged = { ...summary, _flashUntil: known ? known._flashUntil : 0 };
+      state.incidents.set(summary.id, merged);
+      if (!known) alarm(merged, 'new');
+      else if (event === 'escalated' || event === 'duress' || event === 'duress_cancel') alarm(merged, event === 'escalated' ? 'escalated' : 'duress');
+    }
+    if (state.openId === summary.id) {
+      state.detail = { ...(state.detail || {}), ...summary };
+      scheduleDetailRefresh();
+    }
+  }
+
+  function onMessage(msg) {
+    state.lastFrameAt = Date.now();
+    switch (msg.type) {
+      case 'hello':
+        state.staff = msg.staff;
+        state.connected = true;
+        state.retry = 0;
+        state.connects += 1;
+        setConnected(true);
+        loadReference();
+        if (state.openId) scheduleDetailRefresh();
+        break;
+      case 'snapshot': {
+        // A reset: what is open now. Incidents new to this console still raise the alarm.
+        state.snapshots += 1;
+        const before = state.incidents;
+        state.incidents = new Map();
+        for (const summary of msg.incidents) {
+          const known = before.get(summary.id);
+          state.incidents.set(summary.id, { ...summary, _flashUntil: known ? known._flashUntil : 0 });
+          if (!known && summary.status === 'new' && state.snapshots > 1) alarm(state.incidents.get(summary.id), 'new');
+        }
+        if (state.snapshots === 1 && [...state.incidents.values()].some((i) => i.status === 'new')) {
+          const first = sorted().find((i) => i.status === 'new');
+          alarm(first, isUrgent(first) ? (first.duress ? 'duress' : 'escalated') : 'new');
+        }
+        state.cursor = msg.cursor;
+        break;
+      }
+      case 'incident':
+        apply(msg.incident, msg.event);
+        state.cursor = msg.cursor;
+        break;
+      case 'ping':
+      case 'reconnect':
+        state.cursor = msg.cursor;
+        break;
+      default:
+        break; // unknown types are tolerated (docs/dispatch.md)
+    }
+    if (msg.type !== 'ping') renderList();
+  }
+
+  // --- the WebSocket ----------------------------------------------------------------------
+  function connect() {
+    if (state.signedOut) return;
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const ws = new WebSocket(`${scheme}://${location.host}/v1/console/stream`);
+    state.ws = ws;
+    ws.onopen = () => {
+      // The token goes in the first frame, not the URL (URLs end up in access logs).
+      const auth = { type: 'auth', token: state.token };
+      if (state.cursor) auth.cursor = state.cursor;
+      ws.send(JSON.stringify(auth));
+    };
+    ws.onmessage = (ev) => {
+      if (ws !== state.ws) return;
+      try {
+        onMessage(JSON.parse(ev.data));
+      } catch (err) {
+        console.warn('bad console message', err);
+      }
+    };
+    ws.onclose = (ev) => {
+      if (ws !== state.ws) return;
+      state.connected = false;
+      if (ev.code === 4401 || ev.code === 4403) {
+        signOut(ev.code === 4401 ? 'Your session has ended: sign in again.' : 'This account is not a dispatcher.');
+        return;
+      }
+      setConnected(false);
+      scheduleReconnect();
+    };
+  }
+
+  let reconnectTimer = null;
+  function scheduleReconnect() {
+    if (state.signedOut || reconnectTimer) return;
+    const delay = Math.min(5000, 400 * 2 ** state.retry) * (0.8 + Math.random() * 0.4);
+    state.retry += 1;
+    $('banner-retry').textContent = `(attempt ${state.retry}, next in ${(delay / 1000).toFixed(1)} s)`;
+    reconnectTimer = setTimeout(() => { reconnectTimer = null; connect(); }, delay);
+  }
+  window.addEventListener('online', () => {
+    if (!state.connected && reconnectTimer) {
+      clearTimeout(reconnectTimer);
+      reconnectTimer = null;
+      connect();
+    }
+  });
+
+  function setConnected(on) {
+    $('banner-disconnected').hidden = on;
+    $('conn').textContent = on ? '● live' : '● DISCONNECTED';
+    $('conn').className = on ? 'conn live' : 'conn down';
+    document.body.classList.toggle('is-disconnected', !on);
+  }
+
+  // --- map --------------------------------------------------------------------------------
+  let map = null;
+  let referenceLoaded = false;
+  const incidentRenderer = L.svg({ padding: 0.5 });
+  const incidentLayer = L.layerGroup();
+  const focusLayer = L.layerGroup();
+
+  function ensureMap() {
+    if (map) return;
+    map = Ansim.createMap('map');
+    Ansim.mapLegend(map);
+    incidentLayer.addTo(map);
+    focusLayer.addTo(map);
+  }
+
+  async function loadReference() {
+    if (referenceLoaded) return;
+    referenceLoaded = true;
+    const res = await api('GET', '/v1/map/reference', { token: state.token });
+    if (!res.ok) {
+      referenceLoaded = false;
+      return;
+    }
+    const own = new Set(state.staff ? state.staff.district_ids : []);
+    const drawn = Ansim.drawReference(map, res.data, {
+      ownDistrictIds: own, cityWide: Boolean(state.staff && state.staff.city_wide),
+    });
+    if (drawn.bounds) map.fitBounds(drawn.bounds, { padding: [20, 20] });
+    incidentLayer.eachLayer((l) => l.bringToFront && l.bringToFront());
+  }
+
+  function drawIncidentMarkers(items) {
+    if (!map) return;
+    incidentLayer.clearLayers();
+    for (const i of items) {
+      if (i.lat === null || i.lon === null) continue;
+      const color = isUrgent(i) ? '#ff3b5c' : i.status === 'new' ? '#ffb020' : '#7fd1ff';
+      L.circleMarker([i.lat, i.lon], {
+        renderer: incidentRenderer,
+        radius: i.id === state.openId ? 12 : 9,
+        color: i.id === state.openId ? '#ffffff' : color,
+        weight: i.id === state.openId ? 3 : 2,
+        fillColor: color,
+        fillOpacity: 0.9,
+        className: `incident-marker${i.status === 'new' ? ' pulse' : ''}`,
+      })
+        .bindTooltip(`${SOURCE_LABEL[i.source] || i.source} · ${STATUS_LABEL[i.status] || i.status}`)
+        .on('click', () => { highlight(i.id); openIncident(i.id); })
+        .addTo(incidentLayer);
+    }
+  }
+
+  function drawFocus() {
+    focusLayer.clearLayers();
+    const d = state.detail;
+    if (!map || !d) return;
+    const trail = (d.trail || []).map((p) => [p.lat, p.lon]);
+    if (trail.length > 1) {
+      L.polyline(trail, { color: '#ffd166', weight: 3, dashArray: '6 4', renderer: incidentRenderer }).addTo(focusLayer);
+    }
+    for (const p of trail) {
+      L.circleMarker(p, { radius: 3, color: '#ffd166', fillOpacity: 1, renderer: incidentRenderer }).addTo(focusLayer);
+    }
+    if (d.lat !== null && d.accuracy_m) {
+      L.circle([d.lat, d.lon], { radius: d.accuracy_m, color: '#ffb020', weight: 1, fillOpacity: 0.08, renderer: incidentRenderer }).addTo(focusLayer);
+    }
+    const n = state.nearby;
+    if (n) {
+      for (const p of [...n.safe_places, ...n.police]) {
+        L.circleMarker([p.lat, p.lon], { radius: 8, color: '#3fcf8e', weight: 2, fill: false, renderer: incidentRenderer })
+          .bindTooltip(`${p.name} · ${metres(p.distance_m)}`).addTo(focusLayer);
+      }
+      for (const v of n.volunteers) {
+        if (v.lat === null) continue;
+        L.circleMarker([v.lat, v.lon], {
+          radius: v.assigned ? 8 : 5, color: '#ff8c42', fillColor: '#ff8c42', fillOpacity: v.assigned ? 1 : 0.5, renderer: incidentRenderer,
+        }).bindTooltip(`${v.assigned ? 'Assigned: ' : 'On duty: '}${v.name} (${v.badge_number || 'no badge'})`).addTo(focusLayer);
+      }
+    }
+  }
+
+  // --- detail -----------------------------------------------------------------------------
+  let detailTimer = null;
+  function scheduleDetailRefresh() {
+    clearTimeout(detailTimer);
+    detailTimer = setTimeout(() => { if (state.openId) loadDetail(state.openId); }, 250);
+  }
+
+  async function openIncident(id) {
+    if (state.openId !== id) {
+      state.openId = id;
+      state.detail = state.incidents.get(id) || null;
+      state.nearby = null;
+      renderDetail();
+    }
+    const i = state.incidents.get(id);
+    if (i && i.lat !== null && map) map.panTo([i.lat, i.lon]);
+    renderList();
+    await loadDetail(id);
+  }
+
+  async function loadDetail(id) {
+    if (!state.connected && state.detail) return; // no requests into a dead network
+    const [detail, nearby] = await Promise.all([
+      api('GET', `/v1/console/incidents/${id}`, { token: state.token }),
+      api('GET', `/v1/console/incidents/${id}/nearby`, { token: state.token }),
+    ]);
+    if (state.openId !== id) return;
+    if (detail.status === 401) return signOut('Your session has ended: sign in again.');
+    if (detail.ok) state.detail = detail.data;
+    if (nearby.ok) state.nearby = nearby.data;
+    renderDetail();
+  }
+
+  function describeEvent(e, d) {
+    const data = e.data || {};
+    const bits = [];
+    if (e.kind === 'assigned') bits.push(data.kind === 'unit' ? `unit ${data.unit}` : `volunteer ${volunteerName(d, data.volunteer_id)}`);
+    if (e.kind === 'escalated') bits.push(`level ${data.level} (${data.reason})`);
+    if (e.kind === 'notified' || e.kind === 'notify_failed') bits.push(`${data.channel} → ${whoIs(d, data.target)}`);
+    if (e.kind === 'location') bits.push(`${data.points || 1} point(s)`);
+    if (data.disposition) bits.push(data.disposition);
+    return bits.join(' · ');
+  }
+  function volunteerName(d, id) {
+    const hit = [...(d.offers || []), ...(d.assignments || [])].find((o) => o.volunteer_id === id);
+    return hit ? `${hit.name} (${hit.badge_number || '—'})` : (id || '').slice(0, 8);
+  }
+  function whoIs(d, target) {
+    const id = String(target || '');
+    const offer = (d.offers || []).find((o) => o.volunteer_id === id);
+    return offer ? `volunteer ${offer.name}` : `guardian ${id.slice(0, 8)}`;
+  }
+  function actorName(actor) {
+    if (!actor) return 'system';
+    if (state.staff && actor === `staff:${state.staff.id}`) return 'you';
+    return actor.split(':')[0];
+  }
+
+  function section(title, ...body) {
+    return el('section', { class: 'block' }, el('h3', {}, title), ...body);
+  }
+
+  // Live updates re-render the detail: what the dispatcher is typing must survive them.
+  const KEPT_FIELDS = ['unit-input', 'volunteer-select', 'disposition-input'];
+  function keepFields() {
+    const active = document.activeElement;
+    return {
+      values: Object.fromEntries(KEPT_FIELDS.map((id) => [id, $(id) ? $(id).value : ''])),
+      focused: active && KEPT_FIELDS.includes(active.id) ? active.id : null,
+      caret: active && typeof active.selectionStart === 'number' ? active.selectionStart : null,
+      scroll: $('detail').scrollTop,
+      incident: state.openId,
+    };
+  }
+  function restoreFields(kept) {
+    if (kept.incident !== state.openId) return;
+    for (const id of KEPT_FIELDS) {
+      const field = $(id);
+      if (field && kept.values[id] && [...(field.options || [{ value: kept.values[id] }])].some((o) => o.value === kept.values[id])) field.value = kept.values[id];
+    }
+    if (kept.focused && $(kept.focused) && !$(kept.focused).disabled) {
+      $(kept.focused).focus();
+      if (kept.caret !== null && $(kept.focused).setSelectionRange) $(kept.focused).setSelectionRange(kept.caret, kept.caret);
+    }
+    $('detail').scrollTop = kept.scroll;
+  }
+
+  function renderDetail() {
+    const kept = keepFields();
+    const pane = $('detail');
+    const d = state.detail;
+    if (!d) {
+      pane.replaceChildren(el('p', { class: 'muted empty' }, 'Select an incident (j/k, Enter) to see its timeline and act on it.'));
+      drawFocus();
+      return;
+    }
+    const closed = CLOSED.has(d.status);
+    const n = state.nearby || { safe_places: [], police: [], volunteers: [] };
+    const head = el('header', { class: `detail-head status-${d.status}${isUrgent(d) ? ' urgent' : ''}` },
+      el('h2', {}, `${SOURCE_LABEL[d.source] || d.source} · ${d.source === 'button' ? 'panic button' : d.trigger}`),
+      el('div', { class: 'meta' },
+        el('span', { id: 'detail-status', class: 'status' }, STATUS_LABEL[d.status] || d.status),
+        ` · ${d.district_name || 'outside every district'} · received ${clock(d.received_at)}`,
+        d.acknowledged_at ? ` · acknowledged ${clock(d.acknowledged_at)}` : '',
+        d.disposition ? ` · “${d.disposition}”` : ''),
+      el('div', { class: 'row3' }, badges(d)),
+      el('div', { class: 'meta muted' }, d.lat === null ? 'no location' : `${d.lat.toFixed(5)}, ${d.lon.toFixed(5)} ± ${metres(d.accuracy_m)}`));
+
+    const canAck = d.status === 'new';
+    const actions = el('div', { class: 'actions' },
+      el('button', { type: 'button', id: 'act-ack', class: 'primary', disabled: !canAck, onclick: () => act('ack') }, 'Acknowledge (a)'),
+      el('button', { type: 'button', id: 'act-responding', disabled: closed || d.status === 'responding' || d.status === 'on_scene', onclick: () => act('responding') }, 'Responding (r)'),
+      el('button', { type: 'button', id: 'act-on-scene', disabled: closed || d.status === 'new' || d.status === 'on_scene', onclick: () => act('on_scene') }, 'On scene (o)'),
+      el('button', { type: 'button', id: 'act-false-alarm', class: 'danger', disabled: closed, onclick: () => confirmFalseAlarm() }, 'False alarm (f)'));
+
+    const confirmBar = state.confirming === d.id
+      ? el('div', { class: 'confirm', role: 'alertdialog' }, 'Mark as a false alarm? ',
+        el('button', { type: 'button', id: 'confirm-yes', class: 'danger', onclick: () => { state.confirming = null; act('false_alarm'); } }, 'Yes (y)'),
+        el('button', { type: 'button', onclick: () => { state.confirming = null; renderDetail(); } }, 'No (Esc)'))
+      : null;
+
+    const unitForm = el('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); assignUnit(); } },
+      el('input', { id: 'unit-input', placeholder: 'unit, e.g. Patrol-12', maxlength: '64', disabled: closed, 'aria-label': 'police unit' }),
+      el('button', { type: 'submit', disabled: closed }, 'Assign unit (u)'));
+    const candidates = n.volunteers.filter((v) => !v.assigned);
+    const volunteerForm = el('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); assignVolunteer(); } },
+      el('select', { id: 'volunteer-select', disabled: closed || !candidates.length, 'aria-label': 'volunteer' },
+        candidates.length
+          ? candidates.map((v) => el('option', { value: v.id }, `${v.name} · ${v.badge_number || '—'} · ${metres(v.distance_m)}`))
+          : el('option', { value: '' }, 'no volunteer on duty nearby')),
+      el('button', { type: 'submit', disabled: closed || !candidates.length }, 'Assign volunteer (v)'));
+    const resolveForm = el('form', { class: 'inline', onsubmit: (ev) => { ev.preventDefault(); resolve(); } },
+      el('input', { id: 'disposition-input', placeholder: 'disposition, e.g. escorted home', maxlength: '500', disabled: closed, 'aria-label': 'disposition' }),
+      el('button', { type: 'submit', disabled: closed }, 'Resolve (d)'));
+
+    const assigned = (d.assignments || []).map((a) => el('li', {},
+      a.kind === 'unit' ? `Unit ${a.unit}` : `Volunteer ${a.name} (${a.badge_number || '—'})`, el('span', { class: 'muted' }, ` · ${clock(a.created_at)}`)));
+    const notified = [
+      ...(d.offers || []).map((o) => el('li', {}, `Volunteer ${o.name} (${o.badge_number || '—'}) · offered ${clock(o.offered_at)} · ${o.status}`,
+        o.distance_m !== null ? el('span', { class: 'muted' }, ` · ${metres(o.distance_m)}`) : '')),
+      ...(d.timeline || []).filter((e) => e.kind === 'notified' || e.kind === 'notify_failed')
+        .map((e) => el('li', { class: e.kind === 'notify_failed' ? 'error' : '' }, `${clock(e.at)} · ${e.kind === 'notified' ? 'notified' : 'FAILED'} ${describeEvent(e, d)}`)),
+    ];
+    const places = [...n.safe_places.map((p) => ({ ...p, label: p.is_safety_house ? 'Safety House' : p.kind.replace('_', ' ') })),
+      ...n.police.map((p) => ({ ...p, label: p.kind.replace('_', ' ') }))]
+      .map((p) => el('li', {}, el('strong', {}, p.name), ` · ${p.label} · ${metres(p.distance_m)}`, p.phone ? el('span', { class: 'muted' }, ` · ☎ ${p.phone}`) : ''));
+    const timeline = (d.timeline || []).map((e) => el('li', { class: `ev ev-${e.kind}` },
+      el('span', { class: 'time' }, clock(e.at)), el('span', { class: 'kind' }, e.kind.replace('_', ' ')),
+      el('span', { class: 'muted' }, ` ${describeEvent(e, d)} · ${actorName(e.actor)}`)));
+    const linked = (d.linked || []).map((l) => el('li', {},
+      el('a', { href: '#', onclick: (ev) => { ev.preventDefault(); highlight(l.id); openIncident(l.id); } },
+        `${SOURCE_LABEL[l.source] || l.source} · ${STATUS_LABEL[l.status] || l.status} · ${clock(l.received_at)}`)));
+
+    pane.replaceChildren(head, actions, confirmBar || '', unitForm, volunteerForm, resolveForm,
+      section('Assigned', assigned.length ? el('ul', {}, assigned) : el('p', { class: 'muted' }, 'nobody yet')),
+      section('Nearest open safe places and police', places.length ? el('ol', {}, places) : el('p', { class: 'muted' }, d.lat === null ? 'no location yet' : '—')),
+      section('Notified', notified.length ? el('ul', {}, notified) : el('p', { class: 'muted' }, 'nobody yet')),
+      section(`Timeline (${(d.timeline || []).length})`, el('ol', { class: 'timeline', id: 'timeline' }, timeline)),
+      section(`Trail (${(d.trail || []).length} points)`, el('p', { class: 'muted' }, 'shown on the map in yellow')),
+      linked.length ? section('Linked reports (same emergency)', el('ul', {}, linked)) : '');
+    restoreFields(kept);
+    drawFocus();
+    drawIncidentMarkers(sorted());
+  }
+
+  // --- actions ----------------------------------------------------------------------------
+  function toast(text, isError) {
+    const t = $('toast');
+    t.textContent = text;
+    t.className = isError ? 'toast error' : 'toast';
+    t.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { t.hidden = true; }, 4000);
+  }
+
+  async function post(path, body, done) {
+    const res = await api('POST', path, { token: state.token, body });
+    if (res.status === 401) return signOut('Your session has ended: sign in again.');
+    if (!res.ok) {
+      toast(res.data && res.data.detail ? res.data.detail : `failed (HTTP ${res.status || 'network'})`, true);
+      return null;
+    }
+    const summary = res.data.incident || res.data;
+    if (summary && summary.id) apply(summary, null);
+    renderList();
+    toast(done);
+    await loadDetail(state.openId);
+    return res.data;
+  }
+
+  function target() {
+    return state.openId || state.highlighted;
+  }
+
+  async function act(kind) {
+    const id = target();
+    if (!id) return;
+    if (id !== state.openId) await openIncident(id);
+    if (kind === 'ack') return post(`/v1/console/incidents/${id}/ack`, {}, 'Acknowledged');
+    return post(`/v1/console/incidents/${id}/status`, { status: kind }, STATUS_LABEL[kind] || kind);
+  }
+
+  function confirmFalseAlarm() {
+    if (!state.openId) return;
+    state.confirming = state.openId;
+    renderDetail();
+    $('confirm-yes').focus();
+  }
+
+  async function assignUnit() {
+    const input = $('unit-input');
+    const unit = input.value.trim();
+    if (!unit) return input.focus();
+    if (await post(`/v1/console/incidents/${state.openId}/assign`, { kind: 'unit', unit }, `Unit ${unit} assigned`)) $('unit-input').value = '';
+  }
+
+  async function assignVolunteer() {
+    const id = $('volunteer-select').value;
+    if (id) await post(`/v1/console/incidents/${state.openId}/assign`, { kind: 'volunteer', volunteer_id: id }, 'Volunteer assigned');
+  }
+
+  async function resolve() {
+    const input = $('disposition-input');
+    const disposition = input.value.trim();
+    if (!disposition) {
+      toast('A disposition is needed to resolve', true);
+      return input.focus();
+    }
+    await post(`/v1/console/incidents/${state.openId}/status`, { status: 'resolved', disposition }, 'Resolved');
+  }
+
+  // --- keyboard ---------------------------------------------------------------------------
+  function focusField(id) {
+    const field = $(id);
+    if (field && !field.disabled) field.focus();
+  }
+
+  document.addEventListener('keydown', (ev) => {
+    if ($('app').hidden || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const typing = ev.target.matches('input, select, textarea');
+    if (ev.key === 'Escape') {
+      $('help').hidden = true;
+      if (state.confirming) { state.confirming = null; renderDetail(); }
+      if (typing) ev.target.blur();
+      return;
+    }
+    if (typing) return;
+    if (state.confirming && (ev.key === 'y' || ev.key === 'Y')) {
+      state.confirming = null;
+      act('false_alarm');
+      ev.preventDefault();
+      return;
+    }
+    const keys = {
+      j: () => move(1), ArrowDown: () => move(1), k: () => move(-1), ArrowUp: () => move(-1),
+      Enter: () => state.highlighted && openIncident(state.highlighted),
+      a: () => act('ack'), r: () => act('responding'), o: () => act('on_scene'),
+      f: () => { if (target() && target() !== state.openId) openIncident(target()).then(confirmFalseAlarm); else confirmFalseAlarm(); },
+      u: () => focusField('unit-input'), v: () => focusField('volunteer-select'), d: () => focusField('disposition-input'),
+      m: () => toggleMute(), '?': () => { $('help').hidden = !$('help').hidden; },
+    };
+    const handler = keys[ev.key];
+    if (!handler) return;
+    if (ev.key === 'Enter' && ev.target.matches('button, a')) return; // let buttons do their job
+    ev.preventDefault();
+    handler();
+  });
+
+  function toggleMute() {
+    state.muted = !state.muted;
+    $('mute').textContent = state.muted ? 'Sound: MUTED' : 'Sound: on';
+  }
+
+  // --- sign-in ----------------------------------------------------------------------------
+  async function showLogin(message) {
+    $('app').hidden = true;
+    $('login').hidden = false;
+    $('login-error').textContent = message || '';
+    $('login-username').focus();
+    const config = await api('GET', '/v1/web/config');
+    const demo = config.ok && config.data.demo;
+    if (demo) {
+      const hint = $('login-demo');
+      const accounts = [...demo.dispatchers.map((d) => ({ ...d, label: d.district })),
+        ...(demo.supervisor ? [{ ...demo.supervisor, label: 'city-wide' }] : [])];
+      hint.replaceChildren(el('p', {}, 'Demo accounts (development only):'),
+        ...accounts.map((a) => el('button', {
+          type: 'button', class: 'link',
+          onclick: () => { $('login-username').value = a.username; $('login-password').value = a.password; },
+        }, `${a.username} (${a.label})`)));
+      hint.hidden = false;
+    }
+  }
+
+  async function login(ev) {
+    ev.preventDefault();
+    ensureAudio();
+    $('login-error').textContent = '';
+    $('login-submit').disabled = true;
+    const res = await api('POST', '/v1/auth/login', {
+      body: { username: $('login-username').value.trim(), password: $('login-password').value },
+    });
+    $('login-submit').disabled = false;
+    if (!res.ok) {
+      $('login-error').textContent = res.status === 401 ? 'Wrong username or password.' : `Sign-in failed (${res.data.detail || res.status}).`;
+      return;
+    }
+    if (res.data.role !== 'dispatcher') {
+      $('login-error').textContent = `This is a ${res.data.role} account; the console is for dispatchers.`;
+      return;
+    }
+    state.token = res.data.token;
+    state.name = res.data.name;
+    sessionStorage.setItem('ansim.console.token', state.token);
+    sessionStorage.setItem('ansim.console.name', state.name);
+    $('login-password').value = '';
+    start();
+  }
+
+  function start() {
+    state.signedOut = false;
+    $('login').hidden = true;
+    $('app').hidden = false;
+    $('who').textContent = state.name;
+    ensureMap();
+    map.invalidateSize();
+    setConnected(false);
+    $('banner-disconnected').hidden = true; // not "disconnected" before the first try
+    $('conn').textContent = 'connecting…';
+    connect();
+  }
+
+  async function signOut(message) {
+    state.signedOut = true;
+    const token = state.token;
+    state.token = null;
+    sessionStorage.removeItem('ansim.console.token');
+    sessionStorage.removeItem('ansim.console.name');
+    if (state.ws) { const ws = state.ws; state.ws = null; ws.close(); }
+    clearTimeout(reconnectTimer);
+    reconnectTimer = null;
+    state.incidents = new Map();
+    state.cursor = null;
+    state.openId = null;
+    state.detail = null;
+    if (token && !message) await api('POST', '/v1/auth/logout', { token });
+    showLogin(message);
+  }
+
+  $('login-form').addEventListener('submit', login);
+  $('logout').addEventListener('click', () => signOut());
+  $('mute').addEventListener('click', toggleMute);
+  $('help-button').addEventListener('click', () => { $('help').hidden = false; });
+  $('help-close').addEventListener('click', () => { $('help').hidden = true; });
+  setInterval(tick, 1000);
+  setInterval(remind, 1000);
+  if (state.token) start();
+  else showLogin();
+})();

@@ -1,0 +1,1 @@
+"""Locust users for a realistic mix: phones, consoles, volunteers, store panic buttons."""

@@ -1,0 +1,151 @@
+"""Browser tests: a real uvicorn API and real dispatcher processes on this module's ports, driven
+through Debian's chromium with Playwright (never a downloaded browser)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import Proc, stack_env, start_api, start_dispatcher
+
+CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+API_PORT = 8401
+BASE = f"http://127.0.0.1:{API_PORT}"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+# Two districts side by side; a point inside each.
+A = (126.90, 37.50, 126.95, 37.55)
+B = (126.95, 37.50, 127.00, 37.55)
+IN_A = (37.52, 126.92)
+IN_B = (37.52, 126.97)
+
+
+def _stack_env(redis_url: str) -> dict[str, str]:
+    # A long acknowledgement deadline: the countdown shows and nothing escalates mid-test.
+    # Small pools: other suites share this PostgreSQL's connection limit.
+    return stack_env(
+        redis_url=redis_url,
+        gateway_port=None,
+        ANSIM_ACK_DEADLINE_S="120",
+        ANSIM_DB_POOL_SIZE="4",
+        ANSIM_DB_MAX_OVERFLOW="2",
+        ANSIM_DISPATCH_DRAIN_S="1",
+    )
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    api: Proc
+    dispatchers: list[Proc] = field(default_factory=list)
+
+    async def restart_api(self) -> None:
+        self.api.kill()  # SIGKILL by PID: the server drops every WebSocket without a goodbye
+        await asyncio.to_thread(self.api.popen.wait, 10)
+        self.api = await asyncio.to_thread(start_api, API_PORT, self.env)
+
+
+@pytest.fixture(scope="module")
+async def stack(migrated: None, settings: Any) -> AsyncIterator[Stack]:
+    if not HAVE_CHROMIUM:
+        pytest.skip(
+            "browser tests need Debian's chromium at /usr/bin/chromium (setup.sh --browser)"
+        )
+    env = _stack_env(settings.redis_url)
+    api = await asyncio.to_thread(start_api, API_PORT, env)
+    running = Stack(env=env, api=api)
+    try:
+        running.dispatchers = [start_dispatcher(f"web-d{n}", env) for n in (1, 2)]
+        yield running
+    finally:
+        for proc in running.dispatchers:
+            proc.stop()
+        running.api.stop(timeout=3)  # uvicorn's graceful shutdown adds nothing to a test
+
+
+@pytest.fixture(scope="module")
+async def browser(stack: Stack) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    with tempfile.TemporaryDirectory(prefix="ansim-chromium-") as profile:
+        async with async_playwright() as pw:
+            context = await pw.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1366, "height": 768},
+                env={**os.environ, "TZ": "Asia/Seoul"},
+            )
+            try:
+                yield context
+            finally:
+                await context.close()
+
+
+@dataclass
+class Pages:
+    """Pages of one test, each with its browser console errors collected."""
+
+    context: Any
+    pages: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    #: Substrings of errors a test expects (e.g. refused connections while the API is down).
+    allowed: list[str] = field(default_factory=list)
+
+    async def new(self, path: str, *, width: int = 1366, height: int = 768) -> Any:
+        page = await self.context.new_page()
+        await page.set_viewport_size({"width": width, "height": height})
+        page.on(
+            "console",
+            lambda m: self.errors.append(f"{path}: {m.text}") if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda e: self.errors.append(f"{path}: uncaught {e}"))
+        self.pages.append(page)
+        await page.goto(BASE + path)
+        return page
+
+    def unexpected_errors(self) -> list[str]:
+        return [e for e in self.errors if not any(a in e for a in self.allowed)]
+
+
+@pytest.fixture
+async def pages(browser: Any) -> AsyncIterator[Pages]:
+    opened = Pages(browser)
+    try:
+        yield opened
+    finally:
+        for page in opened.pages:
+            await page.close()
+    assert opened.unexpected_errors() == [], "browser console errors"
+
+
+async def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+async def clean_receipts(clean: None, pool: Any) -> None:
+    # Outbox ids restart with every test's TRUNCATE: old receipts would hide new entries.
+    await pool.execute("TRUNCATE dispatch_receipt")
