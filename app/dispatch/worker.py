@@ -111,8 +111,9 @@ class Dispatcher:
         log.info("dispatcher %s draining %d entries", self.name, len(self._inflight))
         for task in loops:
             task.cancel()
-        # Bounded: a loop stuck in a client call that ignores cancellation must not keep a
-        # SIGTERMed dispatcher alive (seen once in the fault tests, not reproduced).
+        # Bounded, and every loop also checks the stopping flag: a cancellation swallowed inside
+        # a client library (seen once in a long test session, not reproduced) must not keep a
+        # SIGTERMed dispatcher alive.
         _done, stuck = await asyncio.wait(loops, timeout=5)
         if stuck:
             log.warning("loops did not stop in 5 s: %s", sorted(t.get_name() for t in stuck))
@@ -140,7 +141,7 @@ class Dispatcher:
     # -- loops ---------------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         s = self.settings
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._sem.acquire()
                 self._sem.release()
@@ -166,7 +167,7 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         s = self.settings
         idle_ms = int(s.dispatch_claim_idle_s * 1000)
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(max(0.2, s.dispatch_claim_idle_s / 2))
             try:
                 await self._heartbeat()
@@ -220,7 +221,7 @@ class Dispatcher:
         return int(rows[0]["times_delivered"]) if rows else 1
 
     async def _deadline_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(self.settings.deadline_poll_s)
             try:
                 if await routing.escalate_overdue(self.pool, self.settings):
@@ -233,7 +234,7 @@ class Dispatcher:
     async def _every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
         """A periodic job in every dispatcher; the jobs lock rows with SKIP LOCKED, so any number
         of dispatchers share them without doing anything twice."""
-        while True:
+        while not self._stopping.is_set():
             try:
                 await job()
             except asyncio.CancelledError:
@@ -262,7 +263,7 @@ class Dispatcher:
         return f"{self.settings.stream_group}:health:{self.name}"
 
     async def _health_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             with contextlib.suppress(Exception):
                 await self.redis.set(
                     self._health_key,
