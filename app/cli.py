@@ -211,6 +211,7 @@ def serve(
     ] = 0,
 ) -> None:
     """Run the API (uvicorn with uvloop and httptools), optionally with dispatchers."""
+    import signal
     import subprocess
 
     import uvicorn
@@ -219,6 +220,13 @@ def serve(
         subprocess.Popen([sys.executable, "-m", "app.cli", "dispatcher"])
         for _ in range(dispatchers)
     ]
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # uvicorn re-raises the SIGTERM it shut down for; with the default handler this process
+    # would die there and orphan its dispatchers. Exiting through Python runs the cleanup below.
+    signal.signal(signal.SIGTERM, stop)
     try:
         uvicorn.run(
             "app.main:create_app",

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     #: A panic's ``signal_id`` folds retries into one incident while that incident is open or
     #: younger than this; reused later (a firmware bug), it raises a new, flagged incident.
     device_signal_id_ttl_s: int = 3600
+    #: A button whose last heartbeat is older than this is reported offline (once per outage)
+    #: on its district's consoles; dispatchers check every ``device_offline_check_s``.
+    device_offline_after_s: float = 900.0
+    device_offline_check_s: float = 30.0
 
     # Privacy
     #: How long the trail of a closed incident is kept (default 30 days).
@@ -76,6 +80,10 @@ class Settings(BaseSettings):
     console_ping_s: float = 15.0
     relay_sweep_interval_s: float = 1.0
     relay_batch: int = 500
+    #: Published outbox rows no dispatcher processed after this long (lost with Redis) are
+    #: published again; rows older than the window are left alone (see relay.republish_unrouted).
+    relay_reconcile_after_s: float = 60.0
+    relay_reconcile_window_s: float = 24 * 3600.0
     dispatch_concurrency: int = 32
     dispatch_claim_idle_s: float = 5.0
     dispatch_max_deliveries: int = 5
@@ -104,10 +112,17 @@ class Settings(BaseSettings):
 
     secret_key: str = PLACEHOLDER
 
+    #: Fault injection for the fault campaign (tests/faults/); only honoured when
+    #: ``environment`` is ``test``. ``kill_after_commit``: the SOS handler SIGKILLs its own
+    #: process after the incident is committed, before answering.
+    fault: str = ""
+
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
         if self.environment == "production" and self.secret_key == PLACEHOLDER:
             raise ValueError("ANSIM_SECRET_KEY must be set outside development")
+        if self.fault and self.environment != "test":
+            raise ValueError("ANSIM_FAULT is for the test environment only")
         return self
 
     @property

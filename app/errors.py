@@ -99,6 +99,9 @@ _UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.exceptions.AdminShutdownError,
+    # A connection the server dropped mid-statement (e.g. PostgreSQL restarting) can surface as
+    # asyncpg's protocol-state error rather than as a connection error.
+    asyncpg.InternalClientError,
     InterfaceError,
     OperationalError,
     RedisConnectionError,

@@ -17,6 +17,7 @@ from app.dispatch.console_log import ConsoleHub
 from app.dispatch.relay import OutboxRelay
 from app.errors import error_response, install_error_handlers
 from app.redis import create_redis
+from app.security import redact
 from app.security.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class _TooLarge(Exception):
 
 def create_app(settings: Settings | None = None, *, process_name: str = "ansim-api") -> FastAPI:
     settings = settings or get_settings()
+    redact.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -88,6 +90,9 @@ async def raise_sos(
     data = load_json_object(await request.body())
     sos = parse_sos(data, settings, now=datetime.now(UTC))
     result = await alerts.raise_alert(pool=pool, settings=settings, member_id=member_id, sos=sos)
+    if settings.fault == "kill_after_commit" and settings.environment == "test":
+        # Fault campaign (tests/faults): die after the commit, before the phone hears back.
+        os.kill(os.getpid(), signal.SIGKILL)
     kick_relay(request)
     return Response(
         orjson.dumps(result.body),

@@ -224,6 +224,14 @@ async def dead_letters(
 # -- WebSocket -------------------------------------------------------------------------------
 
 
+_DB_DOWN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.InterfaceError,
+)
+
+
 class _AccessWriter:
     """Promise 6 on the stream, for all of a process's console connections together: one
     INSERT per second however many consoles are connected (50 connections flushing on their own
@@ -245,9 +253,13 @@ class _AccessWriter:
         staff_ids, incident_ids = self.staff_ids, self.incident_ids
         self.staff_ids, self.incident_ids = [], []
         self.flushed_at = time.monotonic()
-        await log_location_reads(
-            self.pool, staff_ids=staff_ids, incident_ids=incident_ids, reason="console_stream"
-        )
+        try:
+            await log_location_reads(
+                self.pool, staff_ids=staff_ids, incident_ids=incident_ids, reason="console_stream"
+            )
+        except _DB_DOWN:
+            # The database is down: keep the reads to log them later; the consoles stay up.
+            self.staff_ids[:0], self.incident_ids[:0] = staff_ids, incident_ids
 
 
 def _access_writer(ws: WebSocket) -> _AccessWriter:
@@ -264,6 +276,7 @@ class _AccessLog:
 
     def __init__(self, writer: _AccessWriter, staff_id: uuid.UUID) -> None:
         self.writer = writer
+        self.pool = writer.pool
         self.staff_id = staff_id
         self.logged: set[uuid.UUID] = set()
 
@@ -290,19 +303,19 @@ async def _send_entry(ws: WebSocket, entry: ConsoleEntry) -> None:
 
 async def _authenticate(
     ws: WebSocket, token: str | None, cursor: str | None
-) -> tuple[StaffPrincipal | None, str | None]:
+) -> tuple[StaffPrincipal | None, str, str | None]:
     pool = ws.app.state.pool
     if token is None:
         try:
             first = orjson.loads(await asyncio.wait_for(ws.receive_text(), timeout=5))
         except (TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect):
-            return None, cursor
+            return None, "", cursor
         if not isinstance(first, dict) or first.get("type") != "auth":
-            return None, cursor
+            return None, "", cursor
         token = str(first.get("token") or "")
         cursor = first.get("cursor") or cursor
     staff = await staff_from_token(pool, token) if token else None
-    return staff, cursor
+    return staff, token, cursor
 
 
 @router.websocket("/stream")
@@ -311,7 +324,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
     redis = ws.app.state.redis
     hub: ConsoleHub = ws.app.state.console_hub
     await ws.accept()
-    staff, cursor = await _authenticate(ws, token, cursor)
+    staff, token, cursor = await _authenticate(ws, token, cursor)
     if staff is None:
         await ws.close(code=4401, reason="invalid or missing dispatcher token")
         return
@@ -369,7 +382,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
             last = console_log.cursor_key(entry.cursor)
             cursor = entry.cursor
         await access.flush(force=True)
-        await _live(ws, queue, visible, last, cursor, settings, access)
+        await _live(ws, queue, visible, last, cursor, settings, access, token)
     except WebSocketDisconnect:
         pass
     finally:
@@ -386,12 +399,21 @@ async def _live(
     cursor: str,
     settings: Any,
     access: _AccessLog,
+    token: str,
 ) -> None:
     ends_at = time.monotonic() + settings.console_max_lifetime_s
+    recheck_at = time.monotonic() + settings.console_ping_s
     receiver = asyncio.create_task(_drain_client(ws))
     getter: asyncio.Task[ConsoleEntry | None] | None = None
     try:
         while True:
+            if time.monotonic() >= recheck_at:
+                # A revoked or expired session stops receiving locations within one ping
+                # interval, not at the end of the socket's lifetime.
+                if not await _still_valid(access.pool, token):
+                    await ws.close(code=4401, reason="session revoked or expired")
+                    return
+                recheck_at = time.monotonic() + settings.console_ping_s
             remaining = ends_at - time.monotonic()
             if remaining <= 0:
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "max_lifetime"})
@@ -436,6 +458,13 @@ async def _live(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+async def _still_valid(pool: asyncpg.Pool, token: str) -> bool:
+    try:
+        return await staff_from_token(pool, token) is not None
+    except _DB_DOWN:
+        return True  # the database is down: keep the console, check again next interval
 
 
 async def _drain_client(ws: WebSocket) -> None:

@@ -15,7 +15,7 @@ from app.api.schemas import StrictModel
 from app.dispatch import presence
 from app.errors import AppError, Conflict, NotFound
 from app.incidents import lifecycle, timeline
-from app.incidents.console_service import incident_summary
+from app.incidents.console_service import incident_summary, log_location_access
 from app.models import Assignment, Offer
 
 router = APIRouter(prefix="/v1/volunteers", tags=["volunteers"])
@@ -152,6 +152,9 @@ async def accept(
     await session.commit()
     kick_relay(request)
     summary = await incident_summary(pool, incident.id)
+    await log_location_access(
+        pool, staff_id=volunteer.id, incident_ids=[incident.id], reason="volunteer_assigned"
+    )
     return {
         "assignment": {"id": str(existing.id), "incident_id": str(incident.id)},
         # Assigned now: the exact location is shown (promise 5).
@@ -179,3 +182,30 @@ async def decline(
         publish=False,
     )
     return {"status": "declined"}
+
+
+@router.get(
+    "/incidents/{incident_id}",
+    summary="An incident she is assigned to, with its current exact location",
+    responses={404: {"description": "No such incident, or she is not assigned to it"}},
+)
+async def assigned_incident(
+    incident_id: uuid.UUID, volunteer: CurrentVolunteer, pool: PoolDep
+) -> dict[str, Any]:
+    """Promise 5: the exact location only to an assigned volunteer (an offer shows the distance
+    only); anyone else gets the same 404 as for an incident that does not exist. Each read is
+    logged (promise 6). Once the incident is closed the location is no longer shown."""
+    assigned = await pool.fetchval(
+        "SELECT true FROM assignment WHERE incident_id = $1 AND volunteer_id = $2 LIMIT 1",
+        incident_id,
+        volunteer.id,
+    )
+    summary = await incident_summary(pool, incident_id) if assigned else None
+    if summary is None:
+        raise NotFound(f"incident {incident_id} not found")
+    if summary["closed_at"] is not None:
+        return {**summary, "lat": None, "lon": None, "accuracy_m": None}
+    await log_location_access(
+        pool, staff_id=volunteer.id, incident_ids=[incident_id], reason="volunteer_view"
+    )
+    return summary

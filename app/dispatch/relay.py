@@ -136,3 +136,31 @@ class OutboxRelay:
                 # Redis or PostgreSQL is down: rows stay in the outbox; retry on the sweep tick.
                 backoff = min(max(backoff * 2, 0.2), self.settings.relay_sweep_interval_s)
                 log.warning("outbox relay failed (%s); will retry", type(exc).__name__)
+
+
+_RECONCILE_SQL = """
+WITH lost AS (
+  SELECT o.id FROM outbox o
+  WHERE o.published_at < now() - make_interval(secs => $1)
+    AND o.published_at > now() - make_interval(secs => $2)
+    AND NOT EXISTS (SELECT 1 FROM dispatch_receipt r WHERE r.outbox_id = o.id)
+  ORDER BY o.id LIMIT $3
+  FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE outbox o SET published_at = NULL FROM lost WHERE o.id = lost.id
+RETURNING o.id
+"""
+
+
+async def republish_unrouted(pool: asyncpg.Pool, settings: Settings, *, limit: int = 1000) -> int:
+    """Rows published long ago that no dispatcher ever processed (no ``dispatch_receipt``) were
+    lost with Redis (a restart without persistence, a failover): mark them unpublished so the
+    relay publishes them again. Consumers are idempotent, so a slow, not lost, entry published
+    twice costs only a second look."""
+    rows = await pool.fetch(
+        _RECONCILE_SQL,
+        settings.relay_reconcile_after_s,
+        settings.relay_reconcile_window_s,
+        limit,
+    )
+    return len(rows)

@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -24,9 +25,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
+from app.devices import health
 from app.dispatch import routing
 from app.dispatch.gateways import build_gateways
-from app.dispatch.relay import OutboxRelay
+from app.dispatch.relay import OutboxRelay, republish_unrouted
+from app.incidents.retention import purge_closed_trails
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +95,30 @@ class Dispatcher:
             asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._deadline_loop(), name="deadlines"),
             asyncio.create_task(self._health_loop(), name="health"),
+            asyncio.create_task(
+                self._every(self.settings.device_offline_check_s, self._report_offline_devices),
+                name="devices-offline",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.retention_interval_s, self._purge_trails),
+                name="retention",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.relay_reconcile_after_s / 2, self._republish_lost),
+                name="reconcile",
+            ),
         ]
         log.info("dispatcher %s started", self.name)
         await self._stopping.wait()
         log.info("dispatcher %s draining %d entries", self.name, len(self._inflight))
         for task in loops:
             task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        # Bounded, and every loop also checks the stopping flag: a cancellation swallowed inside
+        # a client library (seen once in a long test session, not reproduced) must not keep a
+        # SIGTERMed dispatcher alive.
+        _done, stuck = await asyncio.wait(loops, timeout=5)
+        if stuck:
+            log.warning("loops did not stop in 5 s: %s", sorted(t.get_name() for t in stuck))
         if self._inflight:
             _done, pending = await asyncio.wait(
                 list(self._inflight.values()), timeout=self.settings.dispatch_drain_s
@@ -125,7 +145,7 @@ class Dispatcher:
     # -- loops ---------------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         s = self.settings
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._sem.acquire()
                 self._sem.release()
@@ -151,7 +171,7 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         s = self.settings
         idle_ms = int(s.dispatch_claim_idle_s * 1000)
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(max(0.2, s.dispatch_claim_idle_s / 2))
             try:
                 await self._heartbeat()
@@ -205,7 +225,7 @@ class Dispatcher:
         return int(rows[0]["times_delivered"]) if rows else 1
 
     async def _deadline_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(self.settings.deadline_poll_s)
             try:
                 if await routing.escalate_overdue(self.pool, self.settings):
@@ -215,12 +235,39 @@ class Dispatcher:
             except Exception as exc:
                 log.warning("deadline sweep failed: %r", exc)
 
+    async def _every(self, interval_s: float, job: Callable[[], Awaitable[None]]) -> None:
+        """A periodic job in every dispatcher; the jobs lock rows with SKIP LOCKED, so any number
+        of dispatchers share them without doing anything twice."""
+        while not self._stopping.is_set():
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s failed: %r", job.__name__, exc)
+            await asyncio.sleep(interval_s)
+
+    async def _report_offline_devices(self) -> None:
+        if await health.report_offline(self.pool, self.settings):
+            self.relay.kick()
+
+    async def _republish_lost(self) -> None:
+        lost = await republish_unrouted(self.pool, self.settings)
+        if lost:
+            log.warning("%d published outbox rows were never processed; publishing again", lost)
+            self.relay.kick()
+
+    async def _purge_trails(self) -> None:
+        result = await purge_closed_trails(self.pool, retention_s=self.settings.trail_retention_s)
+        if result.incidents:
+            log.info("retention: purged %d trails (%d points)", result.incidents, result.points)
+
     @property
     def _health_key(self) -> str:
         return f"{self.settings.stream_group}:health:{self.name}"
 
     async def _health_loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             with contextlib.suppress(Exception):
                 await self.redis.set(
                     self._health_key,
@@ -249,8 +296,15 @@ class Dispatcher:
         s = self.settings
         async with self._sem:
             try:
-                entry = routing.parse_entry(fields)
-                await self._handle_through_outages(entry_id, entry)
+                if health.is_device_entry(fields):
+                    await self._handle_through_outages(
+                        entry_id, lambda: health.publish_device_entry(self.ctx, fields)
+                    )
+                else:
+                    entry = routing.parse_entry(fields)
+                    await self._handle_through_outages(
+                        entry_id, lambda: routing.handle(self.ctx, entry)
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -286,13 +340,15 @@ class Dispatcher:
                 continue
             self.processed += len(ids)
 
-    async def _handle_through_outages(self, entry_id: str, entry: routing.Entry) -> None:
+    async def _handle_through_outages(
+        self, entry_id: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
         """A database or Redis outage is not the entry's fault: retry it here (keeping it
         claimed) instead of counting deliveries towards the dead-letter stream."""
         backoff = 0.1
         while True:
             try:
-                await routing.handle(self.ctx, entry)
+                await work()
                 return
             except _TRANSIENT as exc:
                 if self._stopping.is_set():
@@ -327,6 +383,12 @@ class Dispatcher:
         }
         await self.redis.xadd(s.stream_dead_letter, dead, maxlen=100_000, approximate=True)
         await self.redis.xack(s.stream_incidents, s.stream_group, key)
+        with contextlib.suppress(Exception):
+            # Dead letters are for people to look at: the reconciler must not publish them again.
+            await self.pool.execute(
+                "INSERT INTO dispatch_receipt (outbox_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                int(fields[b"outbox_id"]),
+            )
         self.dead_lettered += 1
         log.error(
             "entry %s moved to %s after %d deliveries: %s",

@@ -138,4 +138,7 @@ class SecurityEvent(CreatedAt, Base):
     source_ip: Mapped[str | None] = mapped_column(INET)
     detail: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
 
-    __table_args__ = (Index("ix_security_event_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_security_event_created_at", "created_at"),
+        Index("ix_security_event_kind", "kind"),
+    )

@@ -152,6 +152,8 @@ class Outbox(Base):
 
     __table_args__ = (
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        # The reconciler looks for recently published rows that were never processed.
+        Index("ix_outbox_published_at", "published_at"),
     )
 
 
@@ -222,6 +224,12 @@ class LocationAccess(Base):
     incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    # UPDATE and DELETE are refused by a trigger (migration 0005_trust).
+    __table_args__ = (
+        Index("ix_location_access_incident_id", "incident_id"),
+        Index("ix_location_access_staff_id", "staff_id"),
+    )
 
 
 class DispatchReceipt(Base):
