@@ -48,6 +48,7 @@ def _stack_env(redis_url: str) -> dict[str, str]:
         ANSIM_DB_POOL_SIZE="4",
         ANSIM_DB_MAX_OVERFLOW="2",
         ANSIM_DISPATCH_DRAIN_S="1",
+        ANSIM_DEVICE_OFFLINE_CHECK_S="1",
     )
 
 

@@ -281,3 +281,25 @@ async def test_the_console_scales_to_a_large_control_room_screen(
     await screenshot(page, "console-2560x1440")
     await page.set_viewport_size({"width": 1366, "height": 768})
     await screenshot(page, "console-live")
+
+
+async def test_a_silent_panic_button_shows_on_its_district_console(
+    stack: Stack, world: dict[str, Any], pages: Pages, pool: Any, make_place: Any
+) -> None:
+    kim = await sign_in(pages, world["disp_a"])
+    lee = await sign_in(pages, world["disp_b"])
+    store = await make_place("GS25 Quiet Corner", IN_A[0], IN_A[1])
+    device_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO device (id, safe_place_id, label, secret, last_heartbeat_at)"
+        " VALUES ($1, $2, 'counter', 'x', now() - interval '2 hours')",
+        device_id,
+        store,
+    )
+    banner = kim.locator(f"#device-{device_id}")
+    await banner.wait_for(timeout=8000)
+    assert "GS25 Quiet Corner" in await banner.inner_text()
+    assert await kim.locator("#banner-devices").is_visible()
+    # District B's console is not told about a store in A.
+    assert await lee.locator(f"#device-{device_id}").count() == 0
+    await screenshot(kim, "console-device-offline")

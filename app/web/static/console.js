@@ -20,6 +20,7 @@
     name: sessionStorage.getItem('ansim.console.name') || '',
     staff: null,
     incidents: new Map(),
+    offlineDevices: new Map(),
     cursor: null,
     highlighted: null,
     openId: null,
@@ -228,6 +229,17 @@
     }
   }
 
+  function renderDevices() {
+    const banner = $('banner-devices');
+    const devices = [...state.offlineDevices.values()];
+    banner.hidden = devices.length === 0;
+    banner.replaceChildren(
+      el('span', {}, `Panic button offline (${devices.length}):`),
+      ...devices.map((d) => el('span', { class: 'device-offline', id: `device-${d.id}` },
+        `${d.store.name}${d.label ? ` · ${d.label}` : ''} · last heartbeat ${clock(d.last_heartbeat_at)}`)),
+    );
+  }
+
   function onMessage(msg) {
     state.lastFrameAt = Date.now();
     switch (msg.type) {
@@ -259,6 +271,13 @@
       }
       case 'incident':
         apply(msg.incident, msg.event);
+        state.cursor = msg.cursor;
+        break;
+      case 'device':
+        // A panic button stopped sending heartbeats: the store has no working button.
+        if (msg.event === 'offline') state.offlineDevices.set(msg.device.id, msg.device);
+        else state.offlineDevices.delete(msg.device.id);
+        renderDevices();
         state.cursor = msg.cursor;
         break;
       case 'ping':
