@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = 20
     db_max_overflow: int = 10
+    #: A statement that has not answered by then fails (503), so a black-holed connection to
+    #: PostgreSQL cannot hang a request; connecting gives up sooner.
+    db_command_timeout_s: float = 30.0
+    db_connect_timeout_s: float = 5.0
     #: Time zone used to decide whether a safe place is open now.
     local_timezone: str = "Asia/Seoul"
 

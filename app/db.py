@@ -23,7 +23,11 @@ def create_engine(settings: Settings, *, application_name: str = "ansim") -> Asy
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": application_name}},
+        connect_args={
+            "server_settings": {"application_name": application_name},
+            "command_timeout": settings.db_command_timeout_s,
+            "timeout": settings.db_connect_timeout_s,
+        },
     )
 
 
@@ -72,6 +76,8 @@ async def create_pool(
         init=_init_connection,
         reset=kwargs.pop("reset", _keep_session),
         server_settings={"application_name": application_name},
+        command_timeout=settings.db_command_timeout_s,
+        timeout=settings.db_connect_timeout_s,
         **kwargs,
     )
     assert pool is not None
