@@ -32,11 +32,9 @@ import psutil
 
 from loadtests import openloop
 from loadtests.openloop import RunData, schedule, stats
+from loadtests.paths import CEILING, SEOUL
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / ".." / "shared"
-SEOUL = SHARED / "data" / "seoul"
-CEILING = SHARED / "bench" / "ceiling"
 HOST = "127.0.0.1"
 WARM_S = 2.0  # like the ceiling's probe: the first seconds (connection ramp-up) leave the stats
 E2E_TARGET_MS = 100.0

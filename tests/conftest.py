@@ -23,9 +23,13 @@ from app.main import create_app
 from app.redis import create_redis
 from app.security.passwords import hash_secret
 from app.security.tokens import MEMBER_PREFIX, STAFF_PREFIX, hash_token, new_token
+from loadtests.paths import SEOUL
 
 ROOT = Path(__file__).resolve().parent.parent
-SEOUL = ROOT.parent / "shared" / "data" / "seoul"
+#: The real Seoul open data beside the project (loadtests/paths.py finds it).
+needs_seoul_data = pytest.mark.skipif(
+    not SEOUL.is_dir(), reason=f"the shared Seoul open data is not at {SEOUL}"
+)
 
 os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ansim_test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")

@@ -8,7 +8,9 @@ import typer
 from typer.testing import CliRunner
 
 from app.geo.cli import districts_app, places_app
-from tests.conftest import SEOUL
+from tests.conftest import SEOUL, needs_seoul_data
+
+pytestmark = needs_seoul_data
 
 ansim = typer.Typer()
 ansim.add_typer(places_app, name="places")

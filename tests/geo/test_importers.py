@@ -10,7 +10,9 @@ import pytest
 
 from app.geo import importers
 from app.geo.importers import ImportFailed, PlaceRecord
-from tests.conftest import SEOUL
+from tests.conftest import SEOUL, needs_seoul_data
+
+pytestmark = needs_seoul_data
 
 SAFETY = "seoul_women_safety_houses_2021.csv"
 POLICE_2020 = "seoul_police_stations_jigudae_pachulso_2020.csv"

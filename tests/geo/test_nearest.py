@@ -12,7 +12,7 @@ from pyproj import Geod
 
 from app.geo import importers
 from app.geo.nearest import SPHERE_ERROR, district_at, nearest_places
-from tests.conftest import SEOUL
+from tests.conftest import SEOUL, needs_seoul_data
 
 GEOD = Geod(ellps="WGS84")
 #: The sphere PostGIS measures ``geography <->`` on (mean Earth radius).
@@ -56,6 +56,7 @@ def _random_points(n: int, seed: int) -> list[tuple[float, float]]:
     return [(rng.uniform(LAT0, LAT1), rng.uniform(LON0, LON1)) for _ in range(n)]
 
 
+@needs_seoul_data
 async def test_nearest_equals_brute_force_geodesic_at_400_points_across_seoul(pool):
     await _import(pool, "seoul_women_safety_houses_2021.csv", "seoul-safety-houses")
     ids, lats, lons = await _all_places(pool)
@@ -108,6 +109,7 @@ def _sphere_m(lats, lons, lat, lon):
     return out
 
 
+@needs_seoul_data
 async def test_kind_filter_equals_brute_force_over_police_and_stores(pool):
     await _import(pool, "seoul_women_safety_houses_2021.csv", "seoul-safety-houses")
     await _import(pool, "seoul_police_incl_security_centers.csv", "seoul-police-centres")
@@ -125,6 +127,7 @@ async def test_kind_filter_equals_brute_force_over_police_and_stores(pool):
     [(35.1796, 129.0756), (33.4996, 126.5312), (-33.8688, 151.2093), (89.9, 0.0), (37.5, -53.0)],
     ids=["busan", "jeju", "sydney", "north-pole", "antipode-ish"],
 )
+@needs_seoul_data
 async def test_far_points_are_still_exact_when_the_candidate_set_must_grow(pool, lat, lon):
     await _import(pool, "seoul_women_safety_houses_2021.csv", "seoul-safety-houses")
     ids, lats, lons = await _all_places(pool)
@@ -254,6 +257,7 @@ async def test_open_now_filter_still_returns_the_true_nearest_open_places(pool, 
 # --- district at a point ---------------------------------------------------------------------
 
 
+@needs_seoul_data
 async def test_district_at_finds_the_gu_of_known_points(pool):
     async with pool.acquire() as conn:
         await importers.import_districts(
@@ -269,6 +273,7 @@ async def test_district_at_finds_the_gu_of_known_points(pool):
     assert await district_at(pool, lat=35.1796, lon=129.0756) is None  # Busan
 
 
+@needs_seoul_data
 async def test_district_at_agrees_with_police_addresses(pool):
     """Most police offices' lot addresses name the gu their point lies in (boundary offices
     and geocoding slips excepted: 22 of 274 are next to a border)."""

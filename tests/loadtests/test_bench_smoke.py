@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 from app.config import Settings
+from tests.conftest import needs_seoul_data
+
+pytestmark = needs_seoul_data
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT = 8550  # this suite's port range is 8500-8599; the harness's default is 8500
