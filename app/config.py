@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     #: A panic's ``signal_id`` folds retries into one incident while that incident is open or
     #: younger than this; reused later (a firmware bug), it raises a new, flagged incident.
     device_signal_id_ttl_s: int = 3600
+    #: A press on a button whose alert is still open (and younger than this) joins that alert.
+    device_fold_window_s: float = 600.0
     #: A button whose last heartbeat is older than this is reported offline (once per outage)
     #: on its district's consoles; dispatchers check every ``device_offline_check_s``.
     device_offline_after_s: float = 900.0

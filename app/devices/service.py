@@ -27,7 +27,13 @@ from app.config import Settings
 from app.devices.signals import ParsedSignal, SignalType
 from app.errors import NotFound, Unauthorized
 from app.geo.nearest import nearest_places
-from app.incidents.store import Folded, NewIncident, StoredIncident, insert_incident
+from app.incidents.store import (
+    Folded,
+    NewIncident,
+    StoredIncident,
+    fold_report,
+    insert_incident,
+)
 from app.incidents.timeline import record
 from app.models import POLICE_KINDS, Incident
 from app.security import device_signature
@@ -314,8 +320,25 @@ async def raise_panic(
         )
 
     created = True
-    stored = await _insert(pool, new(body.signal_id))
-    if stored is not None:
+    stored = await _insert(pool, new(body.signal_id), fold_window_s=settings.device_fold_window_s)
+    if isinstance(stored, Folded):
+        created = False
+        warnings.append(
+            {
+                "code": "folded_into_open_alert",
+                "field": "type",
+                "detail": "this button's alert is still open; the press was joined to it",
+            }
+        )
+        row = await fold_report(
+            pool,
+            incident_id=stored.into,
+            actor=device.actor,
+            data={"trigger": body.type.value, "signal_id": event_data["signal_id"]},
+        )
+        incident_id, status, received_at = row["id"], row["status"], row["received_at"]
+        district = _district(row["district_code"], row["district_name"])
+    elif stored is not None:
         incident_id, status, received_at = stored.id, stored.status, stored.received_at
         district = _district(stored.district_code, stored.district_name)
     else:
@@ -345,7 +368,7 @@ async def raise_panic(
             flags.append("signal_id_reused")
             event_data["warnings"] = warnings
             fresh = await _insert(pool, new(None))
-            if fresh is None:  # impossible: without a signal_id nothing can conflict
+            if not isinstance(fresh, StoredIncident):  # without a signal_id or fold: inserted
                 raise RuntimeError("button incident without signal_id was not inserted")
             incident_id, status, received_at = fresh.id, fresh.status, fresh.received_at
             district = _district(fresh.district_code, fresh.district_name)
@@ -378,16 +401,15 @@ async def raise_panic(
     )
 
 
-async def _insert(pool: asyncpg.Pool, new: NewIncident) -> StoredIncident | None:
-    """The stored incident, or ``None`` when this device already sent this signal_id."""
+async def _insert(
+    pool: asyncpg.Pool, new: NewIncident, *, fold_window_s: float = 0
+) -> StoredIncident | Folded | None:
+    """The stored incident, ``Folded`` when the button's alert is still open (a clerk pressing
+    again), or ``None`` when this device already sent this signal_id."""
     try:
-        # No fold window: folding is the phone's policy; a button's presses fold by signal_id.
-        stored = await insert_incident(pool, new)
+        return await insert_incident(pool, new, fold_window_s=fold_window_s)
     except asyncpg.UniqueViolationError:
         return None
-    if isinstance(stored, Folded):  # pragma: no cover - only with a fold window
-        raise RuntimeError("a button incident was folded without a fold window")
-    return stored
 
 
 def _district(code: str | None, name: str | None) -> dict[str, str] | None:

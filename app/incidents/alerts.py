@@ -17,7 +17,13 @@ from app.errors import Conflict, NotFound
 from app.geo.nearest import nearest_places
 from app.incidents import timeline
 from app.incidents.intake import ParsedSOS
-from app.incidents.store import Folded, NewIncident, StoredIncident, insert_incident
+from app.incidents.store import (
+    Folded,
+    NewIncident,
+    StoredIncident,
+    fold_report,
+    insert_incident,
+)
 from app.models import Incident, Member, SecurityEvent
 from app.security.passwords import verify_secret
 
@@ -61,47 +67,6 @@ async def _places_json(
 
 def _district_json(code: str | None, name: str | None) -> dict[str, str] | None:
     return {"code": code, "name": name} if code is not None and name is not None else None
-
-
-_FOLD_SQL = """
-WITH pt AS (
-  SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g
-  WHERE $4::float8 IS NOT NULL AND $5::float8 IS NOT NULL
-), trail AS (
-  INSERT INTO location_point (incident_id, geog, accuracy_m, captured_at)
-  SELECT $1, pt.g, $6, $7 FROM pt
-), upd AS (
-  UPDATE incident i
-  SET flags = CASE WHEN 'repeated' = ANY(flags) THEN flags ELSE flags || '{repeated}'::text[] END,
-      location = coalesce((SELECT g FROM pt), i.location),
-      accuracy_m = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $6 ELSE i.accuracy_m END,
-      location_captured_at = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $7
-                                  ELSE i.location_captured_at END,
-      district_id = coalesce(i.district_id, (
-        SELECT d.id FROM district d, pt WHERE ST_Covers(d.boundary, pt.g::geometry)
-        ORDER BY d.code LIMIT 1)),
-      updated_at = now()
-  WHERE i.id = $1
-  RETURNING i.id, i.status, i.member_cancelled_at, i.received_at, i.district_id,
-            ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon
-), ev AS (
-  -- At most one timeline entry (and console message) per 10 s, however hard the phone floods;
-  -- the console reads the incident's newest position along with it.
-  INSERT INTO incident_event (incident_id, kind, actor, data)
-  SELECT id, 'repeat_report', $2, $3::jsonb FROM upd
-  WHERE NOT EXISTS (
-    SELECT 1 FROM incident_event e
-    WHERE e.incident_id = $1 AND e.kind = 'repeat_report' AND e.at > now() - interval '10 s')
-  RETURNING incident_id
-), ob AS (
-  INSERT INTO outbox (topic, incident_id, payload)
-  SELECT 'incident.updated', incident_id,
-         jsonb_build_object('incident_id', incident_id, 'kind', 'repeat_report')
-  FROM ev
-)
-SELECT upd.*, d.code AS district_code, d.name AS district_name
-FROM upd LEFT JOIN district d ON d.id = upd.district_id
-"""
 
 
 async def raise_alert(
@@ -154,15 +119,15 @@ async def raise_alert(
             "client_alert_id",
             "you already have an open alert; this report was joined to it",
         )
-        row = await pool.fetchrow(
-            _FOLD_SQL,
-            result.into,
-            f"member:{member_id}",
-            {"trigger": sos.trigger, "flags": list(sos.flags)},
-            sos.lat,
-            sos.lon,
-            sos.accuracy_m,
-            sos.captured_at,
+        row = await fold_report(
+            pool,
+            incident_id=result.into,
+            actor=f"member:{member_id}",
+            data={"trigger": sos.trigger, "flags": list(sos.flags)},
+            lat=sos.lat,
+            lon=sos.lon,
+            accuracy_m=sos.accuracy_m,
+            captured_at=sos.captured_at,
         )
         lat, lon = row["lat"], row["lon"]
     else:

@@ -23,9 +23,12 @@ WITH loc AS (
   WHERE loc.g IS NOT NULL AND ST_Covers(district.boundary, loc.g::geometry)
   ORDER BY district.code LIMIT 1
 ), open_alert AS (
-  -- A member's new report while her alert is still open is the same emergency: fold it in.
+  -- A new report from the same member (or button) while its alert is still open is the same
+  -- emergency: fold it in.
   SELECT id FROM incident
-  WHERE $3::uuid IS NOT NULL AND $19::float8 > 0 AND member_id = $3
+  WHERE $19::float8 > 0
+    AND (($3::uuid IS NOT NULL AND member_id = $3)
+         OR ($3::uuid IS NULL AND $4::uuid IS NOT NULL AND device_id = $4))
     AND closed_at IS NULL AND member_cancelled_at IS NULL
     AND received_at > now() - make_interval(secs => $19)
     AND ($6::uuid IS NULL OR client_alert_id IS DISTINCT FROM $6)
@@ -96,8 +99,9 @@ async def insert_incident(
 ) -> StoredIncident | Folded | None:
     """Insert and commit; ``None`` when this member already sent this ``client_alert_id``.
 
-    With ``fold_window_s`` > 0, a member's report while she has an open, uncancelled alert
-    received within that window is not inserted: ``Folded`` names the open alert."""
+    With ``fold_window_s`` > 0, a report while the same member (or, for a button, the same
+    device) has an open, uncancelled alert received within that window is not inserted:
+    ``Folded`` names the open alert (see ``fold_report``)."""
     row = await conn.fetchrow(
         _INSERT_SQL,
         uuid.uuid4(),
@@ -130,3 +134,63 @@ async def insert_incident(
         district_name=row["district_name"],
         outbox_id=row["outbox_id"],
     )
+
+
+_FOLD_SQL = """
+WITH pt AS (
+  SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g
+  WHERE $4::float8 IS NOT NULL AND $5::float8 IS NOT NULL
+), trail AS (
+  INSERT INTO location_point (incident_id, geog, accuracy_m, captured_at)
+  SELECT $1, pt.g, $6, $7 FROM pt
+), upd AS (
+  UPDATE incident i
+  SET flags = CASE WHEN 'repeated' = ANY(flags) THEN flags ELSE flags || '{repeated}'::text[] END,
+      location = coalesce((SELECT g FROM pt), i.location),
+      accuracy_m = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $6 ELSE i.accuracy_m END,
+      location_captured_at = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $7
+                                  ELSE i.location_captured_at END,
+      district_id = coalesce(i.district_id, (
+        SELECT d.id FROM district d, pt WHERE ST_Covers(d.boundary, pt.g::geometry)
+        ORDER BY d.code LIMIT 1)),
+      updated_at = now()
+  WHERE i.id = $1
+  RETURNING i.id, i.status, i.member_cancelled_at, i.received_at, i.district_id,
+            ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon
+), ev AS (
+  -- At most one timeline entry (and console message) per 10 s, however hard the phone floods;
+  -- the console reads the incident's newest position along with it.
+  INSERT INTO incident_event (incident_id, kind, actor, data)
+  SELECT id, 'repeat_report', $2, $3::jsonb FROM upd
+  WHERE NOT EXISTS (
+    SELECT 1 FROM incident_event e
+    WHERE e.incident_id = $1 AND e.kind = 'repeat_report' AND e.at > now() - interval '10 s')
+  RETURNING incident_id
+), ob AS (
+  INSERT INTO outbox (topic, incident_id, payload)
+  SELECT 'incident.updated', incident_id,
+         jsonb_build_object('incident_id', incident_id, 'kind', 'repeat_report')
+  FROM ev
+)
+SELECT upd.*, d.code AS district_code, d.name AS district_name
+FROM upd LEFT JOIN district d ON d.id = upd.district_id
+"""
+
+
+async def fold_report(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    incident_id: uuid.UUID,
+    actor: str,
+    data: dict[str, Any],
+    lat: float | None = None,
+    lon: float | None = None,
+    accuracy_m: float | None = None,
+    captured_at: datetime | None = None,
+) -> asyncpg.Record:
+    """Join a repeated report to its open incident: flag it ``repeated``, take its position
+    (as a trail point) when it has one, and put at most one entry per 10 s on the timeline."""
+    row: asyncpg.Record = await conn.fetchrow(
+        _FOLD_SQL, incident_id, actor, data, lat, lon, accuracy_m, captured_at
+    )
+    return row

@@ -129,13 +129,26 @@ async def test_concurrent_retries_of_one_press_race_to_one_incident(client, pool
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
 
 
-async def test_different_presses_are_different_incidents(client, pool, device):
-    for _ in range(2):
-        r = await send_signal(client, device, {"type": "panic", "signal_id": str(uuid.uuid4())})
-        assert r.status_code == 201
-    r = await send_signal(client, device, {"type": "panic"})  # no signal_id: no folding
-    assert r.status_code == 201
-    assert len(await _incidents(pool)) == 3
+async def test_presses_while_the_alert_is_open_join_it_and_a_press_after_closing_is_new(
+    client, pool, device
+):
+    first = await send_signal(client, device, {"type": "panic", "signal_id": str(uuid.uuid4())})
+    assert first.status_code == 201
+    # A clerk pressing again (new signal_ids, or none) while police are on the way: one incident.
+    for body in ({"type": "panic", "signal_id": str(uuid.uuid4())}, {"type": "silent_panic"}):
+        again = await send_signal(client, device, body)
+        assert again.status_code == 200, again.text
+        assert again.json()["incident_id"] == first.json()["incident_id"]
+        assert "folded_into_open_alert" in [w["code"] for w in again.json()["warnings"]]
+    [incident] = await _incidents(pool)
+    assert "repeated" in incident["flags"]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM incident_event WHERE kind = 'repeat_report'") == 1
+    ), "at most one timeline entry per 10 s"
+    await pool.execute("UPDATE incident SET status = 'resolved', closed_at = now()")
+    later = await send_signal(client, device, {"type": "panic", "signal_id": str(uuid.uuid4())})
+    assert later.status_code == 201
+    assert later.json()["incident_id"] != first.json()["incident_id"]
 
 
 async def test_signal_id_reused_after_its_incident_closed_long_ago_raises_a_new_incident(
