@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     #: How long the trail of a closed incident is kept (default 30 days).
     trail_retention_s: float = 30 * 24 * 3600
     retention_interval_s: float = 3600
+    #: Processed outbox rows (and their dispatch receipts) are deleted after this (7 days);
+    #: keep it longer than ``relay_reconcile_window_s``.
+    outbox_retention_s: float = 7 * 24 * 3600
 
     # Abuse limits (never applied to raising an alert)
     rate_limit_per_credential_per_min: int = 600

@@ -29,7 +29,7 @@ from app.devices import health
 from app.dispatch import routing
 from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay, republish_unrouted
-from app.incidents.retention import purge_closed_trails
+from app.incidents.retention import purge_closed_trails, purge_processed_outbox
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +261,11 @@ class Dispatcher:
         result = await purge_closed_trails(self.pool, retention_s=self.settings.trail_retention_s)
         if result.incidents:
             log.info("retention: purged %d trails (%d points)", result.incidents, result.points)
+        outbox = await purge_processed_outbox(
+            self.pool, retention_s=self.settings.outbox_retention_s
+        )
+        if outbox:
+            log.info("retention: deleted %d processed outbox rows", outbox)
 
     @property
     def _health_key(self) -> str:

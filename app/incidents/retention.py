@@ -1,18 +1,14 @@
 """Privacy retention: the trail of a closed incident is deleted after a retention period.
 
 The incident keeps its district and a position coarsened to about a kilometre (for statistics);
-the precise trail and the precise position are gone. Runs as a scheduled job (every dispatcher
-runs it periodically; ``ansim retention purge`` runs it once)."""
+the precise trail and the precise position are gone. Processed outbox rows are deleted after
+their own retention. Every dispatcher runs both periodically."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 
 import asyncpg
-
-log = logging.getLogger(__name__)
 
 #: Grid (degrees) the position of a purged incident is snapped to: ~1.1 km north-south.
 COARSE_GRID_DEG = 0.01
@@ -61,15 +57,30 @@ async def purge_closed_trails(
             return PurgeResult(incidents, points)
 
 
-async def run_retention_forever(
-    pool: asyncpg.Pool, *, retention_s: float, interval_s: float
-) -> None:
-    """The scheduled job: purge, sleep, repeat; errors are logged, never fatal."""
+_OUTBOX_SQL = """
+WITH done AS (
+  SELECT o.id FROM outbox o JOIN dispatch_receipt r ON r.outbox_id = o.id
+  WHERE o.published_at < now() - make_interval(secs => $1)
+  ORDER BY o.id LIMIT $2
+  FOR UPDATE OF o SKIP LOCKED
+), receipts AS (
+  DELETE FROM dispatch_receipt r USING done WHERE r.outbox_id = done.id
+)
+DELETE FROM outbox o USING done WHERE o.id = done.id
+"""
+
+
+async def purge_processed_outbox(
+    pool: asyncpg.Pool, *, retention_s: float, batch: int = 5000
+) -> int:
+    """Delete outbox rows (and their receipts) processed longer ago than ``retention_s``.
+
+    Only rows a dispatcher has routed go; unpublished or never-processed rows stay for the relay
+    and the reconciler. ``retention_s`` must exceed the reconciler's window."""
+    deleted = 0
     while True:
-        try:
-            result = await purge_closed_trails(pool, retention_s=retention_s)
-            if result.incidents:
-                log.info("retention: purged %d trails (%d points)", result.incidents, result.points)
-        except (asyncpg.PostgresError, OSError) as exc:
-            log.warning("retention run failed: %s", exc)
-        await asyncio.sleep(interval_s)
+        status = await pool.execute(_OUTBOX_SQL, retention_s, batch)
+        count = int(status.split()[-1])
+        deleted += count
+        if count < batch:
+            return deleted
