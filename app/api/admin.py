@@ -14,12 +14,18 @@ from pydantic import Field
 from app.admin import service
 from app.admin.service import Page
 from app.api.deps import CurrentOperator, PoolDep, SettingsDep
-from app.api.schemas import StrictModel
+from app.api.schemas import QueryText, StrictModel
 
 router = APIRouter(prefix="/v1/admin", tags=["operators"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-BeforeId = Annotated[int | None, Query(ge=1, description="Keyset pagination: ids below this")]
+BeforeId = Annotated[
+    int | None, Query(ge=1, le=2**63 - 1, description="Keyset pagination: ids below this")
+]
+# security_event ids are 32-bit.
+BeforeEventId = Annotated[
+    int | None, Query(ge=1, le=2**31 - 1, description="Keyset pagination: ids below this")
+]
 MAX_GRACE_S = 30 * 24 * 3600
 
 
@@ -38,7 +44,7 @@ async def location_access(
     pool: PoolDep,
     incident_id: uuid.UUID | None = None,
     staff_id: uuid.UUID | None = None,
-    reason: Annotated[str | None, Query(max_length=64)] = None,
+    reason: Annotated[QueryText | None, Query(max_length=64)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     before_id: BeforeId = None,
@@ -58,12 +64,12 @@ async def location_access(
 async def security_events(
     _operator: CurrentOperator,
     pool: PoolDep,
-    kind: Annotated[str | None, Query(max_length=48)] = None,
+    kind: Annotated[QueryText | None, Query(max_length=48)] = None,
     device_id: uuid.UUID | None = None,
     member_id: uuid.UUID | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    before_id: BeforeId = None,
+    before_id: BeforeEventId = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     events = await service.security_events(
@@ -83,7 +89,7 @@ async def list_devices(
     settings: SettingsDep,
     offline: bool | None = None,
     enabled: bool | None = None,
-    district_code: Annotated[str | None, Query(max_length=32)] = None,
+    district_code: Annotated[QueryText | None, Query(max_length=32)] = None,
     limit: Limit = 500,
 ) -> dict[str, Any]:
     devices = await service.list_devices(

@@ -83,3 +83,25 @@ async def test_nearest_refuses_bad_queries_with_422(client, make_member, query):
     m = await make_member()
     r = await client.get(f"/v1/safe-places/nearest?{query}", headers=m.headers)
     assert r.status_code == 422 and r.json()["error"] == "ValidationError"
+
+
+# Found by the OpenAPI fuzz (both were 500s): text PostgreSQL cannot hold, and an id past bigint.
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"username": "ki\\u0000m", "password": "x"}', b'{"username": "\\ud8cd", "password": "x"}'],
+)
+async def test_sign_in_with_text_postgres_cannot_hold_is_a_422(client, raw):
+    r = await client.post(
+        "/v1/auth/login", content=raw, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and r.json()["error"] == "ValidationError"
+
+
+@pytest.mark.parametrize(
+    "query", ["before_id=8534226746029822668513825210899628032", "reason=a%00b", "kind=a%00b"]
+)
+async def test_operator_log_queries_refuse_unstorable_values_with_422(client, make_staff, query):
+    operator = await make_staff("operator")
+    path = "/v1/admin/security-events" if query.startswith("kind") else "/v1/admin/location-access"
+    r = await client.get(f"{path}?{query}", headers=operator.headers)
+    assert r.status_code == 422, r.text
