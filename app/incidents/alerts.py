@@ -17,6 +17,7 @@ from app.errors import Conflict, NotFound
 from app.geo.nearest import nearest_places
 from app.incidents import timeline
 from app.incidents.intake import ParsedSOS
+from app.incidents.lifecycle import OPEN
 from app.incidents.store import (
     Folded,
     NewIncident,
@@ -26,8 +27,6 @@ from app.incidents.store import (
 )
 from app.models import Incident, Member, SecurityEvent
 from app.security.passwords import verify_secret
-
-OPEN_STATUSES = frozenset({"new", "acknowledged", "responding", "on_scene"})
 
 _EXISTING_SQL = """
 SELECT i.id, i.status, i.member_cancelled_at, i.received_at,
@@ -347,7 +346,7 @@ async def cancel_alert(
                 detail={"incident_id": str(incident_id), "count": member.wrong_pin_count},
             )
         )
-        if escalate and incident.status in OPEN_STATUSES:
+        if escalate and incident.status in OPEN:
             incident.escalation_level += 1
             incident.updated_at = now
             await timeline.record(
@@ -371,7 +370,7 @@ async def cancel_alert(
             await timeline.record(
                 session, incident_id=incident.id, kind="duress_cancel", actor=actor
             )
-        elif incident.status in OPEN_STATUSES and not incident.duress:
+        elif incident.status in OPEN and not incident.duress:
             incident.status = "cancelled"
             incident.closed_at = now
             incident.disposition = "cancelled_by_member"
