@@ -183,11 +183,17 @@ async def run(
                         readies[i].set()
                     async for m in ws:
                         t = now()
-                        readies[i].set()
                         for iid in target.id_from_console(m):
                             data.recv[i].setdefault(iid, t)
                         if target.greets:
-                            cursor = orjson.loads(m).get("cursor") or cursor
+                            msg = orjson.loads(m)
+                            cursor = msg.get("cursor") or cursor
+                            # Live once past the greeting: the snapshot (or the replay) of
+                            # what is open is the console's start-up, not part of the run.
+                            if msg.get("type") != "hello":
+                                readies[i].set()
+                        else:
+                            readies[i].set()
                 return
             except asyncio.CancelledError:
                 raise

@@ -91,9 +91,15 @@ async def raise_sos(
     sos = parse_sos(data, settings, now=datetime.now(UTC))
     result = await alerts.raise_alert(pool=pool, settings=settings, member_id=member_id, sos=sos)
     if settings.fault == "kill_after_commit" and settings.environment == "test":
-        # Fault campaign (tests/faults): die after the commit, before the phone hears back.
+        # Fault campaign (tests/faults): die after the commit, before the publish and before
+        # the phone hears back.
         os.kill(os.getpid(), signal.SIGKILL)
-    kick_relay(request)
+    if result.to_publish is not None:
+        # Published before the answer: a 2xx means the alert is in the stream or, if Redis
+        # refused it, back with the relay.
+        await request.app.state.relay.publish(result.to_publish)
+    else:
+        kick_relay(request)  # a folded report's timeline entry
     return Response(
         orjson.dumps(result.body),
         status_code=201 if result.created else 200,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -16,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.incidents.store import OutboxRow
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ UPDATE outbox o SET published_at = now() FROM claimed c WHERE o.id = c.id
 RETURNING o.id, o.topic, o.incident_id, o.payload, o.created_at,
           extract(epoch FROM clock_timestamp() - o.created_at) AS age_s
 """
+
+
+_UNCLAIM_SQL = "UPDATE outbox SET published_at = NULL WHERE id = $1"
 
 
 @dataclass
@@ -97,6 +102,32 @@ class OutboxRelay:
 
     def kick(self) -> None:
         self._wake.set()
+
+    async def publish(self, row: OutboxRow) -> None:
+        """Publish a row its writer committed as published (``insert_incident(publish=True)``):
+        one XADD straight after the commit, no relay round trips on the SOS path. If Redis
+        refuses it, the row is marked unpublished again and the relay retries it like any
+        other. (If this process dies between the commit and the XADD, the phone, which heard
+        nothing, retries and the replay publishes it again; failing that, the reconciler.)"""
+        try:
+            await self.redis.xadd(
+                self.settings.stream_incidents,
+                stream_fields(  # type: ignore[arg-type]
+                    row.id, row.topic, row.payload, row.created_at.timestamp()
+                ),
+                maxlen=self.settings.stream_maxlen,
+                approximate=True,
+            )
+        except Exception as exc:
+            log.warning("direct publish failed (%s); handing it to the relay", type(exc).__name__)
+            try:
+                await self.pool.execute(_UNCLAIM_SQL, row.id)
+            except Exception as db_exc:  # the reconciler republishes it later
+                log.warning("could not hand outbox %s back (%s)", row.id, type(db_exc).__name__)
+            self.kick()
+            return
+        self.stats.published += 1
+        self.stats.observe(time.time() - row.created_at.timestamp())
 
     def start(self) -> None:
         if self._task is None:

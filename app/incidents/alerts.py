@@ -19,20 +19,29 @@ from app.incidents import timeline
 from app.incidents.intake import ParsedSOS
 from app.incidents.lifecycle import OPEN
 from app.incidents.store import (
+    TOPIC_CREATED,
     Folded,
     NewIncident,
+    OutboxRow,
     StoredIncident,
     fold_report,
     insert_incident,
+    outbox_row,
 )
 from app.models import Incident, Member, SecurityEvent
 from app.security.passwords import verify_secret
 
+# A replay also returns the SOS's outbox row when the API published it itself and no dispatcher
+# has routed it yet: the first attempt may have died between its commit and its publish.
 _EXISTING_SQL = """
 SELECT i.id, i.status, i.member_cancelled_at, i.received_at,
        ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon,
-       d.code AS district_code, d.name AS district_name
+       d.code AS district_code, d.name AS district_name,
+       o.id AS outbox_id, o.topic AS outbox_topic, o.payload AS outbox_payload,
+       o.created_at AS outbox_created_at
 FROM incident i LEFT JOIN district d ON d.id = i.district_id
+LEFT JOIN outbox o ON o.incident_id = i.id AND o.topic = $3 AND o.published_at IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM dispatch_receipt r WHERE r.outbox_id = o.id)
 WHERE i.member_id = $1 AND i.client_alert_id = $2
 """
 
@@ -41,6 +50,8 @@ WHERE i.member_id = $1 AND i.client_alert_id = $2
 class RaisedAlert:
     created: bool
     body: dict[str, Any]
+    #: The caller publishes this outbox row (``OutboxRelay.publish``) before answering.
+    to_publish: OutboxRow | None = None
 
 
 def member_status(status: str, member_cancelled_at: datetime | None) -> str:
@@ -95,6 +106,7 @@ async def raise_alert(
             event_data={"flags": list(sos.flags)} if sos.flags else {},
         ),
         fold_window_s=settings.sos_fold_window_s,
+        publish=True,
     )
     # The nearest places do not depend on the insert: both run at once (on two pooled
     # connections), so an SOS waits for the slower of the two rather than for their sum. The
@@ -110,8 +122,9 @@ async def raise_alert(
             "flags": list(sos.flags),
             "warnings": [w.as_json() for w in sos.warnings],
         }
-        return RaisedAlert(created=True, body=body)
+        return RaisedAlert(created=True, body=body, to_publish=result.to_publish)
 
+    to_publish = None
     if isinstance(result, Folded):
         sos.warn(
             "folded_into_open_alert",
@@ -130,10 +143,11 @@ async def raise_alert(
         )
         lat, lon = row["lat"], row["lon"]
     else:
-        row = await pool.fetchrow(_EXISTING_SQL, member_id, sos.client_alert_id)
+        row = await pool.fetchrow(_EXISTING_SQL, member_id, sos.client_alert_id, TOPIC_CREATED)
         if row is None:  # only if the alert was erased between the two statements
             raise Conflict("the alert could not be stored; retry")
         lat, lon = row["lat"], row["lon"]
+        to_publish = outbox_row(row)
     body = {
         "incident_id": str(row["id"]),
         "status": member_status(row["status"], row["member_cancelled_at"]),
@@ -145,7 +159,7 @@ async def raise_alert(
         "flags": list(sos.flags),
         "warnings": [w.as_json() for w in sos.warnings],
     }
-    return RaisedAlert(created=False, body=body)
+    return RaisedAlert(created=False, body=body, to_publish=to_publish)
 
 
 # --- the live trail -------------------------------------------------------------------------

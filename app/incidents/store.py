@@ -24,13 +24,16 @@ WITH loc AS (
   ORDER BY district.code LIMIT 1
 ), open_alert AS (
   -- A new report from the same member (or button) while its alert is still open is the same
-  -- emergency: fold it in.
-  SELECT id FROM incident
-  WHERE $19::float8 > 0
-    AND (($3::uuid IS NOT NULL AND member_id = $3)
-         OR ($3::uuid IS NULL AND $4::uuid IS NOT NULL AND device_id = $4))
-    AND closed_at IS NULL AND member_cancelled_at IS NULL
-    AND received_at > now() - make_interval(secs => $19)
+  -- emergency: fold it in. (Two branches, so that each is a short range of its index.)
+  SELECT id FROM (
+    SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
+    WHERE member_id = $3::uuid AND received_at > now() - make_interval(secs => $19)
+    UNION ALL
+    SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
+    WHERE $3::uuid IS NULL AND device_id = $4::uuid
+      AND received_at > now() - make_interval(secs => $19)
+  ) mine
+  WHERE $19::float8 > 0 AND closed_at IS NULL AND member_cancelled_at IS NULL
     AND ($6::uuid IS NULL OR client_alert_id IS DISTINCT FROM $6)
   ORDER BY received_at DESC LIMIT 1
 ), inc AS (
@@ -46,14 +49,18 @@ WITH loc AS (
   INSERT INTO incident_event (incident_id, kind, actor, data)
   SELECT id, 'reported', $16, $17::jsonb FROM inc
 ), ob AS (
-  INSERT INTO outbox (topic, incident_id, payload)
-  SELECT $18, id, jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text)
+  -- $20: the caller publishes this row itself right after the commit (``OutboxRelay.publish``),
+  -- so it is written as published and the relay never claims it.
+  INSERT INTO outbox (topic, incident_id, payload, published_at)
+  SELECT $18, id, jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text),
+         CASE WHEN $20::bool THEN now() END
   FROM inc
-  RETURNING id
+  RETURNING id, topic, payload, created_at
 )
 SELECT inc.id, inc.status, inc.received_at, d.code AS district_code, d.name AS district_name,
-       (SELECT id FROM ob) AS outbox_id, (SELECT id FROM open_alert) AS folded_into
-FROM (SELECT 1) AS one LEFT JOIN inc ON true LEFT JOIN d ON true
+       ob.id AS outbox_id, ob.topic AS outbox_topic, ob.payload AS outbox_payload,
+       ob.created_at AS outbox_created_at, (SELECT id FROM open_alert) AS folded_into
+FROM (SELECT 1) AS one LEFT JOIN inc ON true LEFT JOIN d ON true LEFT JOIN ob ON true
 """
 
 
@@ -78,6 +85,16 @@ class NewIncident:
 
 
 @dataclass(frozen=True)
+class OutboxRow:
+    """An outbox row for the caller to publish itself (see ``OutboxRelay.publish``)."""
+
+    id: int
+    topic: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class StoredIncident:
     id: uuid.UUID
     status: str
@@ -85,6 +102,8 @@ class StoredIncident:
     district_code: str | None
     district_name: str | None
     outbox_id: int | None
+    #: Set when the incident was inserted with ``publish=True``: the caller publishes it.
+    to_publish: OutboxRow | None = None
 
 
 @dataclass(frozen=True)
@@ -95,13 +114,21 @@ class Folded:
 
 
 async def insert_incident(
-    conn: asyncpg.Connection | asyncpg.Pool, new: NewIncident, *, fold_window_s: float = 0
+    conn: asyncpg.Connection | asyncpg.Pool,
+    new: NewIncident,
+    *,
+    fold_window_s: float = 0,
+    publish: bool = False,
 ) -> StoredIncident | Folded | None:
     """Insert and commit; ``None`` when this member already sent this ``client_alert_id``.
 
     With ``fold_window_s`` > 0, a report while the same member (or, for a button, the same
     device) has an open, uncancelled alert received within that window is not inserted:
-    ``Folded`` names the open alert (see ``fold_report``)."""
+    ``Folded`` names the open alert (see ``fold_report``).
+
+    With ``publish``, the outbox row is written as published and returned in ``to_publish``:
+    the caller must hand it to ``OutboxRelay.publish`` (which gives it back to the relay if
+    Redis refuses it)."""
     row = await conn.fetchrow(
         _INSERT_SQL,
         uuid.uuid4(),
@@ -123,6 +150,7 @@ async def insert_incident(
         new.event_data,
         TOPIC_CREATED,
         fold_window_s,
+        publish,
     )
     if row is None or row["id"] is None:
         return Folded(row["folded_into"]) if row and row["folded_into"] else None
@@ -133,6 +161,19 @@ async def insert_incident(
         district_code=row["district_code"],
         district_name=row["district_name"],
         outbox_id=row["outbox_id"],
+        to_publish=outbox_row(row) if publish else None,
+    )
+
+
+def outbox_row(row: asyncpg.Record) -> OutboxRow | None:
+    """The ``outbox_*`` columns of ``row``, if any."""
+    if row["outbox_id"] is None:
+        return None
+    return OutboxRow(
+        id=row["outbox_id"],
+        topic=row["outbox_topic"],
+        payload=row["outbox_payload"],
+        created_at=row["outbox_created_at"],
     )
 
 

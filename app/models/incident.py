@@ -97,8 +97,10 @@ class Incident(UUIDPK, Base):
             "received_at",
             postgresql_where=text("closed_at IS NULL"),
         ),
-        Index("ix_incident_member_id", "member_id"),
-        Index("ix_incident_device_id", "device_id"),
+        # A member's (a button's) incidents, and the SOS fold check: her open alert of the last
+        # seconds is a short range of this index, however many others arrive (migration 0006).
+        Index("ix_incident_member_received", "member_id", "received_at"),
+        Index("ix_incident_device_received", "device_id", "received_at"),
         Index("ix_incident_emergency_id", "emergency_id"),
         Index(
             "ix_incident_ack_deadline",
@@ -154,6 +156,8 @@ class Outbox(Base):
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
         # The reconciler looks for recently published rows that were never processed.
         Index("ix_outbox_published_at", "published_at"),
+        # A phone's retry re-publishes its unrouted SOS (migration 0006).
+        Index("ix_outbox_incident_id", "incident_id"),
     )
 
 
@@ -215,13 +219,17 @@ class DeliveryAttempt(Base):
 
 
 class LocationAccess(Base):
-    """Append-only: every staff read of a woman's location or trail."""
+    """Append-only: every staff read of a woman's location or trail.
+
+    No foreign keys (migration 0006): an audit record outlives what it records, and with 50
+    consoles every SOS writes 50 rows, each of which paid two key lookups and a key-share lock
+    on the incident row for nothing the application does not already guarantee."""
 
     __tablename__ = "location_access"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    staff_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("staff.id"))
-    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    staff_id: Mapped[uuid.UUID]
+    incident_id: Mapped[uuid.UUID]
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
 

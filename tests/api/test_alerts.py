@@ -78,6 +78,29 @@ async def test_same_client_alert_id_replays_the_same_incident(client, make_membe
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
 
 
+async def test_an_answered_sos_is_in_the_stream_and_a_retry_republishes_it_until_routed(
+    client, make_member, city, pool, redis, settings
+):
+    """The API publishes a new SOS itself before answering. A retry (the phone heard nothing:
+    the first attempt may have died between its commit and its publish) publishes it again
+    until a dispatcher has routed it; consumers are idempotent by the outbox id."""
+    m = await make_member()
+    body = sos()
+
+    async def stream_outbox_ids():
+        return [int(f[b"outbox_id"]) for _i, f in await redis.xrange(settings.stream_incidents)]
+
+    first = await client.post("/v1/alerts", json=body, headers=m.headers)
+    assert first.status_code == 201
+    outbox_id = await pool.fetchval("SELECT id FROM outbox")
+    assert await stream_outbox_ids() == [outbox_id]
+    assert (await client.post("/v1/alerts", json=body, headers=m.headers)).status_code == 200
+    assert await stream_outbox_ids() == [outbox_id, outbox_id]
+    await pool.execute("INSERT INTO dispatch_receipt (outbox_id) VALUES ($1)", outbox_id)
+    assert (await client.post("/v1/alerts", json=body, headers=m.headers)).status_code == 200
+    assert await stream_outbox_ids() == [outbox_id, outbox_id]  # routed: not again
+
+
 async def test_same_client_alert_id_from_another_member_is_another_incident(
     client, make_member, city, pool
 ):

@@ -10,7 +10,7 @@ import pytest
 
 from app.dispatch import console_log, routing
 from app.dispatch.gateways import HttpGateway, build_gateways, deliver_once, sign, verify
-from app.dispatch.relay import RelayStats, publish_pending
+from app.dispatch.relay import OutboxRelay, RelayStats, publish_pending
 from app.incidents.store import NewIncident, insert_incident
 from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver
 
@@ -79,6 +79,48 @@ async def test_a_relay_with_redis_down_leaves_rows_for_the_sweeper(pool, setting
         await publish_pending(pool, dead, settings)
     await dead.aclose()
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
+
+
+async def _published_sos(pool, member):
+    return await insert_incident(
+        pool,
+        NewIncident(source="app", trigger="sos", actor="t", member_id=member.id, lat=37.5, lon=127),
+        publish=True,
+    )
+
+
+async def test_an_sos_published_directly_reaches_the_stream_and_the_relay_leaves_it(
+    pool, redis, settings, make_member
+):
+    stored = await _published_sos(pool, await make_member())
+    assert stored.to_publish is not None and stored.to_publish.id == stored.outbox_id
+    # Written as published: a relay running now must not publish it a second time.
+    assert await publish_pending(pool, redis, settings) == 0
+    relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+    await relay.publish(stored.to_publish)
+    (entry,) = await _entries(redis, settings)
+    assert (entry.outbox_id, entry.kind, entry.incident_id) == (
+        stored.outbox_id,
+        "reported",
+        stored.id,
+    )
+    assert entry.committed_at == stored.to_publish.created_at.timestamp()
+    assert relay.stats.published == 1
+
+
+async def test_an_sos_redis_refuses_goes_back_to_the_relay(pool, redis, settings, make_member):
+    from redis.asyncio import Redis
+
+    stored = await _published_sos(pool, await make_member())
+    dead = Redis(host="127.0.0.1", port=8399, socket_connect_timeout=0.5)
+    relay = OutboxRelay(pool=pool, redis=dead, settings=settings)
+    await relay.publish(stored.to_publish)  # no exception: the phone still gets her answer
+    await dead.aclose()
+    assert await pool.fetchval(
+        "SELECT published_at IS NULL FROM outbox WHERE id = $1", stored.outbox_id
+    )
+    assert await publish_pending(pool, redis, settings) == 1  # the relay takes it from here
+    assert [e.outbox_id for e in await _entries(redis, settings)] == [stored.outbox_id]
 
 
 async def test_a_redelivered_entry_routes_and_notifies_once(
