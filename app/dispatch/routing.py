@@ -109,22 +109,21 @@ WITH receipt AS (
 SELECT (SELECT true FROM receipt) AS first, {_LOCK_COLUMNS}
 FROM incident i WHERE i.id = $1 FOR NO KEY UPDATE OF i
 """
-# A new report in one statement: the acknowledgement deadline, the ``routed`` event, the
-# summary for the console message, and the other-source report it may belong with.
-_ROUTE_NEW_SQL = f"""
-WITH u AS (
-  UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new' AND ack_deadline_at IS NULL
-      THEN received_at + make_interval(secs => $2::float8) ELSE ack_deadline_at END
-  WHERE id = $1 RETURNING i.*
-), routed AS (
-  INSERT INTO incident_event (incident_id, kind, actor, data)
-  SELECT u.id, 'routed', $3::text,
-         jsonb_build_object('channel', coalesce('district:' || d.code, 'city_wide'))
-  FROM u LEFT JOIN district d ON d.id = u.district_id
-)
-SELECT {SUMMARY_COLUMNS}, l.link_id, l.link_emergency_id
-FROM u i LEFT JOIN district d ON d.id = i.district_id
-LEFT JOIN LATERAL (
+# The acknowledgement deadline and the ``routed`` event of a new report ($1 incident, $2 the
+# deadline in seconds, $3 the actor), and the other-source report it may belong with ($4 its
+# source, $5 the time window, $6 the radius).
+_ROUTE_UPDATE = """
+UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new' AND ack_deadline_at IS NULL
+    THEN received_at + make_interval(secs => $2::float8) ELSE ack_deadline_at END
+"""
+_ROUTED_EVENT = """
+INSERT INTO incident_event (incident_id, kind, actor, data)
+SELECT u.id, 'routed', $3::text,
+       jsonb_build_object('channel', coalesce('district:' || d.code, 'city_wide'))
+FROM u LEFT JOIN district d ON d.id = u.district_id
+"""
+_LINK_LATERAL = """
+LATERAL (
   SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id
   FROM incident o
   WHERE o.id <> i.id AND o.source = $4::text AND o.closed_at IS NULL
@@ -132,7 +131,35 @@ LEFT JOIN LATERAL (
     AND abs(extract(epoch FROM o.received_at - i.received_at)) <= $5::float8
     AND ST_DWithin(o.location, i.location, $6::float8)
   ORDER BY o.received_at LIMIT 1
-) l ON true
+) l
+"""
+# A new report in one statement (inside the routing transaction): the deadline, the ``routed``
+# event, the summary for the console message, and the report it may belong with.
+_ROUTE_NEW_SQL = f"""
+WITH u AS ({_ROUTE_UPDATE} WHERE id = $1 RETURNING i.*
+), routed AS ({_ROUTED_EVENT})
+SELECT {SUMMARY_COLUMNS}, l.link_id, l.link_emergency_id
+FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_LINK_LATERAL} ON true
+"""
+# The common case, a phone's new report with no volunteer near and nothing to link, as ONE
+# statement and no explicit transaction (a statement is its own transaction): the receipt, the
+# deadline, the event and the summary. With a report to link it writes nothing and says so
+# (``needs_link``): the caller then routes it in a transaction. ``first`` is NULL for a
+# redelivery (the summary is then the current one) and there is no row if the incident is gone.
+_ROUTE_REPORTED_SQL = f"""
+WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
+), lnk AS (SELECT l.link_id FROM cur i, {_LINK_LATERAL}
+), receipt AS (
+  INSERT INTO dispatch_receipt (outbox_id)
+  SELECT $7 FROM cur WHERE NOT EXISTS (SELECT 1 FROM lnk)
+  ON CONFLICT DO NOTHING RETURNING true
+), u AS ({_ROUTE_UPDATE} FROM receipt WHERE i.id = $1 RETURNING i.*
+), routed AS ({_ROUTED_EVENT})
+SELECT (SELECT true FROM receipt) AS first, EXISTS (SELECT 1 FROM lnk) AS needs_link,
+       i.member_id, EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id)
+         AS has_guardians, {SUMMARY_COLUMNS}
+FROM (SELECT * FROM u UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM u)) i
+LEFT JOIN district d ON d.id = i.district_id
 """
 _LINK_OTHER = {"app": "button", "button": "app"}
 
@@ -260,8 +287,44 @@ async def _escalate(
     await _event(conn, inc["id"], "escalated", {"level": level, "reason": reason}, publish=True)
 
 
+async def _route_reported_alone(ctx: Context, entry: Entry) -> bool:
+    """The fast path for a phone's new report (see ``_ROUTE_REPORTED_SQL``); False when it
+    needs the full routing transaction: volunteers near, a report to link, not a phone's."""
+    s = ctx.settings
+    lat, lon = entry.payload.get("lat"), entry.payload.get("lon")
+    if entry.kind != "reported" or entry.payload.get("source") != "app":
+        return False
+    if isinstance(lat, float | int) and isinstance(lon, float | int):
+        near = await presence.nearest(
+            ctx.redis, s, lat=lat, lon=lon, radius_m=s.volunteer_radius_m, count=1, exclude=set()
+        )
+        if near:
+            return False
+    row = await ctx.pool.fetchrow(
+        _ROUTE_REPORTED_SQL,
+        entry.incident_id,
+        s.ack_deadline_s,
+        ACTOR,
+        _LINK_OTHER["app"],
+        s.link_window_s,
+        s.link_radius_m,
+        entry.outbox_id,
+    )
+    if row is None:
+        log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
+        return True
+    if row["needs_link"]:
+        return False
+    await _publish_to_console(ctx, entry, summary_from_row(row))
+    # This routing offered nobody; a redelivery pushes what an earlier one may have offered.
+    await _notify(ctx, entry, row, offers=not row["first"])
+    return True
+
+
 async def handle(ctx: Context, entry: Entry) -> None:
     """Route one stream entry; safe to run any number of times for the same entry."""
+    if await _route_reported_alone(ctx, entry):
+        return
     routed = Routed()
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
@@ -306,7 +369,10 @@ async def handle(ctx: Context, entry: Entry) -> None:
 async def _publish_to_console(ctx: Context, entry: Entry, summary: dict[str, Any] | None) -> None:
     if summary is None:
         return
-    data = {k: v for k, v in entry.payload.items() if k not in ("incident_id", "kind")}
+    # (The position is in the summary; the payload's copy is for the dispatcher.)
+    data = {
+        k: v for k, v in entry.payload.items() if k not in ("incident_id", "kind", "lat", "lon")
+    }
     if entry.committed_at is not None:
         data["committed_at"] = entry.committed_at
     district = uuid.UUID(summary["district_id"]) if summary["district_id"] else None

@@ -52,7 +52,10 @@ WITH loc AS (
   -- $20: the caller publishes this row itself right after the commit (``OutboxRelay.publish``),
   -- so it is written as published and the relay never claims it.
   INSERT INTO outbox (topic, incident_id, payload, published_at)
-  SELECT $18, id, jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text),
+  -- The position lets a dispatcher look for volunteers before it touches the database.
+  SELECT $18, id,
+         jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text,
+                            'lat', $9::float8, 'lon', $10::float8),
          CASE WHEN $20::bool THEN now() END
   FROM inc
   RETURNING id, topic, payload, created_at

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import httpx
+import orjson
 import pytest
 
 from app.dispatch import console_log, routing
@@ -152,6 +153,60 @@ async def test_a_redelivered_entry_routes_and_notifies_once(
     ]
     assert kinds.count("routed") == 1 and kinds.count("volunteers_offered") == 1
     assert kinds.count("notified") == 2
+
+
+async def test_a_phone_report_with_nobody_near_routes_in_one_statement_once(
+    ctx, pool, redis, settings, make_member, make_district, gateway
+):
+    """The fast path (no volunteer near, nothing to link): the same effects as the routing
+    transaction, and a redelivery adds none of them again."""
+    district = await make_district("A", "A", 126.90, 37.50, 126.95, 37.55)
+    member = await make_member()
+    await pool.execute(
+        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mom', '+8210')",
+        uuid.uuid4(),
+        member.id,
+    )
+    stored = await _incident(pool, member)
+    await publish_pending(pool, redis, settings)
+    (entry,) = await _entries(redis, settings)
+    assert (entry.payload["lat"], entry.payload["lon"]) == (37.52, 126.92)
+    await routing.handle(ctx, entry)
+    await routing.handle(ctx, entry)  # redelivery after a crash before XACK
+    (console,) = await redis.xrange(settings.console_stream)
+    message = orjson.loads(console[1][b"body"])
+    assert message["event"] == "reported" and message["incident"]["id"] == str(stored.id)
+    assert message["incident"]["district_id"] == str(district)
+    assert message["incident"]["ack_deadline_at"] is not None
+    assert "lat" not in message["data"]  # the payload's copy of the position stays internal
+    assert [m["path"] for m in gateway.received] == ["/sms"]
+    kinds = [
+        r["kind"]
+        for r in await pool.fetch(
+            "SELECT kind FROM incident_event WHERE incident_id = $1 ORDER BY id", stored.id
+        )
+    ]
+    assert kinds == ["reported", "routed", "notified"]
+    assert await pool.fetchval(
+        "SELECT count(*) FROM dispatch_receipt WHERE outbox_id = $1", entry.outbox_id
+    )
+    assert await pool.fetchval(
+        "SELECT ack_deadline_at = received_at + make_interval(secs => $2) FROM incident"
+        " WHERE id = $1",
+        stored.id,
+        settings.ack_deadline_s,
+    )
+
+
+async def test_a_report_of_a_gone_incident_is_dropped(ctx, pool, redis, settings, make_member):
+    stored = await _incident(pool, await make_member())
+    await publish_pending(pool, redis, settings)
+    (entry,) = await _entries(redis, settings)
+    await pool.execute("DELETE FROM incident_event WHERE incident_id = $1", stored.id)
+    await pool.execute("DELETE FROM incident WHERE id = $1", stored.id)
+    await routing.handle(ctx, entry)
+    assert await redis.xrange(settings.console_stream) == []
+    assert await pool.fetchval("SELECT count(*) FROM dispatch_receipt") == 0
 
 
 async def test_the_gateway_retries_with_backoff_and_records_every_attempt(
