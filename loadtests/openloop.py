@@ -207,7 +207,13 @@ async def run(
                 url = f"{target.ws_urls[i]}{sep}cursor={cursor}"
             except Exception as exc:
                 data.console_failures.append(f"console {i}: {exc!r}")
-                break
+                # A console that was live retries, as the real one does (its page reconnects
+                # with its last cursor); the handshake can time out while the server is swamped.
+                if not (target.greets and cursor):
+                    break
+                await asyncio.sleep(0.5)
+                sep = "&" if "?" in target.ws_urls[i] else "?"
+                url = f"{target.ws_urls[i]}{sep}cursor={cursor}"
         readies[i].set()
 
     ctasks = [asyncio.create_task(console(i)) for i in range(k)]
