@@ -13,11 +13,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.api.deps import CurrentMember, PoolDep, SessionDep, SettingsDep, kick_relay
+from app.api.deps import (
+    CurrentMember,
+    PoolDep,
+    SessionDep,
+    SettingsDep,
+    bearer_token,
+    kick_relay,
+    member_from_token,
+)
 from app.api.schemas import DistrictOut, SafePlaceOut, StrictModel
-from app.errors import error_response
+from app.errors import Unauthorized, error_response
 from app.incidents import alerts
-from app.incidents.intake import TRIGGERS, load_json_object, parse_sos
+from app.incidents.intake import TRIGGERS, NotAJSONObject, load_json_object, parse_sos
 
 router = APIRouter(prefix="/v1/alerts", tags=["phone alerts"])
 
@@ -84,12 +92,19 @@ cleaned, flagged on the incident and listed in `warnings`. An alert without a lo
         }
     },
 )
-async def raise_sos(
-    request: Request, member_id: CurrentMember, pool: PoolDep, settings: SettingsDep
-) -> Response:
-    data = load_json_object(await request.body())
+async def raise_sos(request: Request, pool: PoolDep, settings: SettingsDep) -> Response:
+    # Her token is checked by the insert statement itself (one round trip less per SOS), so
+    # it is looked up on its own only when the body is refused: a bad token is a 401 whatever
+    # the body, as everywhere.
+    token = bearer_token(request)
+    try:
+        data = load_json_object(await request.body())
+    except NotAJSONObject:
+        if await member_from_token(pool, token) is None:
+            raise Unauthorized("invalid or revoked member token") from None
+        raise
     sos = parse_sos(data, settings, now=datetime.now(UTC))
-    result = await alerts.raise_alert(pool=pool, settings=settings, member_id=member_id, sos=sos)
+    result = await alerts.raise_alert(pool=pool, settings=settings, token=token, sos=sos)
     if settings.fault == "kill_after_commit" and settings.environment == "test":
         # Fault campaign (tests/faults): die after the commit, before the publish and before
         # the phone hears back.

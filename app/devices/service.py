@@ -30,6 +30,7 @@ from app.geo.nearest import nearest_places
 from app.incidents.store import (
     Folded,
     NewIncident,
+    Replay,
     StoredIncident,
     fold_report,
     insert_incident,
@@ -407,9 +408,10 @@ async def _insert(
     """The stored incident, ``Folded`` when the button's alert is still open (a clerk pressing
     again), or ``None`` when this device already sent this signal_id."""
     try:
-        return await insert_incident(pool, new, fold_window_s=fold_window_s)
+        result = await insert_incident(pool, new, fold_window_s=fold_window_s)
     except asyncpg.UniqueViolationError:
         return None
+    return None if isinstance(result, Replay) else result
 
 
 def _district(code: str | None, name: str | None) -> dict[str, str] | None:

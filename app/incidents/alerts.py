@@ -30,6 +30,7 @@ from app.incidents.store import (
 )
 from app.models import Incident, Member, SecurityEvent
 from app.security.passwords import verify_secret
+from app.security.tokens import hash_token
 
 # A replay also returns the SOS's outbox row when the API published it itself and no dispatcher
 # has routed it yet: the first attempt may have died between its commit and its publish.
@@ -80,10 +81,12 @@ def _district_json(code: str | None, name: str | None) -> dict[str, str] | None:
 
 
 async def raise_alert(
-    *, pool: asyncpg.Pool, settings: Settings, member_id: uuid.UUID, sos: ParsedSOS
+    *, pool: asyncpg.Pool, settings: Settings, token: str, sos: ParsedSOS
 ) -> RaisedAlert:
     """Commit the incident (with its timeline event and outbox row), then answer with the
-    nearest open safe places.
+    nearest open safe places. Her member token is checked by the insert statement itself (one
+    round trip less on every SOS): ``Unauthorized`` if it is unknown or revoked, and nothing
+    is written.
 
     A known ``client_alert_id`` replays the first answer. A new report while her alert is open
     is folded into it (one emergency, one incident; a flood never opens a hundred)."""
@@ -92,8 +95,8 @@ async def raise_alert(
         NewIncident(
             source="app",
             trigger=sos.trigger,
-            actor=f"member:{member_id}",
-            member_id=member_id,
+            actor=None,
+            member_token_hash=hash_token(token),
             client_alert_id=sos.client_alert_id,
             silent=sos.silent,
             lat=sos.lat,
@@ -125,6 +128,7 @@ async def raise_alert(
         return RaisedAlert(created=True, body=body, to_publish=result.to_publish)
 
     to_publish = None
+    member_id = result.member_id
     if isinstance(result, Folded):
         sos.warn(
             "folded_into_open_alert",

@@ -10,12 +10,21 @@ from typing import Any
 
 import asyncpg
 
+from app.errors import Unauthorized
+
 #: Outbox topics. The payload is small; consumers read the current incident from PostgreSQL.
 TOPIC_CREATED = "incident.created"
 TOPIC_UPDATED = "incident.updated"
 
 _INSERT_SQL = """
-WITH loc AS (
+WITH who AS (
+  -- $3 the member, or $21 a member token to resolve here (saves the SOS a round trip); with a
+  -- token that resolves to nobody nothing is written and ``member_id`` comes back NULL.
+  SELECT coalesce($3::uuid, (
+    SELECT m.id FROM member_token t JOIN member m ON m.id = t.member_id
+    WHERE t.token_hash = $21::bytea AND t.revoked_at IS NULL AND m.deleted_at IS NULL
+  )) AS member_id
+), loc AS (
   SELECT CASE WHEN $9::float8 IS NULL OR $10::float8 IS NULL THEN NULL
               ELSE ST_SetSRID(ST_MakePoint($10, $9), 4326)::geography END AS g
 ), d AS (
@@ -27,10 +36,11 @@ WITH loc AS (
   -- emergency: fold it in. (Two branches, so that each is a short range of its index.)
   SELECT id FROM (
     SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
-    WHERE member_id = $3::uuid AND received_at > now() - make_interval(secs => $19)
+    WHERE member_id = (SELECT member_id FROM who)
+      AND received_at > now() - make_interval(secs => $19)
     UNION ALL
     SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
-    WHERE $3::uuid IS NULL AND device_id = $4::uuid
+    WHERE (SELECT member_id FROM who) IS NULL AND device_id = $4::uuid
       AND received_at > now() - make_interval(secs => $19)
   ) mine
   WHERE $19::float8 > 0 AND closed_at IS NULL AND member_cancelled_at IS NULL
@@ -40,14 +50,18 @@ WITH loc AS (
   INSERT INTO incident (id, source, member_id, device_id, safe_place_id, client_alert_id,
                         trigger, silent, location, accuracy_m, location_captured_at,
                         district_id, battery_pct, note, flags, emergency_id)
-  SELECT $1, $2, $3, $4, $5, $6, $7, $8, loc.g, $11, $12, (SELECT id FROM d), $13, $14, $15, $1
-  FROM loc
+  SELECT $1, $2, who.member_id, $4, $5, $6, $7, $8, loc.g, $11, $12, (SELECT id FROM d), $13,
+         $14, $15, $1
+  FROM loc, who
   WHERE NOT EXISTS (SELECT 1 FROM open_alert)
+    AND ($21::bytea IS NULL OR who.member_id IS NOT NULL)
   ON CONFLICT (member_id, client_alert_id) WHERE client_alert_id IS NOT NULL DO NOTHING
   RETURNING id, status, received_at
 ), ev AS (
   INSERT INTO incident_event (incident_id, kind, actor, data)
-  SELECT id, 'reported', $16, $17::jsonb FROM inc
+  SELECT id, 'reported', coalesce($16::text, 'member:' || (SELECT member_id FROM who)),
+         $17::jsonb
+  FROM inc
 ), ob AS (
   -- $20: the caller publishes this row itself right after the commit (``OutboxRelay.publish``),
   -- so it is written as published and the relay never claims it.
@@ -62,7 +76,8 @@ WITH loc AS (
 )
 SELECT inc.id, inc.status, inc.received_at, d.code AS district_code, d.name AS district_name,
        ob.id AS outbox_id, ob.topic AS outbox_topic, ob.payload AS outbox_payload,
-       ob.created_at AS outbox_created_at, (SELECT id FROM open_alert) AS folded_into
+       ob.created_at AS outbox_created_at, (SELECT id FROM open_alert) AS folded_into,
+       (SELECT member_id FROM who) AS member_id
 FROM (SELECT 1) AS one LEFT JOIN inc ON true LEFT JOIN d ON true LEFT JOIN ob ON true
 """
 
@@ -71,8 +86,11 @@ FROM (SELECT 1) AS one LEFT JOIN inc ON true LEFT JOIN d ON true LEFT JOIN ob ON
 class NewIncident:
     source: str
     trigger: str
-    actor: str
+    #: ``None`` with ``member_token_hash``: ``member:<her id>``, once the token is resolved.
+    actor: str | None
     member_id: uuid.UUID | None = None
+    #: Instead of ``member_id``: her token's hash, resolved in the insert statement itself.
+    member_token_hash: bytes | None = None
     device_id: uuid.UUID | None = None
     safe_place_id: uuid.UUID | None = None
     client_alert_id: uuid.UUID | None = None
@@ -114,6 +132,14 @@ class Folded:
     """The report was joined to the member's open alert instead of opening another."""
 
     into: uuid.UUID
+    member_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """This member (or button) already sent this ``client_alert_id``: nothing was written."""
+
+    member_id: uuid.UUID | None
 
 
 async def insert_incident(
@@ -122,8 +148,10 @@ async def insert_incident(
     *,
     fold_window_s: float = 0,
     publish: bool = False,
-) -> StoredIncident | Folded | None:
-    """Insert and commit; ``None`` when this member already sent this ``client_alert_id``.
+) -> StoredIncident | Folded | Replay:
+    """Insert and commit; ``Replay`` when this member already sent this ``client_alert_id``.
+    With ``new.member_token_hash``, a token that resolves to no member raises ``Unauthorized``
+    and writes nothing.
 
     With ``fold_window_s`` > 0, a report while the same member (or, for a button, the same
     device) has an open, uncancelled alert received within that window is not inserted:
@@ -154,9 +182,14 @@ async def insert_incident(
         TOPIC_CREATED,
         fold_window_s,
         publish,
+        new.member_token_hash,
     )
-    if row is None or row["id"] is None:
-        return Folded(row["folded_into"]) if row and row["folded_into"] else None
+    if row["member_id"] is None and new.member_token_hash is not None:
+        raise Unauthorized("invalid or revoked member token")
+    if row["id"] is None:
+        if row["folded_into"] is not None:
+            return Folded(row["folded_into"], row["member_id"])
+        return Replay(row["member_id"])
     return StoredIncident(
         id=row["id"],
         status=row["status"],

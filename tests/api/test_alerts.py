@@ -260,6 +260,26 @@ async def test_revoked_token_is_refused_but_the_credential_never_expires(
     assert (await client.post("/v1/alerts", json=sos(), headers=m.headers)).status_code == 401
 
 
+async def test_a_refused_token_writes_nothing_and_wins_over_a_bad_body(
+    client, make_member, pool, city
+):
+    """The token is checked inside the insert statement: a revoked one must leave no incident,
+    event or outbox row, and a bad body is a 401 before it is a 400."""
+    m = await make_member()
+    await pool.execute("UPDATE member_token SET revoked_at = now()")
+    r = await client.post("/v1/alerts", json=sos(), headers=m.headers)
+    assert r.status_code == 401 and r.json()["error"] == "Unauthorized"
+    for table in ("incident", "incident_event", "outbox"):
+        assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 0
+    bad_body = {**m.headers, "Content-Type": "application/json"}
+    assert (await client.post("/v1/alerts", content=b"[1]", headers=bad_body)).status_code == 401
+    good = await make_member()
+    r = await client.post(
+        "/v1/alerts", content=b"[1]", headers={**good.headers, "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400
+
+
 async def test_staff_token_cannot_raise_an_sos(client, make_staff):
     s = await make_staff()
     r = await client.post("/v1/alerts", json=sos(), headers=s.headers)
