@@ -17,6 +17,7 @@ from app.dispatch.console_log import ConsoleHub
 from app.dispatch.relay import OutboxRelay
 from app.errors import error_response, install_error_handlers
 from app.redis import create_redis
+from app.runtime import settle_heap
 from app.security import redact
 from app.security.ratelimit import RateLimit
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
         app.state.relay = OutboxRelay(pool=app.state.pool, redis=app.state.redis, settings=settings)
         app.state.relay.start()
         app.state.console_hub = ConsoleHub(redis=app.state.redis, settings=settings)
+        settle_heap()
         try:
             yield
         finally:

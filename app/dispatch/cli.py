@@ -17,6 +17,7 @@ from app.db import create_pool
 from app.dispatch.relay import OutboxRelay
 from app.dispatch.worker import Dispatcher, read_dead_letters
 from app.redis import create_redis
+from app.runtime import settle_heap
 
 dispatcher_app = typer.Typer(help="Dispatch workers: consumers, relay, dead letters.")
 
@@ -31,6 +32,7 @@ async def _run_dispatcher(name: str | None) -> None:
     redis = create_redis(settings, client_name=f"ansim-dispatcher-{name or ''}")
     http = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
     worker = Dispatcher(pool=pool, redis=redis, settings=settings, http=http, name=name)
+    settle_heap()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
