@@ -153,8 +153,16 @@ WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
   INSERT INTO dispatch_receipt (outbox_id)
   SELECT $7 FROM cur WHERE NOT EXISTS (SELECT 1 FROM lnk)
   ON CONFLICT DO NOTHING RETURNING true
-), u AS ({_ROUTE_UPDATE} FROM receipt WHERE i.id = $1 RETURNING i.*
-), routed AS ({_ROUTED_EVENT})
+), u AS (
+  -- Only if the intake did not set the deadline (it does for a phone's SOS): an UPDATE rewrites
+  -- the row and every index entry of it.
+  {_ROUTE_UPDATE} FROM receipt WHERE i.id = $1 AND i.ack_deadline_at IS NULL RETURNING i.*
+), routed AS (
+  INSERT INTO incident_event (incident_id, kind, actor, data)
+  SELECT cur.id, 'routed', $3::text,
+         jsonb_build_object('channel', coalesce('district:' || d.code, 'city_wide'))
+  FROM cur JOIN receipt ON true LEFT JOIN district d ON d.id = cur.district_id
+)
 SELECT (SELECT true FROM receipt) AS first, EXISTS (SELECT 1 FROM lnk) AS needs_link,
        i.member_id, EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id)
          AS has_guardians, {SUMMARY_COLUMNS}

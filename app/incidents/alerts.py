@@ -110,6 +110,7 @@ async def raise_alert(
         ),
         fold_window_s=settings.sos_fold_window_s,
         publish=True,
+        ack_deadline_s=settings.ack_deadline_s,
     )
     # The nearest places do not depend on the insert: both run at once (on two pooled
     # connections), so an SOS waits for the slower of the two rather than for their sum. The

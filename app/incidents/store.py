@@ -49,9 +49,9 @@ WITH who AS (
 ), inc AS (
   INSERT INTO incident (id, source, member_id, device_id, safe_place_id, client_alert_id,
                         trigger, silent, location, accuracy_m, location_captured_at,
-                        district_id, battery_pct, note, flags, emergency_id)
+                        district_id, battery_pct, note, flags, emergency_id, ack_deadline_at)
   SELECT $1, $2, who.member_id, $4, $5, $6, $7, $8, loc.g, $11, $12, (SELECT id FROM d), $13,
-         $14, $15, $1
+         $14, $15, $1, now() + make_interval(secs => $22::float8)
   FROM loc, who
   WHERE NOT EXISTS (SELECT 1 FROM open_alert)
     AND ($21::bytea IS NULL OR who.member_id IS NOT NULL)
@@ -148,6 +148,7 @@ async def insert_incident(
     *,
     fold_window_s: float = 0,
     publish: bool = False,
+    ack_deadline_s: float | None = None,
 ) -> StoredIncident | Folded | Replay:
     """Insert and commit; ``Replay`` when this member already sent this ``client_alert_id``.
     With ``new.member_token_hash``, a token that resolves to no member raises ``Unauthorized``
@@ -156,6 +157,9 @@ async def insert_incident(
     With ``fold_window_s`` > 0, a report while the same member (or, for a button, the same
     device) has an open, uncancelled alert received within that window is not inserted:
     ``Folded`` names the open alert (see ``fold_report``).
+
+    With ``ack_deadline_s``, the acknowledgement deadline is set now, from ``received_at``
+    (as routing would set it: the routing then leaves the row alone, one UPDATE less per SOS).
 
     With ``publish``, the outbox row is written as published and returned in ``to_publish``:
     the caller must hand it to ``OutboxRelay.publish`` (which gives it back to the relay if
@@ -183,6 +187,7 @@ async def insert_incident(
         fold_window_s,
         publish,
         new.member_token_hash,
+        ack_deadline_s,
     )
     if row["member_id"] is None and new.member_token_hash is not None:
         raise Unauthorized("invalid or revoked member token")

@@ -198,6 +198,31 @@ async def test_a_phone_report_with_nobody_near_routes_in_one_statement_once(
     )
 
 
+async def test_an_sos_with_its_deadline_set_at_intake_is_routed_without_rewriting_it(
+    ctx, pool, redis, settings, make_member
+):
+    member = await make_member()
+    stored = await insert_incident(
+        pool,
+        NewIncident(source="app", trigger="sos", actor="t", member_id=member.id, lat=37.5, lon=127),
+        ack_deadline_s=settings.ack_deadline_s,
+    )
+    before = await pool.fetchrow(
+        "SELECT xmin::text AS version, ack_deadline_at - received_at AS wait FROM incident"
+    )
+    assert before["wait"].total_seconds() == settings.ack_deadline_s
+    await publish_pending(pool, redis, settings)
+    (entry,) = await _entries(redis, settings)
+    await routing.handle(ctx, entry)
+    # Routed (receipt, event, console message with the deadline) and the row left as it was.
+    assert await pool.fetchval("SELECT xmin::text FROM incident") == before["version"]
+    assert await pool.fetchval(
+        "SELECT count(*) FROM incident_event WHERE incident_id = $1 AND kind = 'routed'", stored.id
+    )
+    (console,) = await redis.xrange(settings.console_stream)
+    assert orjson.loads(console[1][b"body"])["incident"]["ack_deadline_at"] is not None
+
+
 async def test_a_report_of_a_gone_incident_is_dropped(ctx, pool, redis, settings, make_member):
     stored = await _incident(pool, await make_member())
     await publish_pending(pool, redis, settings)
