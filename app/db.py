@@ -71,7 +71,7 @@ async def create_pool(
         settings.asyncpg_dsn,
         # Mostly opened up front: a burst must not wait for new connections (each one also
         # runs the codec introspection), which is what the first second of a burst did.
-        min_size=kwargs.pop("min_size", max_size),
+        min_size=kwargs.pop("min_size", min(max_size, 10)),
         max_size=max_size,
         init=_init_connection,
         reset=kwargs.pop("reset", _keep_session),
