@@ -174,6 +174,10 @@ async def run(
     data = RunData(start_ns=0, recv=[{} for _ in range(k)])
     readies = [asyncio.Event() for _ in range(k)]
 
+    def resume_url(i: int, cursor: str) -> str:
+        sep = "&" if "?" in target.ws_urls[i] else "?"
+        return f"{target.ws_urls[i]}{sep}cursor={cursor}"
+
     async def console(i: int) -> None:
         url, cursor = target.ws_urls[i], None
         for _attempt in range(20):
@@ -203,8 +207,7 @@ async def run(
                 data.console_failures.append(f"console {i}: {exc!r}")
                 if not (target.greets and cursor and exc.rcvd and exc.rcvd.code in (4000, 4008)):
                     break
-                sep = "&" if "?" in target.ws_urls[i] else "?"
-                url = f"{target.ws_urls[i]}{sep}cursor={cursor}"
+                url = resume_url(i, cursor)
             except Exception as exc:
                 data.console_failures.append(f"console {i}: {exc!r}")
                 # A console that was live retries, as the real one does (its page reconnects
@@ -212,8 +215,7 @@ async def run(
                 if not (target.greets and cursor):
                     break
                 await asyncio.sleep(0.5)
-                sep = "&" if "?" in target.ws_urls[i] else "?"
-                url = f"{target.ws_urls[i]}{sep}cursor={cursor}"
+                url = resume_url(i, cursor)
         readies[i].set()
 
     ctasks = [asyncio.create_task(console(i)) for i in range(k)]

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.errors import Forbidden, Unauthorized
 from app.incidents.timeline import OUTBOX_WRITTEN
-from app.security.tokens import hash_token
+from app.security.tokens import hash_token, member_by_token_sql
 
 
 # Providers are ``async def``: FastAPI runs a plain ``def`` dependency in the thread pool, and
@@ -78,10 +78,7 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-_MEMBER_SQL = """
-SELECT m.id FROM member_token t JOIN member m ON m.id = t.member_id
-WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND m.deleted_at IS NULL
-"""
+_MEMBER_SQL = member_by_token_sql("$1")
 
 _STAFF_SQL = """
 SELECT s.id, s.role, s.name, s.city_wide,

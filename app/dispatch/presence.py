@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -58,34 +59,25 @@ async def nearest(
     """Up to ``count`` fresh on-duty volunteers within ``radius_m``, nearest first."""
     # One round trip for the search and the stale check; stale ones are dropped afterwards
     # (rarely any), so the usual case costs a single pipeline.
+    search: dict[str, Any] = {
+        "longitude": lon,
+        "latitude": lat,
+        "radius": radius_m,
+        "unit": "m",
+        "sort": "ASC",
+        "count": count + len(exclude),
+        "withdist": True,
+    }
     pipe = redis.pipeline(transaction=False)
     pipe.zrangebyscore(
         settings.volunteer_seen_key, "-inf", time.time() - settings.volunteer_stale_s
     )
-    pipe.geosearch(
-        settings.volunteer_geo_key,
-        longitude=lon,
-        latitude=lat,
-        radius=radius_m,
-        unit="m",
-        sort="ASC",
-        count=count + len(exclude),
-        withdist=True,
-    )
+    pipe.geosearch(settings.volunteer_geo_key, **search)
     stale_raw, rows = await pipe.execute()
     stale = {n.decode() if isinstance(n, bytes) else n for n in stale_raw}
     if stale:
         await expire_stale(redis, settings)
-        rows = await redis.geosearch(
-            settings.volunteer_geo_key,
-            longitude=lon,
-            latitude=lat,
-            radius=radius_m,
-            unit="m",
-            sort="ASC",
-            count=count + len(exclude),
-            withdist=True,
-        )
+        rows = await redis.geosearch(settings.volunteer_geo_key, **search)
     out: list[tuple[uuid.UUID, float]] = []
     for name, dist in rows:
         vid = uuid.UUID(name.decode() if isinstance(name, bytes) else name)

@@ -11,10 +11,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from app.config import Settings
 from app.incidents.store import OutboxRow
@@ -61,6 +64,24 @@ def stream_fields(
     }
 
 
+def _xadd(
+    redis: Redis | Pipeline,
+    settings: Settings,
+    outbox_id: int,
+    topic: str,
+    payload: dict[str, object],
+    created_at: datetime,
+) -> Any:
+    """XADD one outbox row to the incidents stream (on a client: awaitable; on a pipeline:
+    queued)."""
+    return redis.xadd(
+        settings.stream_incidents,
+        stream_fields(outbox_id, topic, payload, created_at.timestamp()),  # type: ignore[arg-type]
+        maxlen=settings.stream_maxlen,
+        approximate=True,
+    )
+
+
 async def publish_pending(
     pool: asyncpg.Pool, redis: Redis, settings: Settings, stats: RelayStats | None = None
 ) -> int:
@@ -71,14 +92,7 @@ async def publish_pending(
             return 0
         pipe = redis.pipeline(transaction=False)
         for row in rows:
-            pipe.xadd(
-                settings.stream_incidents,
-                stream_fields(  # type: ignore[arg-type]
-                    row["id"], row["topic"], row["payload"], row["created_at"].timestamp()
-                ),
-                maxlen=settings.stream_maxlen,
-                approximate=True,
-            )
+            _xadd(pipe, settings, row["id"], row["topic"], row["payload"], row["created_at"])
         # If Redis fails here the transaction rolls back and the rows stay unpublished.
         await pipe.execute()
     if stats is not None:
@@ -110,14 +124,7 @@ class OutboxRelay:
         other. (If this process dies between the commit and the XADD, the phone, which heard
         nothing, retries and the replay publishes it again; failing that, the reconciler.)"""
         try:
-            await self.redis.xadd(
-                self.settings.stream_incidents,
-                stream_fields(  # type: ignore[arg-type]
-                    row.id, row.topic, row.payload, row.created_at.timestamp()
-                ),
-                maxlen=self.settings.stream_maxlen,
-                approximate=True,
-            )
+            await _xadd(self.redis, self.settings, row.id, row.topic, row.payload, row.created_at)
         except Exception as exc:
             log.warning("direct publish failed (%s); handing it to the relay", type(exc).__name__)
             try:

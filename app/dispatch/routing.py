@@ -116,12 +116,18 @@ _ROUTE_UPDATE = """
 UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new' AND ack_deadline_at IS NULL
     THEN received_at + make_interval(secs => $2::float8) ELSE ack_deadline_at END
 """
-_ROUTED_EVENT = """
+
+
+def _routed_event(rows: str) -> str:
+    """The ``routed`` event of the incident row in ``rows`` (a FROM item aliased ``r``)."""
+    return f"""
 INSERT INTO incident_event (incident_id, kind, actor, data)
-SELECT u.id, 'routed', $3::text,
+SELECT r.id, 'routed', $3::text,
        jsonb_build_object('channel', coalesce('district:' || d.code, 'city_wide'))
-FROM u LEFT JOIN district d ON d.id = u.district_id
+FROM {rows} LEFT JOIN district d ON d.id = r.district_id
 """
+
+
 _LINK_LATERAL = """
 LATERAL (
   SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id
@@ -137,7 +143,7 @@ LATERAL (
 # event, the summary for the console message, and the report it may belong with.
 _ROUTE_NEW_SQL = f"""
 WITH u AS ({_ROUTE_UPDATE} WHERE id = $1 RETURNING i.*
-), routed AS ({_ROUTED_EVENT})
+), routed AS ({_routed_event("u r")})
 SELECT {SUMMARY_COLUMNS}, l.link_id, l.link_emergency_id
 FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_LINK_LATERAL} ON true
 """
@@ -157,12 +163,7 @@ WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
   -- Only if the intake did not set the deadline (it does for a phone's SOS): an UPDATE rewrites
   -- the row and every index entry of it.
   {_ROUTE_UPDATE} FROM receipt WHERE i.id = $1 AND i.ack_deadline_at IS NULL RETURNING i.*
-), routed AS (
-  INSERT INTO incident_event (incident_id, kind, actor, data)
-  SELECT cur.id, 'routed', $3::text,
-         jsonb_build_object('channel', coalesce('district:' || d.code, 'city_wide'))
-  FROM cur JOIN receipt ON true LEFT JOIN district d ON d.id = cur.district_id
-)
+), routed AS ({_routed_event("cur r JOIN receipt ON true")})
 SELECT (SELECT true FROM receipt) AS first, EXISTS (SELECT 1 FROM lnk) AS needs_link,
        i.member_id, EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id)
          AS has_guardians, {SUMMARY_COLUMNS}

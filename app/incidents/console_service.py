@@ -111,14 +111,8 @@ async def log_location_access(
     reason: str,
 ) -> None:
     """Promise 6: every staff read of a woman's location is logged."""
-    if not incident_ids:
-        return
-    await pool.execute(
-        "INSERT INTO location_access (staff_id, incident_id, reason)"
-        " SELECT $1, unnest($2::uuid[]), $3",
-        staff_id,
-        incident_ids,
-        reason,
+    await log_location_reads(
+        pool, staff_ids=[staff_id] * len(incident_ids), incident_ids=incident_ids, reason=reason
     )
 
 

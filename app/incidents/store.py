@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from app.errors import Unauthorized
+from app.security.tokens import member_by_token_sql
 
 #: Outbox topics. The payload is small; consumers read the current incident from PostgreSQL.
 TOPIC_CREATED = "incident.created"
@@ -20,10 +21,7 @@ _INSERT_SQL = """
 WITH who AS (
   -- $3 the member, or $21 a member token to resolve here (saves the SOS a round trip); with a
   -- token that resolves to nobody nothing is written and ``member_id`` comes back NULL.
-  SELECT coalesce($3::uuid, (
-    SELECT m.id FROM member_token t JOIN member m ON m.id = t.member_id
-    WHERE t.token_hash = $21::bytea AND t.revoked_at IS NULL AND m.deleted_at IS NULL
-  )) AS member_id
+  SELECT coalesce($3::uuid, ({MEMBER_BY_TOKEN})) AS member_id
 ), loc AS (
   SELECT CASE WHEN $9::float8 IS NULL OR $10::float8 IS NULL THEN NULL
               ELSE ST_SetSRID(ST_MakePoint($10, $9), 4326)::geography END AS g
@@ -79,7 +77,7 @@ SELECT inc.id, inc.status, inc.received_at, d.code AS district_code, d.name AS d
        ob.created_at AS outbox_created_at, (SELECT id FROM open_alert) AS folded_into,
        (SELECT member_id FROM who) AS member_id
 FROM (SELECT 1) AS one LEFT JOIN inc ON true LEFT JOIN d ON true LEFT JOIN ob ON true
-"""
+""".replace("{MEMBER_BY_TOKEN}", member_by_token_sql("$21::bytea"))
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,14 @@ async def _incident(pool, member, lat=37.52, lon=126.92):
     return stored
 
 
+async def _guardian(pool, member):
+    await pool.execute(
+        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mom', '+8210')",
+        uuid.uuid4(),
+        member.id,
+    )
+
+
 async def _entries(redis, settings):
     rows = await redis.xrange(settings.stream_incidents)
     return [routing.parse_entry(fields) for _id, fields in rows]
@@ -133,11 +141,7 @@ async def test_a_redelivered_entry_routes_and_notifies_once(
     from app.dispatch import presence
 
     await presence.report(redis, settings, volunteer_id=volunteer.id, lat=37.521, lon=126.92)
-    await pool.execute(
-        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mom', '+8210')",
-        uuid.uuid4(),
-        member.id,
-    )
+    await _guardian(pool, member)
     stored = await _incident(pool, member)
     await publish_pending(pool, redis, settings)
     (entry,) = await _entries(redis, settings)
@@ -162,11 +166,7 @@ async def test_a_phone_report_with_nobody_near_routes_in_one_statement_once(
     transaction, and a redelivery adds none of them again."""
     district = await make_district("A", "A", 126.90, 37.50, 126.95, 37.55)
     member = await make_member()
-    await pool.execute(
-        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mom', '+8210')",
-        uuid.uuid4(),
-        member.id,
-    )
+    await _guardian(pool, member)
     stored = await _incident(pool, member)
     await publish_pending(pool, redis, settings)
     (entry,) = await _entries(redis, settings)
