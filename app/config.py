@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = 20
     db_max_overflow: int = 10
+    #: Connections of each process's raw asyncpg pool (the SOS, device and dispatch hot paths),
+    #: all opened at start and kept: a request must never wait for a new connection to be
+    #: made and warmed up (~50-170 ms with PostGIS), which stalled the first second of every
+    #: step up in load. Ten per process is already more than two cores of PostgreSQL can use.
+    db_hot_pool_size: int = 10
     #: A statement that has not answered by then fails (503), so a black-holed connection to
     #: PostgreSQL cannot hang a request; connecting gives up sooner.
     db_command_timeout_s: float = 30.0

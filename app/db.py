@@ -66,12 +66,12 @@ async def create_pool(
     settings: Settings, *, application_name: str = "ansim-hot", **kwargs: Any
 ) -> asyncpg.Pool:
     """A raw asyncpg pool: the SOS and device paths run a few prepared statements on it."""
-    max_size = kwargs.pop("max_size", settings.db_pool_size)
+    max_size = kwargs.pop("max_size", settings.db_hot_pool_size)
     pool = await asyncpg.create_pool(
         settings.asyncpg_dsn,
-        # Mostly opened up front: a burst must not wait for new connections (each one also
-        # runs the codec introspection), which is what the first second of a burst did.
-        min_size=kwargs.pop("min_size", min(max_size, 10)),
+        # Opened up front and never grown: an SOS waits ~1 ms for a busy connection rather
+        # than 50-170 ms for a new one (connect, codec introspection, PostGIS warm-up).
+        min_size=kwargs.pop("min_size", max_size),
         max_size=max_size,
         init=_init_connection,
         reset=kwargs.pop("reset", _keep_session),
