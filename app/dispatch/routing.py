@@ -110,8 +110,8 @@ SELECT (SELECT true FROM receipt) AS first, {_LOCK_COLUMNS}
 FROM incident i WHERE i.id = $1 FOR NO KEY UPDATE OF i
 """
 # The acknowledgement deadline and the ``routed`` event of a new report ($1 incident, $2 the
-# deadline in seconds, $3 the actor), and the other-source report it may belong with ($4 its
-# source, $5 the time window, $6 the radius).
+# deadline in seconds, $3 the actor), and the other-source report it may belong with ($4 the
+# time window, $5 the radius).
 _ROUTE_UPDATE = """
 UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new' AND ack_deadline_at IS NULL
     THEN received_at + make_interval(secs => $2::float8) ELSE ack_deadline_at END
@@ -128,36 +128,60 @@ FROM {rows} LEFT JOIN district d ON d.id = r.district_id
 """
 
 
-_LINK_LATERAL = """
+#: A phone SOS and a button press close in space and time are one emergency.
+_LINK_OTHER = {"app": "button", "button": "app"}
+
+
+def _link_lateral(source: str) -> str:
+    """The open report of the other source close to incident ``i`` in space and time.
+
+    The other source is a literal and the window a ``received_at`` range, so that a phone's
+    lookup is a range of ``ix_incident_open_presses`` (migration 0007) and its cost follows the
+    rate of button presses, never the number of open incidents. (Written with the source as a
+    parameter and ``abs(received_at - ...) <= window``, no index could serve it, and the plan
+    PostgreSQL cached while the table was small read every open incident: 3.6 ms per SOS with
+    8,000 open.)"""
+    other = _LINK_OTHER.get(source)
+    if other is None:
+        return "LATERAL (SELECT NULL::uuid AS link_id, NULL::uuid AS link_emergency_id) l"
+    return f"""
 LATERAL (
   SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id
   FROM incident o
-  WHERE o.id <> i.id AND o.source = $4::text AND o.closed_at IS NULL
-    AND i.location IS NOT NULL AND o.location IS NOT NULL
-    AND abs(extract(epoch FROM o.received_at - i.received_at)) <= $5::float8
-    AND ST_DWithin(o.location, i.location, $6::float8)
+  WHERE o.source = '{other}' AND o.closed_at IS NULL
+    AND o.received_at BETWEEN i.received_at - make_interval(secs => $4::float8)
+                          AND i.received_at + make_interval(secs => $4::float8)
+    AND o.id <> i.id AND i.location IS NOT NULL AND o.location IS NOT NULL
+    AND ST_DWithin(o.location, i.location, $5::float8)
   ORDER BY o.received_at LIMIT 1
 ) l
 """
-# A new report in one statement (inside the routing transaction): the deadline, the ``routed``
-# event, the summary for the console message, and the report it may belong with.
-_ROUTE_NEW_SQL = f"""
+
+
+# A new report in one statement (inside the routing transaction), by the report's source: the
+# deadline, the ``routed`` event, the summary for the console message, and the report it may
+# belong with.
+_ROUTE_NEW_SQL = {
+    source: f"""
 WITH u AS ({_ROUTE_UPDATE} WHERE id = $1 RETURNING i.*
 ), routed AS ({_routed_event("u r")})
 SELECT {SUMMARY_COLUMNS}, l.link_id, l.link_emergency_id
-FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_LINK_LATERAL} ON true
+FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_link_lateral(source)} ON true
 """
+    for source in ("app", "button", "sensor")
+}
 # The common case, a phone's new report with no volunteer near and nothing to link, as ONE
 # statement and no explicit transaction (a statement is its own transaction): the receipt, the
 # deadline, the event and the summary. With a report to link it writes nothing and says so
 # (``needs_link``): the caller then routes it in a transaction. ``first`` is NULL for a
 # redelivery (the summary is then the current one) and there is no row if the incident is gone.
+
 _ROUTE_REPORTED_SQL = f"""
 WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
-), lnk AS (SELECT l.link_id FROM cur i, {_LINK_LATERAL}
+), lnk AS (SELECT l.link_id FROM cur i, {_link_lateral("app")}
 ), receipt AS (
   INSERT INTO dispatch_receipt (outbox_id)
-  SELECT $7 FROM cur WHERE NOT EXISTS (SELECT 1 FROM lnk)
+  SELECT $6 FROM cur WHERE NOT EXISTS (SELECT 1 FROM lnk)
   ON CONFLICT DO NOTHING RETURNING true
 ), u AS (
   -- Only if the intake did not set the deadline (it does for a phone's SOS): an UPDATE rewrites
@@ -170,7 +194,6 @@ SELECT (SELECT true FROM receipt) AS first, EXISTS (SELECT 1 FROM lnk) AS needs_
 FROM (SELECT * FROM u UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM u)) i
 LEFT JOIN district d ON d.id = i.district_id
 """
-_LINK_OTHER = {"app": "button", "button": "app"}
 
 
 @dataclass
@@ -195,11 +218,10 @@ async def _route_new(ctx: Context, conn: asyncpg.Connection, inc: asyncpg.Record
             incident_id,
         )
     row = await conn.fetchrow(
-        _ROUTE_NEW_SQL,
+        _ROUTE_NEW_SQL[inc["source"]],
         incident_id,
         s.ack_deadline_s,
         ACTOR,
-        _LINK_OTHER.get(inc["source"]),
         s.link_window_s,
         s.link_radius_m,
     )
@@ -314,7 +336,6 @@ async def _route_reported_alone(ctx: Context, entry: Entry) -> bool:
         entry.incident_id,
         s.ack_deadline_s,
         ACTOR,
-        _LINK_OTHER["app"],
         s.link_window_s,
         s.link_radius_m,
         entry.outbox_id,

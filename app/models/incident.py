@@ -102,6 +102,13 @@ class Incident(UUIDPK, Base):
         Index("ix_incident_member_received", "member_id", "received_at"),
         Index("ix_incident_device_received", "device_id", "received_at"),
         Index("ix_incident_emergency_id", "emergency_id"),
+        # Routing's link lookup from a phone SOS: the open button presses of the last minutes.
+        # Partial on the literal source, so no other lookup by time can take it (0007).
+        Index(
+            "ix_incident_open_presses",
+            "received_at",
+            postgresql_where=text("closed_at IS NULL AND source = 'button'"),
+        ),
         Index(
             "ix_incident_ack_deadline",
             "ack_deadline_at",

@@ -14,6 +14,7 @@ from app.dispatch.gateways import HttpGateway, build_gateways, deliver_once, sig
 from app.dispatch.relay import OutboxRelay, RelayStats, publish_pending
 from app.incidents.store import NewIncident, insert_incident
 from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver
+from tests.plans import generic_plan, rows_read
 
 GATEWAY_PORT = 8391
 
@@ -221,6 +222,50 @@ async def test_an_sos_with_its_deadline_set_at_intake_is_routed_without_rewritin
     )
     (console,) = await redis.xrange(settings.console_stream)
     assert orjson.loads(console[1][b"body"])["incident"]["ack_deadline_at"] is not None
+
+
+async def test_a_phone_sos_links_with_a_press_nearby_reading_only_the_window(
+    ctx, pool, redis, settings, make_member
+):
+    """A phone SOS 20 m and 30 s from a button press is linked with it, and the lookup reads the
+    button presses of the time window, not every open incident: 2,000 open phone alerts and 50
+    presses from two hours ago sit right next to it. (The plan PostgreSQL caches for the
+    statement read all of them until migration 0007.)"""
+    member = await make_member()
+    old = """INSERT INTO incident (id, source, trigger, location, received_at)
+             SELECT gen_random_uuid(), $1, 'button',
+                    ST_SetSRID(ST_MakePoint(126.92, 37.52), 4326)::geography,
+                    now() - interval '2 hours'
+             FROM generate_series(1, $2)"""
+    await pool.execute(old, "app", 2000)
+    await pool.execute(old, "button", 50)
+    press = await pool.fetchval(
+        """INSERT INTO incident (id, source, trigger, location, received_at)
+           VALUES (gen_random_uuid(), 'button', 'button',
+                   ST_SetSRID(ST_MakePoint(126.92, 37.5202), 4326)::geography,
+                   now() - interval '30 seconds') RETURNING id"""
+    )
+    stored = await _incident(pool, member)
+    await publish_pending(pool, redis, settings)
+    (entry,) = await _entries(redis, settings)
+
+    plan = await generic_plan(
+        pool,
+        routing._ROUTE_REPORTED_SQL,
+        stored.id,
+        60.0,
+        "dispatch",
+        settings.link_window_s,
+        settings.link_radius_m,
+        entry.outbox_id,
+    )
+    assert rows_read(plan, "incident") < 20
+
+    await routing.handle(ctx, entry)
+    linked = await pool.fetchval("SELECT emergency_id FROM incident WHERE id = $1", stored.id)
+    assert linked == press
+    (console,) = await redis.xrange(settings.console_stream)
+    assert orjson.loads(console[1][b"body"])["incident"]["emergency_id"] == str(press)
 
 
 async def test_a_report_of_a_gone_incident_is_dropped(ctx, pool, redis, settings, make_member):
