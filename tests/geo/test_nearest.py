@@ -11,8 +11,9 @@ import pytest
 from pyproj import Geod
 
 from app.geo import importers
-from app.geo.nearest import SPHERE_ERROR, district_at, nearest_places
+from app.geo.nearest import SPHERE_ERROR, _nearest_sql, district_at, nearest_places
 from tests.conftest import SEOUL, needs_seoul_data
+from tests.plans import generic_plan, rows_read
 
 GEOD = Geod(ellps="WGS84")
 #: The sphere PostGIS measures ``geography <->`` on (mean Earth radius).
@@ -120,6 +121,27 @@ async def test_kind_filter_equals_brute_force_over_police_and_stores(pool):
         want = _brute_force(ids, lats, lons, lat, lon, 3)
         assert [p.id for p in got] == [i for i, _ in want]
         assert {p.kind for p in got} <= set(kinds)
+
+
+@needs_seoul_data
+async def test_the_plan_a_pooled_connection_keeps_walks_the_index_and_stays_exact(pool):
+    """After a few calls PostgreSQL runs a prepared statement with its generic plan and keeps
+    it. For the SOS's query (5 open places) that plan must walk the KNN index, not sort the
+    table, and give the same exact answers."""
+    await _import(pool, "seoul_women_safety_houses_2021.csv", "seoul-safety-houses")
+    ids, lats, lons = await _all_places(pool)
+    sql = _nearest_sql(15, False, True)  # what nearest_places(limit=5, open_now=True) runs
+    plan = await generic_plan(pool, sql, 37.55, 126.99, "Asia/Seoul", None)
+    assert rows_read(plan, "safe_place") <= 30 < len(ids)
+    async with pool.acquire() as conn:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            for lat, lon in _random_points(50, seed=7):
+                got = await nearest_places(conn, lat=lat, lon=lon, limit=5, open_now=True)
+                want = _brute_force(ids, lats, lons, lat, lon, 5)
+                assert [p.id for p in got] == [i for i, _ in want], (lat, lon)
+        finally:
+            await conn.execute("RESET plan_cache_mode")
 
 
 @pytest.mark.parametrize(
