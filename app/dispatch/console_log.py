@@ -74,41 +74,6 @@ def cursor_key(cursor: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-@dataclass(frozen=True)
-class Message:
-    """A console message to append once: ``dedupe_key`` names it (a redelivery appends
-    nothing), ``district_id`` scopes it (None: city-wide)."""
-
-    dedupe_key: str
-    district_id: uuid.UUID | None
-    body: dict[str, Any]
-
-
-async def append_many(
-    redis: Redis, settings: Settings, messages: list[Message]
-) -> list[str | None]:
-    """Append each message unless its dedupe key was used before, in one round trip; returns
-    each one's cursor (None: appended before)."""
-    if not messages:
-        return []
-    pipe = redis.pipeline(transaction=False)
-    for m in messages:
-        pipe.eval(
-            _APPEND_ONCE,
-            2,
-            settings.console_stream,
-            f"{settings.console_stream}:seen:{m.dedupe_key}",
-            str(settings.console_maxlen),
-            str(m.district_id) if m.district_id else "",
-            str(DEDUPE_TTL_S),
-            orjson.dumps(m.body),
-        )
-    return [
-        None if r is None else r.decode() if isinstance(r, bytes) else str(r)
-        for r in await pipe.execute()
-    ]
-
-
 async def append(
     redis: Redis,
     settings: Settings,
@@ -118,8 +83,19 @@ async def append(
     body: dict[str, Any],
 ) -> str | None:
     """Append a console message unless ``dedupe_key`` was appended before; returns its cursor."""
-    (cursor,) = await append_many(redis, settings, [Message(dedupe_key, district_id, body)])
-    return cursor
+    result = await redis.eval(
+        _APPEND_ONCE,
+        2,
+        settings.console_stream,
+        f"{settings.console_stream}:seen:{dedupe_key}",
+        str(settings.console_maxlen),
+        str(district_id) if district_id else "",
+        str(DEDUPE_TTL_S),
+        orjson.dumps(body),
+    )
+    if result is None:
+        return None
+    return result.decode() if isinstance(result, bytes) else str(result)
 
 
 async def last_cursor(redis: Redis, settings: Settings) -> str:

@@ -86,38 +86,3 @@ async def nearest(
         if len(out) >= count:
             break
     return out
-
-
-async def anyone_near(
-    redis: Redis, settings: Settings, points: list[tuple[float, float]], *, radius_m: float
-) -> list[bool]:
-    """For each (lat, lon): may a fresh on-duty volunteer be within ``radius_m``? One round
-    trip for all. Errs towards yes (the caller then asks ``nearest`` for that point): when every
-    volunteer found near a point is stale but the search was cut off, there may be fresh ones
-    beyond them."""
-    if not points:
-        return []
-    pipe = redis.pipeline(transaction=False)
-    pipe.zrangebyscore(
-        settings.volunteer_seen_key, "-inf", time.time() - settings.volunteer_stale_s
-    )
-    for lat, lon in points:
-        pipe.geosearch(
-            settings.volunteer_geo_key,
-            longitude=lon,
-            latitude=lat,
-            radius=radius_m,
-            unit="m",
-            count=_NEAR_PROBE,
-        )
-    stale_raw, *found = await pipe.execute()
-    stale = {n.decode() if isinstance(n, bytes) else n for n in stale_raw}
-    return [
-        len(names) >= _NEAR_PROBE
-        or any((n.decode() if isinstance(n, bytes) else n) not in stale for n in names)
-        for names in found
-    ]
-
-
-#: Volunteers ``anyone_near`` looks at per point.
-_NEAR_PROBE = 8

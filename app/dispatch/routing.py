@@ -170,44 +170,28 @@ FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_link_lateral(s
 """
     for source in ("app", "button", "sensor")
 }
-# The common case, phones' new reports with no volunteer near and nothing to link, as ONE
-# statement for every such entry a dispatcher read together ($1 their incidents, $6 their outbox
-# ids), and no explicit transaction (a statement is its own transaction): the receipts, the
-# deadlines, the events and the summaries. A report with another to link is left alone
-# (``needs_link``): the caller routes it in a transaction. ``first`` is false for a redelivery
-# (the summary is then the current one); a gone incident has no row.
+# The common case, a phone's new report with no volunteer near and nothing to link, as ONE
+# statement and no explicit transaction (a statement is its own transaction): the receipt, the
+# deadline, the event and the summary. With a report to link it writes nothing and says so
+# (``needs_link``): the caller then routes it in a transaction. ``first`` is NULL for a
+# redelivery (the summary is then the current one) and there is no row if the incident is gone.
+
 _ROUTE_REPORTED_SQL = f"""
-WITH e AS (SELECT * FROM unnest($1::uuid[], $6::bigint[]) AS e(incident_id, outbox_id)
-), cur AS (
-  -- One primary-key lookup per entry, whatever PostgreSQL guesses of the array's length.
-  SELECT i.* FROM (SELECT DISTINCT incident_id FROM e) x,
-    LATERAL (SELECT * FROM incident WHERE id = x.incident_id OFFSET 0) i
-), lnk AS (SELECT DISTINCT i.id FROM cur i, {_link_lateral("app")}
+WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
+), lnk AS (SELECT l.link_id FROM cur i, {_link_lateral("app")}
 ), receipt AS (
   INSERT INTO dispatch_receipt (outbox_id)
-  SELECT e.outbox_id FROM e JOIN cur ON cur.id = e.incident_id
-  WHERE NOT EXISTS (SELECT 1 FROM lnk WHERE lnk.id = e.incident_id)
-  ON CONFLICT DO NOTHING RETURNING outbox_id
+  SELECT $6 FROM cur WHERE NOT EXISTS (SELECT 1 FROM lnk)
+  ON CONFLICT DO NOTHING RETURNING true
 ), u AS (
   -- Only if the intake did not set the deadline (it does for a phone's SOS): an UPDATE rewrites
   -- the row and every index entry of it.
-  {_ROUTE_UPDATE} WHERE i.id = ANY($1::uuid[]) AND i.ack_deadline_at IS NULL
-    AND EXISTS (SELECT 1 FROM e JOIN receipt ON receipt.outbox_id = e.outbox_id
-                WHERE e.incident_id = i.id)
-  RETURNING i.*
-), routed AS ({
-    _routed_event(
-        "cur r JOIN e ON e.incident_id = r.id JOIN receipt ON receipt.outbox_id = e.outbox_id"
-    )
-})
-SELECT e.outbox_id, receipt.outbox_id IS NOT NULL AS first, lnk.id IS NOT NULL AS needs_link,
+  {_ROUTE_UPDATE} FROM receipt WHERE i.id = $1 AND i.ack_deadline_at IS NULL RETURNING i.*
+), routed AS ({_routed_event("cur r JOIN receipt ON true")})
+SELECT (SELECT true FROM receipt) AS first, EXISTS (SELECT 1 FROM lnk) AS needs_link,
        i.member_id, EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id)
          AS has_guardians, {SUMMARY_COLUMNS}
-FROM e
-JOIN (SELECT * FROM u UNION ALL SELECT * FROM cur WHERE id NOT IN (SELECT id FROM u)) i
-  ON i.id = e.incident_id
-LEFT JOIN receipt ON receipt.outbox_id = e.outbox_id
-LEFT JOIN lnk ON lnk.id = i.id
+FROM (SELECT * FROM u UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM u)) i
 LEFT JOIN district d ON d.id = i.district_id
 """
 
@@ -334,65 +318,42 @@ async def _escalate(
     await _event(conn, inc["id"], "escalated", {"level": level, "reason": reason}, publish=True)
 
 
-async def route_reported(ctx: Context, entries: list[Entry]) -> list[Entry]:
-    """The fast path (``_ROUTE_REPORTED_SQL``) for the phones' new reports among ``entries``,
-    read together: one Redis pipeline asks whether a volunteer is near any of them, one
-    statement routes them, one pipeline appends their console messages. Returns the entries it
-    did not route, for ``handle``: other kinds, buttons, a volunteer near, a report to link."""
+async def _route_reported_alone(ctx: Context, entry: Entry) -> bool:
+    """The fast path for a phone's new report (see ``_ROUTE_REPORTED_SQL``); False when it
+    needs the full routing transaction: volunteers near, a report to link, not a phone's."""
     s = ctx.settings
-    phones = [e for e in entries if e.kind == "reported" and e.payload.get("source") == "app"]
-    located = [
-        e
-        for e in phones
-        if isinstance(e.payload.get("lat"), float | int)
-        and isinstance(e.payload.get("lon"), float | int)
-    ]
-    near = await presence.anyone_near(
-        ctx.redis,
-        s,
-        [(e.payload["lat"], e.payload["lon"]) for e in located],
-        radius_m=s.volunteer_radius_m,
-    )
-    busy = {e.outbox_id for e, someone in zip(located, near, strict=True) if someone}
-    alone = [e for e in phones if e.outbox_id not in busy]
-    rows = {
-        r["outbox_id"]: r
-        for r in (
-            await ctx.pool.fetch(
-                _ROUTE_REPORTED_SQL,
-                [e.incident_id for e in alone],
-                s.ack_deadline_s,
-                ACTOR,
-                s.link_window_s,
-                s.link_radius_m,
-                [e.outbox_id for e in alone],
-            )
-            if alone
-            else []
+    lat, lon = entry.payload.get("lat"), entry.payload.get("lon")
+    if entry.kind != "reported" or entry.payload.get("source") != "app":
+        return False
+    if isinstance(lat, float | int) and isinstance(lon, float | int):
+        near = await presence.nearest(
+            ctx.redis, s, lat=lat, lon=lon, radius_m=s.volunteer_radius_m, count=1, exclude=set()
         )
-    }
-    routed: list[tuple[Entry, asyncpg.Record]] = []
-    for e in alone:
-        row = rows.get(e.outbox_id)
-        if row is None:
-            log.warning("outbox %s: incident %s is gone", e.outbox_id, e.incident_id)
-        elif not row["needs_link"]:
-            routed.append((e, row))
-    await console_log.append_many(
-        ctx.redis, ctx.settings, [_console_message(e, summary_from_row(r)) for e, r in routed]
+        if near:
+            return False
+    row = await ctx.pool.fetchrow(
+        _ROUTE_REPORTED_SQL,
+        entry.incident_id,
+        s.ack_deadline_s,
+        ACTOR,
+        s.link_window_s,
+        s.link_radius_m,
+        entry.outbox_id,
     )
-    for e, row in routed:
-        # This routing offered nobody; a redelivery pushes what an earlier one may have offered.
-        await _notify(ctx, e, row, offers=not row["first"])
-    done = {e.outbox_id for e, _row in routed} | {
-        e.outbox_id for e in alone if e.outbox_id not in rows
-    }
-    return [e for e in entries if e.outbox_id not in done]
+    if row is None:
+        log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
+        return True
+    if row["needs_link"]:
+        return False
+    await _publish_to_console(ctx, entry, summary_from_row(row))
+    # This routing offered nobody; a redelivery pushes what an earlier one may have offered.
+    await _notify(ctx, entry, row, offers=not row["first"])
+    return True
 
 
 async def handle(ctx: Context, entry: Entry) -> None:
     """Route one stream entry; safe to run any number of times for the same entry."""
-    if not await route_reported(ctx, [entry]):
+    if await _route_reported_alone(ctx, entry):
         return
     routed = Routed()
     async with ctx.pool.acquire() as conn:
@@ -435,23 +396,23 @@ async def handle(ctx: Context, entry: Entry) -> None:
     await _notify(ctx, entry, inc, offers=offers_to_push)
 
 
-def _console_message(entry: Entry, summary: dict[str, Any]) -> console_log.Message:
+async def _publish_to_console(ctx: Context, entry: Entry, summary: dict[str, Any] | None) -> None:
+    if summary is None:
+        return
     # (The position is in the summary; the payload's copy is for the dispatcher.)
     data = {
         k: v for k, v in entry.payload.items() if k not in ("incident_id", "kind", "lat", "lon")
     }
     if entry.committed_at is not None:
         data["committed_at"] = entry.committed_at
-    return console_log.Message(
+    district = uuid.UUID(summary["district_id"]) if summary["district_id"] else None
+    await console_log.append(
+        ctx.redis,
+        ctx.settings,
         dedupe_key=f"o{entry.outbox_id}",
-        district_id=uuid.UUID(summary["district_id"]) if summary["district_id"] else None,
+        district_id=district,
         body={"type": "incident", "event": entry.kind, "incident": summary, "data": data},
     )
-
-
-async def _publish_to_console(ctx: Context, entry: Entry, summary: dict[str, Any] | None) -> None:
-    if summary is not None:
-        await console_log.append_many(ctx.redis, ctx.settings, [_console_message(entry, summary)])
 
 
 async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record, *, offers: bool) -> None:

@@ -14,7 +14,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
@@ -32,7 +32,6 @@ from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
@@ -155,7 +154,8 @@ class Dispatcher:
                     s.stream_group, self.name, {s.stream_incidents: ">"}, count=free, block=1000
                 )
                 for _stream, entries in rows or []:
-                    self._spawn_read(entries)
+                    for entry_id, fields in entries:
+                        self._spawn(entry_id, fields, deliveries=1)
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
@@ -290,59 +290,12 @@ class Dispatcher:
                 )
             await asyncio.sleep(5)
 
-    # -- entries -------------------------------------------------------------------------------
+    # -- one entry -----------------------------------------------------------------------------
     def _spawn(self, entry_id: bytes | str, fields: dict[bytes, bytes], *, deliveries: int) -> None:
         key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        self._track([key], asyncio.create_task(self._process(key, fields, deliveries)))
-
-    def _track(self, keys: list[str], task: asyncio.Task[None]) -> None:
-        for key in keys:
-            self._inflight[key] = task
-        task.add_done_callback(lambda _t: [self._inflight.pop(k, None) for k in keys])
-
-    def _spawn_read(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Entries read together: the routing entries go as one batch (``_process_batch``),
-        device entries and malformed ones one by one."""
-        batch: list[tuple[str, dict[bytes, bytes], routing.Entry]] = []
-        for entry_id, fields in entries:
-            key = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            try:
-                if not health.is_device_entry(fields):
-                    batch.append((key, fields, routing.parse_entry(fields)))
-                    continue
-            except routing.PoisonEntry:
-                pass
-            self._spawn(key, fields, deliveries=1)
-        if batch:
-            self._track(
-                [key for key, _f, _e in batch], asyncio.create_task(self._process_batch(batch))
-            )
-
-    async def _process_batch(
-        self, batch: list[tuple[str, dict[bytes, bytes], routing.Entry]]
-    ) -> None:
-        """Phones' new reports read together are routed together (``routing.route_reported``:
-        one Redis pipeline, one statement, one pipeline for the console); the rest of the batch,
-        or all of it if that fails, is processed entry by entry, with the dead-letter rules."""
-        keys = {e.outbox_id: key for key, _f, e in batch}
-        async with self._sem:
-            try:
-                rest = await self._handle_through_outages(
-                    list(keys.values()),
-                    lambda: routing.route_reported(self.ctx, [e for _k, _f, e in batch]),
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("batch of %d entries failed; processing them one by one", len(batch))
-                rest = [e for _k, _f, e in batch]
-        left = {e.outbox_id for e in rest}
-        for outbox_id, key in keys.items():
-            if outbox_id not in left:
-                self._ack(key)
-        await asyncio.gather(
-            *(self._process(key, fields, 1) for key, fields, e in batch if e.outbox_id in left)
-        )
+        task = asyncio.create_task(self._process(key, fields, deliveries))
+        self._inflight[key] = task
+        task.add_done_callback(lambda _t: self._inflight.pop(key, None))
 
     async def _process(self, entry_id: str, fields: dict[bytes, bytes], deliveries: int) -> None:
         s = self.settings
@@ -350,12 +303,12 @@ class Dispatcher:
             try:
                 if health.is_device_entry(fields):
                     await self._handle_through_outages(
-                        [entry_id], lambda: health.publish_device_entry(self.ctx, fields)
+                        entry_id, lambda: health.publish_device_entry(self.ctx, fields)
                     )
                 else:
                     entry = routing.parse_entry(fields)
                     await self._handle_through_outages(
-                        [entry_id], lambda: routing.handle(self.ctx, entry)
+                        entry_id, lambda: routing.handle(self.ctx, entry)
                     )
             except asyncio.CancelledError:
                 raise
@@ -393,22 +346,20 @@ class Dispatcher:
             self.processed += len(ids)
 
     async def _handle_through_outages(
-        self, entry_ids: list[str], work: Callable[[], Awaitable[T]]
-    ) -> T:
-        """A database or Redis outage is not the entries' fault: retry here (keeping them
+        self, entry_id: str, work: Callable[[], Awaitable[None]]
+    ) -> None:
+        """A database or Redis outage is not the entry's fault: retry it here (keeping it
         claimed) instead of counting deliveries towards the dead-letter stream."""
         backoff = 0.1
         while True:
             try:
-                return await work()
+                await work()
+                return
             except _TRANSIENT as exc:
                 if self._stopping.is_set():
                     raise
                 log.warning(
-                    "entries %s: %s; retrying in %.1fs",
-                    ",".join(entry_ids),
-                    type(exc).__name__,
-                    backoff,
+                    "entry %s: %s; retrying in %.1fs", entry_id, type(exc).__name__, backoff
                 )
                 await asyncio.sleep(backoff + random.uniform(0, backoff))
                 backoff = min(backoff * 2, 2.0)
@@ -419,7 +370,7 @@ class Dispatcher:
                         self.settings.stream_group,
                         self.name,
                         0,
-                        list[Any](entry_ids),
+                        [entry_id],
                         justid=True,
                     )
 

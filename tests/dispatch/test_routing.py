@@ -199,43 +199,6 @@ async def test_a_phone_report_with_nobody_near_routes_in_one_statement_once(
     )
 
 
-async def test_phone_reports_read_together_are_routed_together_each_once(
-    ctx, pool, redis, settings, make_member, make_staff, make_place
-):
-    """A dispatcher routes the phones' new reports it read together in one go: each gets its
-    receipt, its ``routed`` event and one console message, again none on redelivery. A report
-    with a volunteer near, one that is gone and a button press are handed back (the first and
-    the last for the routing transaction) or dropped."""
-    from app.dispatch import presence
-
-    volunteer = await make_staff("volunteer", name="V", badge_number="B-1")
-    await presence.report(redis, settings, volunteer_id=volunteer.id, lat=37.6001, lon=127.0)
-    alone = [await _incident(pool, await make_member(), lat=37.5 + i / 100) for i in range(3)]
-    near = await _incident(pool, await make_member(), lat=37.6, lon=127.0)
-    gone = await _incident(pool, await make_member(), lat=37.45)
-    place = await make_place("GS25", 37.40, 126.80)
-    press = await insert_incident(
-        pool, NewIncident(source="button", trigger="button", actor="d", safe_place_id=place)
-    )
-    await publish_pending(pool, redis, settings)
-    entries = await _entries(redis, settings)
-    assert len(entries) == 6
-    await pool.execute("DELETE FROM incident_event WHERE incident_id = $1", gone.id)
-    await pool.execute("DELETE FROM incident WHERE id = $1", gone.id)
-
-    for _delivery in range(2):  # the second time: a redelivery of the whole batch
-        rest = await routing.route_reported(ctx, entries)
-        assert {e.incident_id for e in rest} == {near.id, press.id}
-    console = [orjson.loads(f[b"body"]) for _i, f in await redis.xrange(settings.console_stream)]
-    assert sorted(m["incident"]["id"] for m in console) == sorted(str(i.id) for i in alone)
-    routed = await pool.fetch(
-        "SELECT incident_id, count(*) AS n FROM incident_event WHERE kind = 'routed'"
-        " GROUP BY incident_id"
-    )
-    assert {(r["incident_id"], r["n"]) for r in routed} == {(i.id, 1) for i in alone}
-    assert await pool.fetchval("SELECT count(*) FROM dispatch_receipt") == 3
-
-
 async def test_an_sos_with_its_deadline_set_at_intake_is_routed_without_rewriting_it(
     ctx, pool, redis, settings, make_member
 ):
@@ -289,12 +252,12 @@ async def test_a_phone_sos_links_with_a_press_nearby_reading_only_the_window(
     plan = await generic_plan(
         pool,
         routing._ROUTE_REPORTED_SQL,
-        [stored.id],
+        stored.id,
         60.0,
         "dispatch",
         settings.link_window_s,
         settings.link_radius_m,
-        [entry.outbox_id],
+        entry.outbox_id,
     )
     assert rows_read(plan, "incident") < 20
 
