@@ -46,6 +46,7 @@ def stack_env(*, redis_url: str, gateway_port: int | None, **extra: str) -> dict
             # The PostgreSQL server is shared: keep each process's pool small.
             "ANSIM_DB_POOL_SIZE": "6",
             "ANSIM_DB_MAX_OVERFLOW": "2",
+            "ANSIM_DB_HOT_POOL_SIZE": "4",
         }
     )
     if gateway_port is not None:
