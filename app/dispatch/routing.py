@@ -175,7 +175,6 @@ FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_link_lateral(s
 # deadline, the event and the summary. With a report to link it writes nothing and says so
 # (``needs_link``): the caller then routes it in a transaction. ``first`` is NULL for a
 # redelivery (the summary is then the current one) and there is no row if the incident is gone.
-
 _ROUTE_REPORTED_SQL = f"""
 WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
 ), lnk AS (SELECT l.link_id FROM cur i, {_link_lateral("app")}
