@@ -103,18 +103,23 @@ def ours(host: str, port: int, member_tokens: list[str], console_tokens: list[st
 
     def from_console(msg: bytes | str) -> list[str]:
         d = orjson.loads(msg)
-        if d.get("type") == "incident" and d.get("event") == "reported":
-            return [str(d["incident"]["id"])]
-        if d.get("type") == "snapshot":  # the protocol: a snapshot carries incidents too
-            return [str(i["id"]) for i in d["incidents"]]
-        return []
+        out: list[str] = []
+        for one in d["messages"] if d.get("type") == "batch" else [d]:
+            if one.get("type") == "incident" and one.get("event") == "reported":
+                out.append(str(one["incident"]["id"]))
+            elif one.get("type") == "snapshot":  # the protocol: a snapshot carries incidents
+                out.extend(str(i["id"]) for i in one["incidents"])
+        return out
 
     return Target(
         name="ansim",
         host=host,
         port=port,
         path=b"/v1/alerts",
-        ws_urls=[f"ws://{host}:{port}/v1/console/stream?token={t}" for t in console_tokens],
+        # As the web console does, they ask for the messages waiting together in one frame.
+        ws_urls=[
+            f"ws://{host}:{port}/v1/console/stream?token={t}&batch=true" for t in console_tokens
+        ],
         make_body=body,
         headers_for=lambda i: auth[next(next_member) % len(auth)],
         id_from_response=lambda data: str(orjson.loads(data)["incident_id"]),

@@ -297,34 +297,47 @@ async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
     await ws.send_text(orjson.dumps(message).decode())
 
 
-async def _send_entry(ws: WebSocket, entry: ConsoleEntry) -> None:
-    await ws.send_text(entry.text)
+#: The most console-log messages one ``batch`` frame carries.
+BATCH_MAX = 200
+
+
+async def _send_texts(ws: WebSocket, cursor: str, texts: list[str]) -> None:
+    """One frame: a message alone, or several (each already serialised once for every socket)
+    as a ``batch`` whose cursor is the last one they cover."""
+    if len(texts) == 1:
+        await ws.send_text(texts[0])
+    else:
+        messages = ",".join(texts)
+        await ws.send_text(f'{{"type":"batch","cursor":"{cursor}","messages":[{messages}]}}')
 
 
 async def _authenticate(
-    ws: WebSocket, token: str | None, cursor: str | None
-) -> tuple[StaffPrincipal | None, str, str | None]:
+    ws: WebSocket, token: str | None, cursor: str | None, batch: bool
+) -> tuple[StaffPrincipal | None, str, str | None, bool]:
     pool = ws.app.state.pool
     if token is None:
         try:
             first = orjson.loads(await asyncio.wait_for(ws.receive_text(), timeout=5))
         except (TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect):
-            return None, "", cursor
+            return None, "", cursor, batch
         if not isinstance(first, dict) or first.get("type") != "auth":
-            return None, "", cursor
+            return None, "", cursor, batch
         token = str(first.get("token") or "")
         cursor = first.get("cursor") or cursor
+        batch = batch or first.get("batch") is True
     staff = await staff_from_token(pool, token) if token else None
-    return staff, token, cursor
+    return staff, token, cursor, batch
 
 
 @router.websocket("/stream")
-async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = None) -> None:
+async def stream(
+    ws: WebSocket, token: str | None = None, cursor: str | None = None, batch: bool = False
+) -> None:
     settings = ws.app.state.settings
     redis = ws.app.state.redis
     hub: ConsoleHub = ws.app.state.console_hub
     await ws.accept()
-    staff, token, cursor = await _authenticate(ws, token, cursor)
+    staff, token, cursor, batch = await _authenticate(ws, token, cursor, batch)
     if staff is None:
         await ws.close(code=4401, reason="invalid or missing dispatcher token")
         return
@@ -356,6 +369,7 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
                     "district_ids": sorted(str(d) for d in staff.district_ids),
                 },
                 "max_lifetime_s": settings.console_max_lifetime_s,
+                "batch": batch,
             },
         )
         replayed: list[ConsoleEntry] = []
@@ -375,14 +389,19 @@ async def stream(ws: WebSocket, token: str | None = None, cursor: str | None = N
             for incident in incidents:
                 access.note(incident)
         last = console_log.cursor_key(cursor)
+        texts: list[str] = []
         for entry in replayed:
             if visible(entry):
-                await _send_entry(ws, entry)
+                texts.append(entry.text)
                 access.note_id(entry.located_incident)
-            last = console_log.cursor_key(entry.cursor)
-            cursor = entry.cursor
+            last, cursor = entry.key, entry.cursor
+            if len(texts) == (BATCH_MAX if batch else 1):
+                await _send_texts(ws, cursor, texts)
+                texts = []
+        if texts:
+            await _send_texts(ws, cursor, texts)
         await access.flush(force=True)
-        await _live(ws, queue, visible, last, cursor, settings, access, token)
+        await _live(ws, queue, visible, last, cursor, settings, access, token, batch)
     except WebSocketDisconnect:
         pass
     finally:
@@ -400,7 +419,12 @@ async def _live(
     settings: Any,
     access: _AccessLog,
     token: str,
+    batch: bool,
 ) -> None:
+    """Live messages in log order. A console that asked for ``batch`` gets the messages that
+    are already waiting when it is sent to as one ``batch`` frame (one write instead of one per
+    message; nothing waits to fill a batch), so a console that falls behind in a flood of
+    alerts catches up instead of being cut off."""
     ends_at = time.monotonic() + settings.console_max_lifetime_s
     recheck_at = time.monotonic() + settings.console_ping_s
     receiver = asyncio.create_task(_drain_client(ws))
@@ -440,18 +464,26 @@ async def _live(
                     await access.flush(force=True)
                     continue
                 entry, getter = getter.result(), None
-            if entry is None:
+            entries = [entry]
+            while batch and len(entries) < BATCH_MAX and not queue.empty():
+                entries.append(queue.get_nowait())
+            texts = []
+            for item in entries:
+                if item is None:  # the hub gave up on this connection; nothing follows
+                    break
+                if item.key <= last:
+                    continue  # already sent during replay
+                last, cursor = item.key, item.cursor
+                if visible(item):
+                    texts.append(item.text)
+                    access.note_id(item.located_incident)
+            if texts:
+                await _send_texts(ws, cursor, texts)
+                await access.flush()
+            if entries[-1] is None:
                 await _send(ws, {"type": "reconnect", "cursor": cursor, "reason": "too_slow"})
                 await ws.close(code=4008, reason="too far behind; reconnect with your cursor")
                 return
-            key = entry.key
-            if key <= last:
-                continue  # already sent during replay
-            last, cursor = key, entry.cursor
-            if visible(entry):
-                await _send_entry(ws, entry)
-                access.note_id(entry.located_incident)
-                await access.flush()
     finally:
         for task in (receiver, getter):
             if task is not None:

@@ -32,7 +32,7 @@ class ConsoleUser(FastHttpUser):
 
     def _url(self) -> str:
         base = self.host.replace("http://", "ws://").replace("https://", "wss://")
-        url = f"{base}/v1/console/stream?token={self.token}"
+        url = f"{base}/v1/console/stream?token={self.token}&batch=true"
         return f"{url}&cursor={self.cursor}" if self.cursor else url
 
     def _read_forever(self) -> None:
@@ -40,7 +40,10 @@ class ConsoleUser(FastHttpUser):
             try:
                 with connect(self._url(), max_size=None, open_timeout=10) as ws:
                     for raw in ws:
-                        self._on_message(orjson.loads(raw))
+                        msg = orjson.loads(raw)
+                        for one in msg["messages"] if msg.get("type") == "batch" else [msg]:
+                            self._on_message(one)
+                        self.cursor = msg.get("cursor") or self.cursor
             except ConnectionClosed:
                 pass  # 4000 / 4008: reconnect with the cursor, as the protocol asks
             except Exception as exc:

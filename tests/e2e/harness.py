@@ -191,11 +191,19 @@ class GatewayReceiver:
 class Console:
     """A real WebSocket console client collecting every message."""
 
-    def __init__(self, port: int, token: str, cursor: str | None = None) -> None:
+    def __init__(
+        self, port: int, token: str, cursor: str | None = None, *, batch: bool = True
+    ) -> None:
         self.url = f"ws://127.0.0.1:{port}/v1/console/stream?token={token}"
         if cursor:
             self.url += f"&cursor={cursor}"
+        if batch:  # as the web console asks
+            self.url += "&batch=true"
+        #: Every message, batches unpacked, in the order received.
         self.messages: list[dict[str, Any]] = []
+        #: How many frames carried them, and the last one as sent.
+        self.frames = 0
+        self.last_frame: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
         self._ws: Any = None
         self.closed = asyncio.Event()
@@ -211,7 +219,9 @@ class Console:
     async def _read(self) -> None:
         try:
             async for raw in self._ws:
-                self.messages.append(orjson.loads(raw))
+                msg = self.last_frame = orjson.loads(raw)
+                self.frames += 1
+                self.messages.extend(msg["messages"] if msg["type"] == "batch" else [msg])
         except Exception:
             pass
         finally:

@@ -11,6 +11,7 @@ import time
 import uuid
 
 import httpx
+import orjson
 import pytest
 
 from app.incidents.responders import responders_for
@@ -129,6 +130,41 @@ async def test_sos_reaches_its_district_console_and_not_the_others(stack, world,
         nowhere = await sos(pool, world["member"], (35.1, 129.0))
         m = await con_city.wait_for(reported(nowhere), 5)
         assert m["incident"]["district_id"] is None
+
+
+async def test_messages_waiting_together_reach_a_batch_console_in_one_frame(
+    stack, world, pool, redis, settings
+):
+    """What reaches the API together goes out in one frame to a console that asked for
+    batches (the web console does), in log order; a console that did not ask (an older one)
+    gets the same messages one per frame."""
+    async with (
+        Console(API_PORT, world["disp_a"].token) as batched,
+        Console(API_PORT, world["disp_a"].token, batch=False) as plain,
+    ):
+        incident_id = await sos(pool, world["member"], IN_A)
+        summary = (await batched.wait_for(reported(incident_id), 5))["incident"]
+        await plain.wait_for(reported(incident_id), 5)
+        frames = batched.frames, plain.frames
+        pipe = redis.pipeline(transaction=True)  # all 20 on the log at once
+        for n in range(20):
+            body = {"type": "incident", "event": "note", "incident": summary, "data": {"n": n}}
+            pipe.xadd(
+                settings.console_stream, {"district": str(world["a"]), "body": orjson.dumps(body)}
+            )
+        await pipe.execute()
+
+        def notes(con: Console) -> list[dict]:
+            return [m for m in con.messages if m["type"] == "incident" and m["event"] == "note"]
+
+        await batched.wait_count(lambda m: m.get("event") == "note", 20, 5)
+        await plain.wait_count(lambda m: m.get("event") == "note", 20, 5)
+        assert [m["data"]["n"] for m in notes(batched)] == list(range(20))
+        assert [m["cursor"] for m in notes(batched)] == [m["cursor"] for m in notes(plain)]
+        assert plain.frames - frames[1] == 20
+        assert batched.frames - frames[0] < 20
+        assert batched.last_frame["type"] == "batch"
+        assert batched.last_frame["cursor"] == notes(batched)[-1]["cursor"]
 
 
 async def test_new_console_gets_a_snapshot_of_open_incidents(stack, world, pool):

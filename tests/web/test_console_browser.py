@@ -8,8 +8,10 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from app.incidents.console_service import incident_summary
 from app.incidents.store import NewIncident, insert_incident
 from tests.web.conftest import (
     BASE,
@@ -201,6 +203,31 @@ async def test_console_recovers_after_the_server_drops_its_socket_and_shows_what
     # Reconnected with its cursor: the missed incident came from the replay, not a new snapshot.
     assert state == {"connects": 2, "snapshots": 1}
     assert await row(page, before["incident_id"]).count() == 1
+
+
+async def test_incidents_arriving_together_come_in_one_frame_and_all_show(
+    stack: Stack, world: dict[str, Any], pages: Pages, pool: Any, redis: Any, settings: Any
+) -> None:
+    """In a flood the console gets the messages that wait together as one batch frame: every
+    incident in it is on the list."""
+    page = await sign_in(pages, world["disp_a"])
+    first = await post_sos(world["member"], IN_A)
+    await row(page, first["incident_id"]).wait_for(timeout=3000)
+    summary = await incident_summary(pool, uuid.UUID(first["incident_id"]))
+    assert summary is not None
+    frames = await page.evaluate("window.ansimConsole.frames")
+    ids = [str(uuid.uuid4()) for _ in range(12)]
+    pipe = redis.pipeline(transaction=True)  # on the console log at once
+    for incident_id in ids:
+        body = {"type": "incident", "event": "reported", "incident": {**summary, "id": incident_id}}
+        pipe.xadd(
+            settings.console_stream,
+            {"district": str(world["a"]), "body": orjson.dumps({**body, "data": {}})},
+        )
+    await pipe.execute()
+    for incident_id in ids:
+        await row(page, incident_id).wait_for(timeout=3000)
+    assert await page.evaluate("window.ansimConsole.frames") - frames < len(ids)
 
 
 async def test_the_phone_page_sos_reaches_the_console_and_duress_stands_out(

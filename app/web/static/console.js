@@ -35,6 +35,7 @@
     connects: 0,
     snapshots: 0,
     alarms: 0,
+    frames: 0,
     muted: false,
     confirming: null,
   };
@@ -242,6 +243,14 @@
 
   function onMessage(msg) {
     state.lastFrameAt = Date.now();
+    state.frames += 1;
+    // A batch (asked for in the auth frame) is several messages in log order, one frame.
+    for (const one of msg.type === 'batch' ? msg.messages : [msg]) handle(one);
+    if (msg.type === 'batch') state.cursor = msg.cursor;
+    if (msg.type !== 'ping') renderList();
+  }
+
+  function handle(msg) {
     switch (msg.type) {
       case 'hello':
         state.staff = msg.staff;
@@ -287,7 +296,6 @@
       default:
         break; // unknown types are tolerated (docs/dispatch.md)
     }
-    if (msg.type !== 'ping') renderList();
   }
 
   // --- the WebSocket ----------------------------------------------------------------------
@@ -298,7 +306,7 @@
     state.ws = ws;
     ws.onopen = () => {
       // The token goes in the first frame, not the URL (URLs end up in access logs).
-      const auth = { type: 'auth', token: state.token };
+      const auth = { type: 'auth', token: state.token, batch: true };
       if (state.cursor) auth.cursor = state.cursor;
       ws.send(JSON.stringify(auth));
     };
