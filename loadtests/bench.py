@@ -718,6 +718,18 @@ async def clear_incidents(db_url: str, ceiling: bool) -> None:
         await conn.close()
 
 
+async def checkpoint(db_url: str) -> None:
+    """Every measurement (ours and the ceiling's, on the same server) starts right after a
+    checkpoint: none falls inside it (checkpoint_timeout is 5 min), and both pay the
+    full-page images that follow one from the same start."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def run_target(
     which: str,
     args: argparse.Namespace,
@@ -749,6 +761,7 @@ async def run_target(
         await flush_redis(redis_url)
         if which == "ansim":  # the ceiling's start truncates its own table
             await clear_incidents(db_url, ceiling=False)
+        await checkpoint(args.db_url)
         t0 = time.monotonic()
         stack = (
             start_ours(args, env, logdir) if which == "ansim" else start_ceiling(args, env, logdir)
@@ -804,6 +817,7 @@ async def _sweep(which: str, args: argparse.Namespace, target: Any, groups: Any)
         print(f"[{which}] sweep {rate}/s for {args.sweep_s}s", flush=True)
         if which == "ansim":  # members reused from the step before must have no open alert
             await clear_incidents(args.db_url, ceiling=False)
+        await checkpoint(args.db_url)
         res = await measure(target(args.consoles_sweep), [(rate, args.sweep_s)], await groups())
         ok = (
             res["errors"] == 0
