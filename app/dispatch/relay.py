@@ -82,6 +82,36 @@ def _xadd(
     )
 
 
+# The direct publish of a phone's SOS (``OutboxRelay.publish``): the XADD, with a hint for the
+# dispatcher of whether a fresh on-duty volunteer is within the offer radius of her position,
+# looked up in the same round trip (the dispatcher's fast path then asks Redis nothing before
+# routing). "1" or "0"; no hint when the nearest 50 are all stale (the dispatcher looks itself).
+# KEYS: stream, volunteer GEO, volunteer last-seen. ARGV: maxlen, lon, lat (both "" without a
+# position), radius in metres, the oldest fresh last-seen time, then the entry's field pairs.
+_PUBLISH_WITH_HINT = """
+local hint = '0'
+if ARGV[2] ~= '' then
+  local found = redis.call('GEOSEARCH', KEYS[2], 'FROMLONLAT', ARGV[2], ARGV[3],
+                           'BYRADIUS', ARGV[4], 'm', 'ASC', 'COUNT', 50)
+  if #found == 50 then hint = nil end
+  for _, name in ipairs(found) do
+    local seen = redis.call('ZSCORE', KEYS[3], name)
+    if seen and tonumber(seen) >= tonumber(ARGV[5]) then
+      hint = '1'
+      break
+    end
+  end
+end
+local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
+if hint then
+  args[#args + 1] = 'volunteers_near'
+  args[#args + 1] = hint
+end
+return redis.call(unpack(args))
+"""
+
+
 async def publish_pending(
     pool: asyncpg.Pool, redis: Redis, settings: Settings, stats: RelayStats | None = None
 ) -> int:
@@ -109,6 +139,7 @@ class OutboxRelay:
         self.pool = pool
         self.redis = redis
         self.settings = settings
+        self._publish_with_hint = redis.register_script(_PUBLISH_WITH_HINT)
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -122,9 +153,26 @@ class OutboxRelay:
         one XADD straight after the commit, no relay round trips on the SOS path. If Redis
         refuses it, the row is marked unpublished again and the relay retries it like any
         other. (If this process dies between the commit and the XADD, the phone, which heard
-        nothing, retries and the replay publishes it again; failing that, the reconciler.)"""
+        nothing, retries and the replay publishes it again; failing that, the reconciler.)
+
+        The entry carries ``volunteers_near``, looked up in the same round trip (see
+        ``_PUBLISH_WITH_HINT``)."""
+        s = self.settings
+        lat, lon = row.payload.get("lat"), row.payload.get("lon")
+        located = isinstance(lat, float | int) and isinstance(lon, float | int)
+        fields = stream_fields(row.id, row.topic, row.payload, row.created_at.timestamp())
         try:
-            await _xadd(self.redis, self.settings, row.id, row.topic, row.payload, row.created_at)
+            await self._publish_with_hint(
+                keys=[s.stream_incidents, s.volunteer_geo_key, s.volunteer_seen_key],
+                args=[
+                    s.stream_maxlen,
+                    repr(lon) if located else "",
+                    repr(lat) if located else "",
+                    s.volunteer_radius_m,
+                    time.time() - s.volunteer_stale_s,
+                    *(item for pair in fields.items() for item in pair),
+                ],
+            )
         except Exception as exc:
             log.warning("direct publish failed (%s); handing it to the relay", type(exc).__name__)
             try:

@@ -42,12 +42,16 @@ class Entry:
     kind: str
     payload: dict[str, Any]
     committed_at: float | None
+    #: Whether a fresh volunteer was within the offer radius when the API published the entry
+    #: (``OutboxRelay.publish``); None when nobody looked (the relay's entries).
+    volunteers_near: bool | None = None
 
 
 def parse_entry(fields: dict[bytes, bytes]) -> Entry:
     try:
         payload = orjson.loads(fields[b"payload"])
         committed = fields.get(b"committed_at")
+        near = fields.get(b"volunteers_near")
         return Entry(
             outbox_id=int(fields[b"outbox_id"]),
             topic=fields[b"topic"].decode(),
@@ -55,6 +59,7 @@ def parse_entry(fields: dict[bytes, bytes]) -> Entry:
             kind=str(payload["kind"]),
             payload=payload,
             committed_at=float(committed) if committed else None,
+            volunteers_near=None if near is None else near == b"1",
         )
     except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
         raise PoisonEntry(f"malformed entry: {exc!r}") from exc
@@ -324,7 +329,13 @@ async def _route_reported_alone(ctx: Context, entry: Entry) -> bool:
     lat, lon = entry.payload.get("lat"), entry.payload.get("lon")
     if entry.kind != "reported" or entry.payload.get("source") != "app":
         return False
-    if isinstance(lat, float | int) and isinstance(lon, float | int):
+    if entry.volunteers_near:
+        return False
+    if (
+        entry.volunteers_near is None
+        and isinstance(lat, float | int)
+        and isinstance(lon, float | int)
+    ):
         near = await presence.nearest(
             ctx.redis, s, lat=lat, lon=lon, radius_m=s.volunteer_radius_m, count=1, exclude=set()
         )

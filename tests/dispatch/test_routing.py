@@ -118,6 +118,47 @@ async def test_an_sos_published_directly_reaches_the_stream_and_the_relay_leaves
     assert relay.stats.published == 1
 
 
+async def test_a_direct_publish_says_whether_a_fresh_volunteer_is_near(
+    pool, redis, settings, make_member, make_staff
+):
+    """The API's XADD looks up volunteers in the same round trip: near and fresh, or not."""
+    from app.dispatch import presence
+
+    relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+    member = await make_member()
+
+    async def hint() -> bool | None:
+        stored = await _published_sos(pool, member)
+        await relay.publish(stored.to_publish)
+        entry = (await _entries(redis, settings))[-1]
+        assert entry.outbox_id == stored.outbox_id
+        await pool.execute("UPDATE incident SET closed_at = now() WHERE id = $1", stored.id)
+        return entry.volunteers_near
+
+    assert await hint() is False  # nobody on duty
+    far = await make_staff("volunteer", name="Far")
+    await presence.report(redis, settings, volunteer_id=far.id, lat=37.52, lon=127.0)  # 2.2 km
+    assert await hint() is False
+    stale = await make_staff("volunteer", name="Stale")
+    await presence.report(redis, settings, volunteer_id=stale.id, lat=37.501, lon=127.0)
+    await redis.zadd(settings.volunteer_seen_key, {str(stale.id): 1.0})  # last seen long ago
+    assert await hint() is False
+    near = await make_staff("volunteer", name="Near")
+    await presence.report(redis, settings, volunteer_id=near.id, lat=37.502, lon=127.0)
+    assert await hint() is True
+    # Without a position there is nobody near it; the relay's own entries carry no hint (the
+    # dispatcher looks for itself).
+    nowhere = await insert_incident(
+        pool,
+        NewIncident(source="app", trigger="sos", actor="t", member_id=(await make_member()).id),
+        publish=True,
+    )
+    await relay.publish(nowhere.to_publish)
+    await _incident(pool, await make_member(), lat=37.502, lon=127.0)
+    await publish_pending(pool, redis, settings)
+    assert [e.volunteers_near for e in (await _entries(redis, settings))[-2:]] == [False, None]
+
+
 async def test_an_sos_redis_refuses_goes_back_to_the_relay(pool, redis, settings, make_member):
     from redis.asyncio import Redis
 
@@ -197,6 +238,53 @@ async def test_a_phone_report_with_nobody_near_routes_in_one_statement_once(
         stored.id,
         settings.ack_deadline_s,
     )
+
+
+async def _geosearches(redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_geosearch", {}).get("calls", 0))
+
+
+async def test_a_phone_report_routes_on_the_hint_its_publish_carried(
+    ctx, pool, redis, settings, make_member, make_district, make_staff, gateway
+):
+    """Nobody near when the API published: routed in one statement without asking Redis for
+    volunteers again. Somebody near: the routing transaction offers them the incident."""
+    from app.dispatch import presence
+
+    await make_district("A", "A", 126.90, 37.50, 126.95, 37.55)
+    relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+    alone = await insert_incident(
+        pool,
+        NewIncident("app", "sos", "t", member_id=(await make_member()).id, lat=37.52, lon=126.92),
+        publish=True,
+    )
+    await relay.publish(alone.to_publish)
+    (entry,) = await _entries(redis, settings)
+    assert entry.volunteers_near is False
+    searches = await _geosearches(redis)
+    await routing.handle(ctx, entry)
+    assert await _geosearches(redis) == searches
+    assert await pool.fetchval(
+        "SELECT count(*) FROM incident_event WHERE incident_id = $1 AND kind = 'routed'", alone.id
+    )
+
+    volunteer = await make_staff("volunteer", name="V", badge_number="B-2")
+    await presence.report(redis, settings, volunteer_id=volunteer.id, lat=37.521, lon=126.921)
+    helped = await insert_incident(
+        pool,
+        NewIncident("app", "sos", "t", member_id=(await make_member()).id, lat=37.52, lon=126.92),
+        publish=True,
+    )
+    await relay.publish(helped.to_publish)
+    entry = (await _entries(redis, settings))[-1]
+    assert entry.volunteers_near is True
+    await routing.handle(ctx, entry)
+    assert (
+        await pool.fetchval("SELECT volunteer_id FROM offer WHERE incident_id = $1", helped.id)
+        == volunteer.id
+    )
+    assert [m["path"] for m in gateway.received] == ["/push"]
 
 
 async def test_an_sos_with_its_deadline_set_at_intake_is_routed_without_rewriting_it(
