@@ -22,12 +22,18 @@ from app.config import Settings
 log = logging.getLogger(__name__)
 
 # XADD only if this dedupe key was never used: a redelivered stream entry appends nothing.
+# With a third key, the message is the last effect of an incidents-stream entry: XACK it
+# (ARGV[5] the group, ARGV[6] the entry) in the same round trip, appended now or before.
 _APPEND_ONCE = """
+local cursor = false
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'district', ARGV[2],
-                    'body', ARGV[4])
+  cursor = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'district', ARGV[2],
+                      'body', ARGV[4])
 end
-return false
+if #KEYS == 3 then
+  redis.call('XACK', KEYS[3], ARGV[5], ARGV[6])
+end
+return cursor
 """
 DEDUPE_TTL_S = 7 * 24 * 3600
 
@@ -81,18 +87,21 @@ async def append(
     dedupe_key: str,
     district_id: uuid.UUID | None,
     body: dict[str, Any],
+    ack: str | None = None,
 ) -> str | None:
-    """Append a console message unless ``dedupe_key`` was appended before; returns its cursor."""
-    result = await redis.eval(
-        _APPEND_ONCE,
-        2,
-        settings.console_stream,
-        f"{settings.console_stream}:seen:{dedupe_key}",
+    """Append a console message unless ``dedupe_key`` was appended before; returns its cursor.
+    ``ack``: the incidents-stream entry whose last effect this is, acknowledged with it."""
+    keys = [settings.console_stream, f"{settings.console_stream}:seen:{dedupe_key}"]
+    args: list[Any] = [
         str(settings.console_maxlen),
         str(district_id) if district_id else "",
         str(DEDUPE_TTL_S),
         orjson.dumps(body),
-    )
+    ]
+    if ack is not None:
+        keys.append(settings.stream_incidents)
+        args += [settings.stream_group, ack]
+    result = await redis.eval(_APPEND_ONCE, len(keys), *keys, *args)
     if result is None:
         return None
     return result.decode() if isinstance(result, bytes) else str(result)

@@ -45,9 +45,11 @@ class Entry:
     #: Whether a fresh volunteer was within the offer radius when the API published the entry
     #: (``OutboxRelay.publish``); None when nobody looked (the relay's entries).
     volunteers_near: bool | None = None
+    #: Its id in the incidents stream (to acknowledge it with its last effect).
+    stream_id: str | None = None
 
 
-def parse_entry(fields: dict[bytes, bytes]) -> Entry:
+def parse_entry(fields: dict[bytes, bytes], stream_id: str | None = None) -> Entry:
     try:
         payload = orjson.loads(fields[b"payload"])
         committed = fields.get(b"committed_at")
@@ -60,6 +62,7 @@ def parse_entry(fields: dict[bytes, bytes]) -> Entry:
             payload=payload,
             committed_at=float(committed) if committed else None,
             volunteers_near=None if near is None else near == b"1",
+            stream_id=stream_id,
         )
     except (KeyError, ValueError, TypeError, orjson.JSONDecodeError) as exc:
         raise PoisonEntry(f"malformed entry: {exc!r}") from exc
@@ -322,15 +325,17 @@ async def _escalate(
     await _event(conn, inc["id"], "escalated", {"level": level, "reason": reason}, publish=True)
 
 
-async def _route_reported_alone(ctx: Context, entry: Entry) -> bool:
-    """The fast path for a phone's new report (see ``_ROUTE_REPORTED_SQL``); False when it
-    needs the full routing transaction: volunteers near, a report to link, not a phone's."""
+async def _route_reported_alone(ctx: Context, entry: Entry) -> bool | None:
+    """The fast path for a phone's new report (see ``_ROUTE_REPORTED_SQL``): None when it
+    needs the full routing transaction (volunteers near, a report to link, not a phone's);
+    otherwise whether the entry was acknowledged with its console message (when nothing
+    follows it: no guardians to text, no offers of an earlier delivery to push)."""
     s = ctx.settings
     lat, lon = entry.payload.get("lat"), entry.payload.get("lon")
     if entry.kind != "reported" or entry.payload.get("source") != "app":
-        return False
+        return None
     if entry.volunteers_near:
-        return False
+        return None
     if (
         entry.volunteers_near is None
         and isinstance(lat, float | int)
@@ -340,7 +345,7 @@ async def _route_reported_alone(ctx: Context, entry: Entry) -> bool:
             ctx.redis, s, lat=lat, lon=lon, radius_m=s.volunteer_radius_m, count=1, exclude=set()
         )
         if near:
-            return False
+            return None
     row = await ctx.pool.fetchrow(
         _ROUTE_REPORTED_SQL,
         entry.incident_id,
@@ -352,26 +357,31 @@ async def _route_reported_alone(ctx: Context, entry: Entry) -> bool:
     )
     if row is None:
         log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
-        return True
-    if row["needs_link"]:
         return False
-    await _publish_to_console(ctx, entry, summary_from_row(row))
+    if row["needs_link"]:
+        return None
     # This routing offered nobody; a redelivery pushes what an earlier one may have offered.
-    await _notify(ctx, entry, row, offers=not row["first"])
-    return True
+    offers = not row["first"]
+    last = not offers and not (row["member_id"] is not None and row["has_guardians"])
+    if await _publish_to_console(ctx, entry, summary_from_row(row), ack=last):
+        return True
+    await _notify(ctx, entry, row, offers=offers)
+    return False
 
 
-async def handle(ctx: Context, entry: Entry) -> None:
-    """Route one stream entry; safe to run any number of times for the same entry."""
-    if await _route_reported_alone(ctx, entry):
-        return
+async def handle(ctx: Context, entry: Entry) -> bool:
+    """Route one stream entry; safe to run any number of times for the same entry. True when
+    the entry was acknowledged with its last effect (the caller then leaves it)."""
+    alone = await _route_reported_alone(ctx, entry)
+    if alone is not None:
+        return alone
     routed = Routed()
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
             inc = await conn.fetchrow(_RECEIPT_LOCK_SQL, entry.incident_id, entry.outbox_id)
             if inc is None:
                 log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
-                return
+                return False
             first = bool(inc["first"])
             if first:
                 if entry.kind == "reported":
@@ -404,11 +414,16 @@ async def handle(ctx: Context, entry: Entry) -> None:
     # entry's offers are pushed by that entry's own redelivery); otherwise look them up.
     offers_to_push = not (first and entry.kind == "reported" and routed.offered == 0)
     await _notify(ctx, entry, inc, offers=offers_to_push)
+    return False
 
 
-async def _publish_to_console(ctx: Context, entry: Entry, summary: dict[str, Any] | None) -> None:
+async def _publish_to_console(
+    ctx: Context, entry: Entry, summary: dict[str, Any] | None, *, ack: bool = False
+) -> bool:
+    """Append the console message. With ``ack`` (it is the entry's last effect) the entry is
+    acknowledged with it; returns whether it was."""
     if summary is None:
-        return
+        return False
     # (The position is in the summary; the payload's copy is for the dispatcher.)
     data = {
         k: v for k, v in entry.payload.items() if k not in ("incident_id", "kind", "lat", "lon")
@@ -422,7 +437,9 @@ async def _publish_to_console(ctx: Context, entry: Entry, summary: dict[str, Any
         dedupe_key=f"o{entry.outbox_id}",
         district_id=district,
         body={"type": "incident", "event": entry.kind, "incident": summary, "data": data},
+        ack=entry.stream_id if ack else None,
     )
+    return ack and entry.stream_id is not None
 
 
 async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record, *, offers: bool) -> None:

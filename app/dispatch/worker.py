@@ -14,7 +14,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -32,6 +32,7 @@ from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
@@ -305,9 +306,10 @@ class Dispatcher:
                     await self._handle_through_outages(
                         entry_id, lambda: health.publish_device_entry(self.ctx, fields)
                     )
+                    acked = False
                 else:
-                    entry = routing.parse_entry(fields)
-                    await self._handle_through_outages(
+                    entry = routing.parse_entry(fields, stream_id=entry_id)
+                    acked = await self._handle_through_outages(
                         entry_id, lambda: routing.handle(self.ctx, entry)
                     )
             except asyncio.CancelledError:
@@ -319,7 +321,10 @@ class Dispatcher:
                     with contextlib.suppress(Exception):
                         await self._dead_letter(entry_id, fields, deliveries, repr(exc))
                 return  # not acked: redelivered through XAUTOCLAIM
-        self._ack(entry_id)
+        if acked:  # with its last effect (``routing.handle``)
+            self.processed += 1
+        else:
+            self._ack(entry_id)
 
     def _ack(self, entry_id: str) -> None:
         """XACK after the entry's effects, batched with the entries that finished in the same
@@ -345,16 +350,13 @@ class Dispatcher:
                 continue
             self.processed += len(ids)
 
-    async def _handle_through_outages(
-        self, entry_id: str, work: Callable[[], Awaitable[None]]
-    ) -> None:
+    async def _handle_through_outages(self, entry_id: str, work: Callable[[], Awaitable[T]]) -> T:
         """A database or Redis outage is not the entry's fault: retry it here (keeping it
         claimed) instead of counting deliveries towards the dead-letter stream."""
         backoff = 0.1
         while True:
             try:
-                await work()
-                return
+                return await work()
             except _TRANSIENT as exc:
                 if self._stopping.is_set():
                     raise
