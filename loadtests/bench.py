@@ -811,22 +811,27 @@ async def run_target(
 
 
 async def _sweep(which: str, args: argparse.Namespace, target: Any, groups: Any) -> dict[str, Any]:
+    """Steps up until a rate fails twice in a row: on a shared machine one stall can fail a
+    step that holds (a rate passed on its second try is marked ``retried``)."""
     steps = []
     best = None
     for rate in args.sweep_rates:
-        print(f"[{which}] sweep {rate}/s for {args.sweep_s}s", flush=True)
-        if which == "ansim":  # members reused from the step before must have no open alert
-            await clear_incidents(args.db_url, ceiling=False)
-        await checkpoint(args.db_url)
-        res = await measure(target(args.consoles_sweep), [(rate, args.sweep_s)], await groups())
-        ok = (
-            res["errors"] == 0
-            and res["all_delivered"]
-            and (res["sos_to_slowest_console_ms"]["p99"] or 1e9) <= E2E_TARGET_MS
-        )
-        res.pop("series")
-        steps.append({"rate": rate, "ok": ok, **res})
-        _print_one(which, f"sweep@{rate}", res)
+        for attempt in (1, 2):
+            print(f"[{which}] sweep {rate}/s for {args.sweep_s}s (try {attempt})", flush=True)
+            if which == "ansim":  # members reused from the step before must have no open alert
+                await clear_incidents(args.db_url, ceiling=False)
+            await checkpoint(args.db_url)
+            res = await measure(target(args.consoles_sweep), [(rate, args.sweep_s)], await groups())
+            ok = (
+                res["errors"] == 0
+                and res["all_delivered"]
+                and (res["sos_to_slowest_console_ms"]["p99"] or 1e9) <= E2E_TARGET_MS
+            )
+            res.pop("series")
+            steps.append({"rate": rate, "ok": ok, "retried": attempt > 1, **res})
+            _print_one(which, f"sweep@{rate}", res)
+            if ok:
+                break
         if not ok:
             break
         best = rate
