@@ -583,6 +583,7 @@ def analyse(
         "throughput_per_s": round(len(accepted) / dur, 1) if dur else None,
         "drain_s": data.drain_s,
         "http_connections_used": data.conns_opened,
+        "stale_connection_retries": data.stale_retries,
         "ingest_ms": stats(ingest),
         "sos_to_console_ms": stats(e2e0),
         "sos_to_slowest_console_ms": stats(worst),
@@ -849,6 +850,7 @@ def _print_one(which: str, name: str, r: dict[str, Any]) -> None:
     print(
         f"  [{which}/{name}] sent={r['sent']} accepted={r['accepted']} "
         f"delivered={r['delivered_per_console']} errors={r['errors']} drain={r['drain_s']}s"
+        f" stale_connection_retries={r['stale_connection_retries']}"
     )
     print(f"    ingest         {_fmt(r['ingest_ms'])}")
     print(f"    SOS->console   {_fmt(r['sos_to_console_ms'])}")

@@ -29,6 +29,10 @@ LAT0, LAT1 = 37.42, 37.70
 LON0, LON1 = 126.76, 127.18
 
 
+class StaleConnection(ConnectionError):
+    """The server had closed the connection before the request (nothing came back)."""
+
+
 class HttpConn:
     """A minimal keep-alive HTTP/1.1 client: the generator must cost less than the server."""
 
@@ -50,7 +54,7 @@ class HttpConn:
         )
         status = await self.r.readline()
         if not status:
-            raise ConnectionError("server closed the connection")
+            raise StaleConnection("server closed the connection")
         clen = 0
         while True:
             h = await self.r.readline()
@@ -155,6 +159,9 @@ class RunData:
     recv: list[dict[str, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     conns_opened: int = 0
+    #: Requests sent again on a new connection because the idle one they were first written to
+    #: had been closed by the server (its keep-alive timeout), as phones' HTTP clients do.
+    stale_retries: int = 0
     #: seconds from the last scheduled send until every console had every accepted SOS
     drain_s: float | None = None
     console_failures: list[str] = field(default_factory=list)
@@ -237,21 +244,33 @@ async def run(
         rng = random.Random(seed)
         data.sent = [(0, 0, 0, None)] * n
 
+        async def new_conn() -> HttpConn:
+            data.conns_opened += 1
+            return await HttpConn(target.host, target.port).open()
+
         async def one(i: int, t_sched: int) -> None:
+            reused = not idle.empty()
             try:
-                c = idle.get_nowait()
-            except asyncio.QueueEmpty:
-                data.conns_opened += 1
-                c = HttpConn(target.host, target.port)
-                try:
-                    await c.open()
-                except Exception as exc:
-                    data.sent[i] = (t_sched, now(), 0, None)
-                    data.errors.append(f"connect: {exc!r}")
-                    return
+                c = idle.get_nowait() if reused else await new_conn()
+            except Exception as exc:
+                data.sent[i] = (t_sched, now(), 0, None)
+                data.errors.append(f"connect: {exc!r}")
+                return
             body = target.make_body(i, rng)
+            headers = target.headers_for(i)
             try:
-                st, payload = await c.post(target.path, body, target.headers_for(i))
+                try:
+                    st, payload = await c.post(target.path, body, headers)
+                except StaleConnection:
+                    # An idle connection the server closed (keep-alive timeout) before this
+                    # request reached it: nothing was received, so send it on a new one, as a
+                    # phone's HTTP client does. A fresh connection closing is an error.
+                    c.close()
+                    if not reused:
+                        raise
+                    data.stale_retries += 1
+                    c = await new_conn()
+                    st, payload = await c.post(target.path, body, headers)
                 t_resp = now()
             except Exception as exc:
                 c.close()
