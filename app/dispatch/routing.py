@@ -431,15 +431,16 @@ async def _publish_to_console(
     if entry.committed_at is not None:
         data["committed_at"] = entry.committed_at
     district = uuid.UUID(summary["district_id"]) if summary["district_id"] else None
+    ack_id = entry.stream_id if ack else None
     await console_log.append(
         ctx.redis,
         ctx.settings,
         dedupe_key=f"o{entry.outbox_id}",
         district_id=district,
         body={"type": "incident", "event": entry.kind, "incident": summary, "data": data},
-        ack=entry.stream_id if ack else None,
+        ack=ack_id,
     )
-    return ack and entry.stream_id is not None
+    return ack_id is not None
 
 
 async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record, *, offers: bool) -> None:
