@@ -229,6 +229,9 @@ _DB_DOWN = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
     asyncpg.InterfaceError,
+    # A connection the server dropped mid-statement (PostgreSQL shutting down) can surface as
+    # asyncpg's protocol-state error (as in app/errors.py); it must not end the console.
+    asyncpg.InternalClientError,
 )
 
 

@@ -40,6 +40,7 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.TooManyConnectionsError,
     asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,  # a connection dropped mid-statement (see app/errors.py)
     RedisConnectionError,
     RedisTimeoutError,
 )
