@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     #: published again; rows older than the window are left alone (see relay.republish_unrouted).
     relay_reconcile_after_s: float = 60.0
     relay_reconcile_window_s: float = 24 * 3600.0
+    #: An SOS routed at intake gets its ``dispatch_receipt`` from a batch the API process
+    #: writes this often (one statement for all of them; see ``OutboxRelay.publish``).
+    relay_receipt_flush_s: float = 0.2
     dispatch_concurrency: int = 32
     dispatch_claim_idle_s: float = 5.0
     dispatch_max_deliveries: int = 5

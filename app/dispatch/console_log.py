@@ -80,6 +80,27 @@ def cursor_key(cursor: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def seen_key(settings: Settings, dedupe_key: str) -> str:
+    """The key whose existence says ``dedupe_key`` was appended (``SET NX`` by the append)."""
+    return f"{settings.console_stream}:seen:{dedupe_key}"
+
+
+def outbox_dedupe_key(outbox_id: int) -> str:
+    """The dedupe key of an outbox row's console message (whoever appends it)."""
+    return f"o{outbox_id}"
+
+
+def incident_message(
+    kind: str, payload: dict[str, Any], summary: dict[str, Any], committed_at: float | None
+) -> dict[str, Any]:
+    """The console message of an incidents-stream entry (its kind and payload)."""
+    # (The position is in the summary; the payload's copy is for the dispatcher.)
+    data = {k: v for k, v in payload.items() if k not in ("incident_id", "kind", "lat", "lon")}
+    if committed_at is not None:
+        data["committed_at"] = committed_at
+    return {"type": "incident", "event": kind, "incident": summary, "data": data}
+
+
 async def append(
     redis: Redis,
     settings: Settings,
@@ -91,7 +112,7 @@ async def append(
 ) -> str | None:
     """Append a console message unless ``dedupe_key`` was appended before; returns its cursor.
     ``ack``: the incidents-stream entry whose last effect this is, acknowledged with it."""
-    keys = [settings.console_stream, f"{settings.console_stream}:seen:{dedupe_key}"]
+    keys = [settings.console_stream, seen_key(settings, dedupe_key)]
     args: list[Any] = [
         str(settings.console_maxlen),
         str(district_id) if district_id else "",

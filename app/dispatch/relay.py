@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from app.config import Settings
+from app.dispatch import console_log
 from app.incidents.store import OutboxRow
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,17 @@ def _xadd(
     )
 
 
-# The direct publish of a phone's SOS (``OutboxRelay.publish``): the XADD, with a hint for the
-# dispatcher of whether a fresh on-duty volunteer is within the offer radius of her position,
-# looked up in the same round trip (the dispatcher's fast path then asks Redis nothing before
-# routing). "1" or "0"; no hint when the nearest 50 are all stale (the dispatcher looks itself).
-# KEYS: stream, volunteer GEO, volunteer last-seen. ARGV: maxlen, lon, lat (both "" without a
-# position), radius in metres, the oldest fresh last-seen time, then the entry's field pairs.
-_PUBLISH_WITH_HINT = """
+# The direct publish of a phone's SOS (``OutboxRelay.publish``), one round trip. First a hint
+# for the dispatchers: whether a fresh on-duty volunteer is within the offer radius of her
+# position ("1" or "0"; none when the nearest 50 are all stale: the dispatcher looks itself).
+# With five keys the insert has routed the SOS: its console message is appended (once per
+# outbox id, as a dispatcher would), and the entry goes to the dispatchers only if a volunteer
+# may be near, to be offered the incident. Returns 1 when it went to the dispatchers, else 0.
+# KEYS: stream, volunteer GEO, volunteer last-seen[, console log, console dedupe key].
+# ARGV: maxlen, lon, lat (both "" without a position), radius in metres, the oldest fresh
+# last-seen time, the console log's maxlen, the district, the dedupe TTL and the message (all
+# four "" with three keys), then the entry's field pairs.
+_PUBLISH = """
 local hint = '0'
 if ARGV[2] ~= '' then
   local found = redis.call('GEOSEARCH', KEYS[2], 'FROMLONLAT', ARGV[2], ARGV[3],
@@ -102,14 +107,28 @@ if ARGV[2] ~= '' then
     end
   end
 end
+if #KEYS == 5 then
+  if redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[8]) then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'district', ARGV[7],
+               'body', ARGV[9])
+  end
+  if hint == '0' then return 0 end
+end
 local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
-for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 10, #ARGV do args[#args + 1] = ARGV[i] end
 if hint then
   args[#args + 1] = 'volunteers_near'
   args[#args + 1] = hint
 end
-return redis.call(unpack(args))
+redis.call(unpack(args))
+return 1
 """
+_RECEIPTS_SQL = (
+    "INSERT INTO dispatch_receipt (outbox_id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING"
+)
+#: Receipts kept while PostgreSQL refuses them; past this the oldest are dropped (the
+#: reconciler then publishes their rows again, which costs a dispatcher a second look).
+_RECEIPTS_MAX = 100_000
 
 
 async def publish_pending(
@@ -139,10 +158,14 @@ class OutboxRelay:
         self.pool = pool
         self.redis = redis
         self.settings = settings
-        self._publish_with_hint = redis.register_script(_PUBLISH_WITH_HINT)
+        self._publish = redis.register_script(_PUBLISH)
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Outbox ids of SOS routed at intake whose receipt is still to be written.
+        self._receipts: list[int] = []
+        self._receipts_due = asyncio.Event()
+        self._receipt_task: asyncio.Task[None] | None = None
         self._stopping = False
 
     def kick(self) -> None:
@@ -150,26 +173,48 @@ class OutboxRelay:
 
     async def publish(self, row: OutboxRow) -> None:
         """Publish a row its writer committed as published (``insert_incident(publish=True)``):
-        one XADD straight after the commit, no relay round trips on the SOS path. If Redis
-        refuses it, the row is marked unpublished again and the relay retries it like any
-        other. (If this process dies between the commit and the XADD, the phone, which heard
+        one Redis script straight after the commit, no relay round trips on the SOS path. If
+        Redis refuses it, the row is marked unpublished again and the relay retries it like any
+        other. (If this process dies between the commit and the script, the phone, which heard
         nothing, retries and the replay publishes it again; failing that, the reconciler.)
 
         The entry carries ``volunteers_near``, looked up in the same round trip (see
-        ``_PUBLISH_WITH_HINT``)."""
+        ``_PUBLISH``). A row the insert routed (``row.summary``) has its console message
+        appended by the same script, and goes to the dispatchers only if a volunteer may be
+        near; otherwise its ``dispatch_receipt`` is written with the next batch (until then,
+        the row is "published, not routed": a replay or the reconciler publishes it again, and
+        the dispatcher that routes it adds nothing twice)."""
         s = self.settings
         lat, lon = row.payload.get("lat"), row.payload.get("lon")
         located = isinstance(lat, float | int) and isinstance(lon, float | int)
-        fields = stream_fields(row.id, row.topic, row.payload, row.created_at.timestamp())
+        keys = [s.stream_incidents, s.volunteer_geo_key, s.volunteer_seen_key]
+        committed_at = row.created_at.timestamp()
+        console: list[Any] = ["", "", "", ""]
+        if row.summary is not None:
+            keys += [
+                s.console_stream,
+                console_log.seen_key(s, console_log.outbox_dedupe_key(row.id)),
+            ]
+            message = console_log.incident_message(
+                str(row.payload["kind"]), row.payload, row.summary, committed_at
+            )
+            console = [
+                s.console_maxlen,
+                row.summary["district_id"] or "",
+                console_log.DEDUPE_TTL_S,
+                orjson.dumps(message),
+            ]
+        fields = stream_fields(row.id, row.topic, row.payload, committed_at)
         try:
-            await self._publish_with_hint(
-                keys=[s.stream_incidents, s.volunteer_geo_key, s.volunteer_seen_key],
+            to_dispatchers = await self._publish(
+                keys=keys,
                 args=[
                     s.stream_maxlen,
                     repr(lon) if located else "",
                     repr(lat) if located else "",
                     s.volunteer_radius_m,
                     time.time() - s.volunteer_stale_s,
+                    *console,
                     *(item for pair in fields.items() for item in pair),
                 ],
             )
@@ -182,12 +227,47 @@ class OutboxRelay:
             self.kick()
             return
         self.stats.published += 1
-        self.stats.observe(time.time() - row.created_at.timestamp())
+        self.stats.observe(time.time() - committed_at)
+        if not to_dispatchers:
+            self._receipts.append(row.id)
+            if len(self._receipts) > _RECEIPTS_MAX:
+                del self._receipts[: len(self._receipts) - _RECEIPTS_MAX]
+            self._receipts_due.set()
+
+    async def flush_receipts(self) -> int:
+        """Write the receipts of the SOS routed at intake so far (one statement); returns how
+        many. If PostgreSQL refuses them they are kept for the next flush."""
+        ids, self._receipts = self._receipts, []
+        if not ids:
+            return 0
+        try:
+            await self.pool.execute(_RECEIPTS_SQL, ids)
+        except BaseException:
+            self._receipts[:0] = ids
+            raise
+        return len(ids)
+
+    async def _write_receipts(self) -> None:
+        while True:
+            await self._receipts_due.wait()
+            # Gather a batch: one statement per flush interval, however many SOS arrive.
+            await asyncio.sleep(self.settings.relay_receipt_flush_s)
+            self._receipts_due.clear()
+            try:
+                await self.flush_receipts()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("could not write receipts (%s); will retry", type(exc).__name__)
+                self._receipts_due.set()
+                await asyncio.sleep(self.settings.relay_sweep_interval_s)
 
     def start(self) -> None:
         if self._task is None:
             self._stopping = False
             self._task = asyncio.create_task(self.run(), name="outbox-relay")
+        if self._receipt_task is None:
+            self._receipt_task = asyncio.create_task(self._write_receipts(), name="receipts")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -197,6 +277,15 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._receipt_task is not None:
+            self._receipt_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receipt_task
+            self._receipt_task = None
+        try:
+            await self.flush_receipts()
+        except Exception as exc:  # the reconciler publishes their rows again
+            log.warning("receipts lost at shutdown (%s)", type(exc).__name__)
 
     async def run(self) -> None:
         backoff = 0.0

@@ -19,6 +19,7 @@ from app.config import Settings
 from app.dispatch import console_log, presence
 from app.dispatch.gateways import Gateway, deliver_once
 from app.incidents.console_service import SUMMARY_COLUMNS, incident_summary, summary_from_row
+from app.incidents.route_sql import link_lateral_sql, routed_event_sql
 from app.incidents.store import TOPIC_UPDATED
 
 log = logging.getLogger(__name__)
@@ -126,55 +127,16 @@ UPDATE incident i SET ack_deadline_at = CASE WHEN status = 'new' AND ack_deadlin
 """
 
 
-def _routed_event(rows: str) -> str:
-    """The ``routed`` event of the incident row in ``rows`` (a FROM item aliased ``r``)."""
-    return f"""
-INSERT INTO incident_event (incident_id, kind, actor, data)
-SELECT r.id, 'routed', $3::text,
-       jsonb_build_object('channel', coalesce('district:' || d.code, 'city_wide'))
-FROM {rows} LEFT JOIN district d ON d.id = r.district_id
-"""
-
-
-#: A phone SOS and a button press close in space and time are one emergency.
-_LINK_OTHER = {"app": "button", "button": "app"}
-
-
-def _link_lateral(source: str) -> str:
-    """The open report of the other source close to incident ``i`` in space and time.
-
-    The other source is a literal and the window a ``received_at`` range, so that a phone's
-    lookup is a range of ``ix_incident_open_presses`` (migration 0007) and its cost follows the
-    rate of button presses, never the number of open incidents. (Written with the source as a
-    parameter and ``abs(received_at - ...) <= window``, no index could serve it, and the plan
-    PostgreSQL cached while the table was small read every open incident: 3.6 ms per SOS with
-    8,000 open.)"""
-    other = _LINK_OTHER.get(source)
-    if other is None:
-        return "LATERAL (SELECT NULL::uuid AS link_id, NULL::uuid AS link_emergency_id) l"
-    return f"""
-LATERAL (
-  SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id
-  FROM incident o
-  WHERE o.source = '{other}' AND o.closed_at IS NULL
-    AND o.received_at BETWEEN i.received_at - make_interval(secs => $4::float8)
-                          AND i.received_at + make_interval(secs => $4::float8)
-    AND o.id <> i.id AND i.location IS NOT NULL AND o.location IS NOT NULL
-    AND ST_DWithin(o.location, i.location, $5::float8)
-  ORDER BY o.received_at LIMIT 1
-) l
-"""
-
-
 # A new report in one statement (inside the routing transaction), by the report's source: the
 # deadline, the ``routed`` event, the summary for the console message, and the report it may
 # belong with.
 _ROUTE_NEW_SQL = {
     source: f"""
 WITH u AS ({_ROUTE_UPDATE} WHERE id = $1 RETURNING i.*
-), routed AS ({_routed_event("u r")})
+), routed AS ({routed_event_sql("u r", "$3::text")})
 SELECT {SUMMARY_COLUMNS}, l.link_id, l.link_emergency_id
-FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_link_lateral(source)} ON true
+FROM u i LEFT JOIN district d ON d.id = i.district_id
+LEFT JOIN {link_lateral_sql(source, "$4", "$5")} ON true
 """
     for source in ("app", "button", "sensor")
 }
@@ -185,7 +147,7 @@ FROM u i LEFT JOIN district d ON d.id = i.district_id LEFT JOIN {_link_lateral(s
 # redelivery (the summary is then the current one) and there is no row if the incident is gone.
 _ROUTE_REPORTED_SQL = f"""
 WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
-), lnk AS (SELECT l.link_id FROM cur i, {_link_lateral("app")}
+), lnk AS (SELECT l.link_id FROM cur i, {link_lateral_sql("app", "$4", "$5")}
 ), receipt AS (
   INSERT INTO dispatch_receipt (outbox_id)
   SELECT $6 FROM cur WHERE NOT EXISTS (SELECT 1 FROM lnk)
@@ -194,7 +156,7 @@ WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
   -- Only if the intake did not set the deadline (it does for a phone's SOS): an UPDATE rewrites
   -- the row and every index entry of it.
   {_ROUTE_UPDATE} FROM receipt WHERE i.id = $1 AND i.ack_deadline_at IS NULL RETURNING i.*
-), routed AS ({_routed_event("cur r JOIN receipt ON true")})
+), routed AS ({routed_event_sql("cur r JOIN receipt ON true", "$3::text")})
 SELECT (SELECT true FROM receipt) AS first, EXISTS (SELECT 1 FROM lnk) AS needs_link,
        i.member_id, EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id)
          AS has_guardians, {SUMMARY_COLUMNS}
@@ -424,20 +386,14 @@ async def _publish_to_console(
     acknowledged with it; returns whether it was."""
     if summary is None:
         return False
-    # (The position is in the summary; the payload's copy is for the dispatcher.)
-    data = {
-        k: v for k, v in entry.payload.items() if k not in ("incident_id", "kind", "lat", "lon")
-    }
-    if entry.committed_at is not None:
-        data["committed_at"] = entry.committed_at
     district = uuid.UUID(summary["district_id"]) if summary["district_id"] else None
     ack_id = entry.stream_id if ack else None
     await console_log.append(
         ctx.redis,
         ctx.settings,
-        dedupe_key=f"o{entry.outbox_id}",
+        dedupe_key=console_log.outbox_dedupe_key(entry.outbox_id),
         district_id=district,
-        body={"type": "incident", "event": entry.kind, "incident": summary, "data": data},
+        body=console_log.incident_message(entry.kind, entry.payload, summary, entry.committed_at),
         ack=ack_id,
     )
     return ack_id is not None

@@ -111,6 +111,9 @@ async def raise_alert(
         fold_window_s=settings.sos_fold_window_s,
         publish=True,
         ack_deadline_s=settings.ack_deadline_s,
+        route=True,
+        link_window_s=settings.link_window_s,
+        link_radius_m=settings.link_radius_m,
     )
     # The nearest places do not depend on the insert: both run at once (on two pooled
     # connections), so an SOS waits for the slower of the two rather than for their sum. The

@@ -11,6 +11,8 @@ from typing import Any
 import asyncpg
 
 from app.errors import Unauthorized
+from app.incidents.console_service import SUMMARY_COLUMNS, summary_from_row
+from app.incidents.route_sql import link_lateral_sql, routed_event_sql
 from app.security.tokens import member_by_token_sql
 
 #: Outbox topics. The payload is small; consumers read the current incident from PostgreSQL.
@@ -54,12 +56,21 @@ WITH who AS (
   WHERE NOT EXISTS (SELECT 1 FROM open_alert)
     AND ($21::bytea IS NULL OR who.member_id IS NOT NULL)
   ON CONFLICT (member_id, client_alert_id) WHERE client_alert_id IS NOT NULL DO NOTHING
-  RETURNING id, status, received_at
+  RETURNING *
 ), ev AS (
   INSERT INTO incident_event (incident_id, kind, actor, data)
   SELECT id, 'reported', coalesce($16::text, 'member:' || (SELECT member_id FROM who)),
          $17::jsonb
   FROM inc
+  RETURNING incident_id
+), lnk AS (
+  SELECT l.link_id FROM inc i, {LINK} WHERE $23::bool
+), routed AS (
+  -- $23: route it here (a phone's SOS): the ``routed`` event, unless a dispatcher has more to
+  -- do than show it on the consoles (her guardians to text, a button press near it to link;
+  -- volunteers near it are looked up in Redis by ``OutboxRelay.publish``).
+  {ROUTED}
+  RETURNING incident_id
 ), ob AS (
   -- $20: the caller publishes this row itself right after the commit (``OutboxRelay.publish``),
   -- so it is written as published and the relay never claims it.
@@ -72,12 +83,24 @@ WITH who AS (
   FROM inc
   RETURNING id, topic, payload, created_at
 )
-SELECT inc.id, inc.status, inc.received_at, d.code AS district_code, d.name AS district_name,
-       ob.id AS outbox_id, ob.topic AS outbox_topic, ob.payload AS outbox_payload,
+SELECT {SUMMARY}, ob.id AS outbox_id, ob.topic AS outbox_topic, ob.payload AS outbox_payload,
        ob.created_at AS outbox_created_at, (SELECT id FROM open_alert) AS folded_into,
-       (SELECT member_id FROM who) AS member_id
-FROM (SELECT 1) AS one LEFT JOIN inc ON true LEFT JOIN d ON true LEFT JOIN ob ON true
-""".replace("{MEMBER_BY_TOKEN}", member_by_token_sql("$21::bytea"))
+       (SELECT member_id FROM who) AS member_id, EXISTS (SELECT 1 FROM routed) AS routed
+FROM (SELECT 1) AS one LEFT JOIN inc i ON true LEFT JOIN d ON true LEFT JOIN ob ON true
+"""
+for _name, _sql in {
+    "{MEMBER_BY_TOKEN}": member_by_token_sql("$21::bytea"),
+    "{LINK}": link_lateral_sql("app", "$24", "$25"),
+    # (Joined to the ``reported`` event: it is written first, and ordered first by id.)
+    "{ROUTED}": routed_event_sql(
+        "inc r JOIN ev ON ev.incident_id = r.id",
+        "'dispatch'",
+        where="$23::bool AND NOT EXISTS (SELECT 1 FROM lnk)"
+        " AND NOT EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = r.member_id)",
+    ),
+    "{SUMMARY}": SUMMARY_COLUMNS,
+}.items():
+    _INSERT_SQL = _INSERT_SQL.replace(_name, _sql)
 
 
 @dataclass(frozen=True)
@@ -111,6 +134,9 @@ class OutboxRow:
     topic: str
     payload: dict[str, Any]
     created_at: datetime
+    #: Set when the insert routed the report itself (``insert_incident(route=True)``): the
+    #: summary the console message shows, which the publish appends to the console log.
+    summary: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +173,9 @@ async def insert_incident(
     fold_window_s: float = 0,
     publish: bool = False,
     ack_deadline_s: float | None = None,
+    route: bool = False,
+    link_window_s: float = 0.0,
+    link_radius_m: float = 0.0,
 ) -> StoredIncident | Folded | Replay:
     """Insert and commit; ``Replay`` when this member already sent this ``client_alert_id``.
     With ``new.member_token_hash``, a token that resolves to no member raises ``Unauthorized``
@@ -161,7 +190,14 @@ async def insert_incident(
 
     With ``publish``, the outbox row is written as published and returned in ``to_publish``:
     the caller must hand it to ``OutboxRelay.publish`` (which gives it back to the relay if
-    Redis refuses it)."""
+    Redis refuses it).
+
+    With ``route`` (a phone's SOS, with ``publish``), the report is routed here when nothing
+    but the console message is left to do: no guardians of hers to text and no open button
+    press within ``link_window_s`` and ``link_radius_m`` to link it with. The statement then
+    writes the ``routed`` event and ``to_publish.summary`` is set: the publish appends the
+    console message itself, and hands the entry to the dispatchers only if a volunteer is near
+    (see ``OutboxRelay.publish``)."""
     row = await conn.fetchrow(
         _INSERT_SQL,
         uuid.uuid4(),
@@ -186,6 +222,9 @@ async def insert_incident(
         publish,
         new.member_token_hash,
         ack_deadline_s,
+        route,
+        link_window_s,
+        link_radius_m,
     )
     if row["member_id"] is None and new.member_token_hash is not None:
         raise Unauthorized("invalid or revoked member token")
@@ -200,11 +239,13 @@ async def insert_incident(
         district_code=row["district_code"],
         district_name=row["district_name"],
         outbox_id=row["outbox_id"],
-        to_publish=outbox_row(row) if publish else None,
+        to_publish=outbox_row(row, summary_from_row(row) if row["routed"] else None)
+        if publish
+        else None,
     )
 
 
-def outbox_row(row: asyncpg.Record) -> OutboxRow | None:
+def outbox_row(row: asyncpg.Record, summary: dict[str, Any] | None = None) -> OutboxRow | None:
     """The ``outbox_*`` columns of ``row``, if any."""
     if row["outbox_id"] is None:
         return None
@@ -213,6 +254,7 @@ def outbox_row(row: asyncpg.Record) -> OutboxRow | None:
         topic=row["outbox_topic"],
         payload=row["outbox_payload"],
         created_at=row["outbox_created_at"],
+        summary=summary,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import orjson
@@ -58,10 +59,14 @@ async def test_sos_creates_incident_event_and_outbox_in_one_commit(client, make_
     incident_id = uuid.UUID(body["incident_id"])
     row = await pool.fetchrow("SELECT * FROM incident WHERE id = $1", incident_id)
     assert row["member_id"] == m.id and row["district_id"] == city["gangnam"]
-    assert (
-        await pool.fetchval("SELECT kind FROM incident_event WHERE incident_id = $1", incident_id)
-        == "reported"
+    events = await pool.fetch(
+        "SELECT kind, actor FROM incident_event WHERE incident_id = $1 ORDER BY id", incident_id
     )
+    # Nothing but the consoles to tell (no guardians, no volunteer, no press near): routed here.
+    assert [(e["kind"], e["actor"]) for e in events] == [
+        ("reported", f"member:{m.id}"),
+        ("routed", "dispatch"),
+    ]
     outbox = await pool.fetchrow("SELECT * FROM outbox WHERE incident_id = $1", incident_id)
     assert outbox["topic"] == "incident.created"
     assert outbox["payload"]["incident_id"] == str(incident_id)
@@ -78,13 +83,54 @@ async def test_same_client_alert_id_replays_the_same_incident(client, make_membe
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
 
 
-async def test_an_answered_sos_is_in_the_stream_and_a_retry_republishes_it_until_routed(
+async def _receipt(pool, outbox_id: int) -> bool:
+    """Whether the outbox row has its ``dispatch_receipt`` (waiting for the API's batch)."""
+    for _ in range(100):
+        if await pool.fetchval(
+            "SELECT count(*) FROM dispatch_receipt WHERE outbox_id = $1", outbox_id
+        ):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_an_answered_sos_is_on_the_consoles_and_a_retry_shows_it_once(
     client, make_member, city, pool, redis, settings
 ):
-    """The API publishes a new SOS itself before answering. A retry (the phone heard nothing:
-    the first attempt may have died between its commit and its publish) publishes it again
-    until a dispatcher has routed it; consumers are idempotent by the outbox id."""
+    """An SOS with nothing but the consoles to tell is routed by the API before it answers:
+    its console message is on the console log, nothing waits for a dispatcher, and its receipt
+    follows. A retry after that publishes nothing again."""
     m = await make_member()
+    body = sos()
+    first = await client.post("/v1/alerts", json=body, headers=m.headers)
+    assert first.status_code == 201
+    (message,) = await redis.xrange(settings.console_stream)
+    shown = orjson.loads(message[1][b"body"])
+    assert (shown["event"], shown["incident"]["id"]) == ("reported", first.json()["incident_id"])
+    assert shown["incident"]["district_code"] == "11680"
+    assert shown["incident"]["ack_deadline_at"] is not None
+    assert set(shown["data"]) == {"source", "committed_at"}  # her position is in the summary
+    assert await redis.xlen(settings.stream_incidents) == 0
+    outbox_id = await pool.fetchval("SELECT id FROM outbox")
+    assert await _receipt(pool, outbox_id)
+    assert (await client.post("/v1/alerts", json=body, headers=m.headers)).status_code == 200
+    assert await redis.xlen(settings.stream_incidents) == 0
+    assert await redis.xlen(settings.console_stream) == 1
+
+
+async def test_an_answered_sos_for_the_dispatchers_is_republished_by_a_retry_until_routed(
+    client, make_member, city, pool, redis, settings
+):
+    """An SOS a dispatcher must route (her guardians are to be texted) is in the incidents
+    stream before the API answers. A retry (the phone heard nothing: the first attempt may have
+    died between its commit and its publish) publishes it again until a dispatcher has routed
+    it; consumers are idempotent by the outbox id."""
+    m = await make_member()
+    await pool.execute(
+        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mom', '+8210')",
+        uuid.uuid4(),
+        m.id,
+    )
     body = sos()
 
     async def stream_outbox_ids():
@@ -94,6 +140,7 @@ async def test_an_answered_sos_is_in_the_stream_and_a_retry_republishes_it_until
     assert first.status_code == 201
     outbox_id = await pool.fetchval("SELECT id FROM outbox")
     assert await stream_outbox_ids() == [outbox_id]
+    assert await redis.xlen(settings.console_stream) == 0  # the dispatcher appends it
     assert (await client.post("/v1/alerts", json=body, headers=m.headers)).status_code == 200
     assert await stream_outbox_ids() == [outbox_id, outbox_id]
     await pool.execute("INSERT INTO dispatch_receipt (outbox_id) VALUES ($1)", outbox_id)

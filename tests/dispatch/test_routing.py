@@ -11,10 +11,17 @@ import pytest
 
 from app.dispatch import console_log, routing
 from app.dispatch.gateways import HttpGateway, build_gateways, deliver_once, sign, verify
-from app.dispatch.relay import OutboxRelay, RelayStats, publish_pending
+from app.dispatch.relay import (
+    OutboxRelay,
+    RelayStats,
+    publish_pending,
+    republish_unrouted,
+    stream_fields,
+)
+from app.incidents.console_service import incident_summary
 from app.incidents.store import NewIncident, insert_incident
 from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver
-from tests.plans import generic_plan, rows_read
+from tests.plans import Measured, PlanProbe, generic_plan, rows_read
 
 GATEWAY_PORT = 8391
 
@@ -245,6 +252,17 @@ async def _geosearches(redis) -> int:
     return int(stats.get("cmdstat_geosearch", {}).get("calls", 0))
 
 
+async def _routed_and_offered(ctx, pool, gateway, entry, incident_id, volunteer_id) -> None:
+    """Route an entry published with a volunteer near: she is offered it and pushed."""
+    assert entry.volunteers_near is True
+    await routing.handle(ctx, entry)
+    offered = await pool.fetchval(
+        "SELECT volunteer_id FROM offer WHERE incident_id = $1", incident_id
+    )
+    assert offered == volunteer_id
+    assert [m["path"] for m in gateway.received] == ["/push"]
+
+
 async def test_a_phone_report_routes_on_the_hint_its_publish_carried(
     ctx, pool, redis, settings, make_member, make_district, make_staff, gateway
 ):
@@ -278,13 +296,7 @@ async def test_a_phone_report_routes_on_the_hint_its_publish_carried(
     )
     await relay.publish(helped.to_publish)
     entry = (await _entries(redis, settings))[-1]
-    assert entry.volunteers_near is True
-    await routing.handle(ctx, entry)
-    assert (
-        await pool.fetchval("SELECT volunteer_id FROM offer WHERE incident_id = $1", helped.id)
-        == volunteer.id
-    )
-    assert [m["path"] for m in gateway.received] == ["/push"]
+    await _routed_and_offered(ctx, pool, gateway, entry, helped.id, volunteer.id)
 
 
 async def _claimed(redis, settings) -> routing.Entry:
@@ -353,6 +365,25 @@ async def test_an_sos_with_its_deadline_set_at_intake_is_routed_without_rewritin
     assert orjson.loads(console[1][b"body"])["incident"]["ack_deadline_at"] is not None
 
 
+async def _press_among_crowds(pool) -> uuid.UUID:
+    """A button press 30 s ago at 37.5202, 126.92, with 2,000 open phone alerts and 50 presses
+    from two hours ago right next to it; returns the press."""
+    old = """INSERT INTO incident (id, source, trigger, location, received_at)
+             SELECT gen_random_uuid(), $1, 'button',
+                    ST_SetSRID(ST_MakePoint(126.92, 37.52), 4326)::geography,
+                    now() - interval '2 hours'
+             FROM generate_series(1, $2)"""
+    await pool.execute(old, "app", 2000)
+    await pool.execute(old, "button", 50)
+    press: uuid.UUID = await pool.fetchval(
+        """INSERT INTO incident (id, source, trigger, location, received_at)
+           VALUES (gen_random_uuid(), 'button', 'button',
+                   ST_SetSRID(ST_MakePoint(126.92, 37.5202), 4326)::geography,
+                   now() - interval '30 seconds') RETURNING id"""
+    )
+    return press
+
+
 async def test_a_phone_sos_links_with_a_press_nearby_reading_only_the_window(
     ctx, pool, redis, settings, make_member
 ):
@@ -361,19 +392,7 @@ async def test_a_phone_sos_links_with_a_press_nearby_reading_only_the_window(
     presses from two hours ago sit right next to it. (The plan PostgreSQL caches for the
     statement read all of them until migration 0007.)"""
     member = await make_member()
-    old = """INSERT INTO incident (id, source, trigger, location, received_at)
-             SELECT gen_random_uuid(), $1, 'button',
-                    ST_SetSRID(ST_MakePoint(126.92, 37.52), 4326)::geography,
-                    now() - interval '2 hours'
-             FROM generate_series(1, $2)"""
-    await pool.execute(old, "app", 2000)
-    await pool.execute(old, "button", 50)
-    press = await pool.fetchval(
-        """INSERT INTO incident (id, source, trigger, location, received_at)
-           VALUES (gen_random_uuid(), 'button', 'button',
-                   ST_SetSRID(ST_MakePoint(126.92, 37.5202), 4326)::geography,
-                   now() - interval '30 seconds') RETURNING id"""
-    )
+    press = await _press_among_crowds(pool)
     stored = await _incident(pool, member)
     await publish_pending(pool, redis, settings)
     (entry,) = await _entries(redis, settings)
@@ -488,3 +507,159 @@ async def test_console_appends_are_deduplicated_and_cursors_increase(redis, sett
     assert console_log.cursor_key(second) > console_log.cursor_key(first)
     replay, complete = await console_log.replay_after(redis, settings, first)
     assert complete and [e.cursor for e in replay] == [second]
+
+
+# --- a phone's SOS routed at intake ---------------------------------------------------------
+
+
+async def _sos_routed_at_intake(pool, settings, member, lat=37.52, lon=126.92, insert=None):
+    return await insert_incident(
+        insert or pool,
+        NewIncident(source="app", trigger="sos", actor="t", member_id=member.id, lat=lat, lon=lon),
+        publish=True,
+        ack_deadline_s=settings.ack_deadline_s,
+        route=True,
+        link_window_s=settings.link_window_s,
+        link_radius_m=settings.link_radius_m,
+    )
+
+
+async def _kinds(pool, incident_id) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT kind FROM incident_event WHERE incident_id = $1 ORDER BY id", incident_id
+    )
+    return [r["kind"] for r in rows]
+
+
+async def _receipted(pool, outbox_id) -> bool:
+    return bool(
+        await pool.fetchval("SELECT count(*) FROM dispatch_receipt WHERE outbox_id = $1", outbox_id)
+    )
+
+
+async def test_an_sos_with_only_the_consoles_to_tell_is_routed_by_its_publish(
+    ctx, pool, redis, settings, make_member, make_district
+):
+    """No guardians, no volunteer near, no press to link: the insert writes the ``routed``
+    event and the publish appends the console message a dispatcher would have appended (its
+    summary read after routing); nothing goes to the dispatchers, and the receipt follows in
+    the API's next batch."""
+    await make_district("A", "A", 126.90, 37.50, 126.95, 37.55)
+    member = await make_member()
+    stored = await _sos_routed_at_intake(pool, settings, member)
+    assert stored.to_publish.summary is not None
+    assert await _kinds(pool, stored.id) == ["reported", "routed"]
+    relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+    await relay.publish(stored.to_publish)
+    await relay.publish(stored.to_publish)  # a second publish appends nothing
+    assert await redis.xlen(settings.stream_incidents) == 0
+    (console,) = await redis.xrange(settings.console_stream)
+    assert console[1][b"district"].decode() == stored.to_publish.summary["district_id"]
+    shown = orjson.loads(console[1][b"body"])
+
+    # What a dispatcher appends for the same row, routed by it.
+    async with pool.acquire() as conn:
+        summary = await incident_summary(conn, stored.id)
+    fields = stream_fields(
+        stored.outbox_id,
+        stored.to_publish.topic,
+        stored.to_publish.payload,
+        stored.to_publish.created_at.timestamp(),
+    )
+    entry = routing.parse_entry({k.encode(): v for k, v in fields.items()})
+    assert shown == console_log.incident_message(
+        entry.kind, entry.payload, summary, entry.committed_at
+    )
+    assert shown["incident"]["district_code"] == "A" and shown["incident"]["ack_deadline_at"]
+
+    assert not await _receipted(pool, stored.outbox_id)
+    assert await relay.flush_receipts() == 2
+    assert await _receipted(pool, stored.outbox_id)
+    assert await relay.flush_receipts() == 0
+
+
+async def test_an_sos_with_guardians_to_text_is_left_to_the_dispatchers(
+    ctx, pool, redis, settings, make_member, gateway
+):
+    member = await make_member()
+    await _guardian(pool, member)
+    stored = await _sos_routed_at_intake(pool, settings, member)
+    assert stored.to_publish.summary is None
+    assert await _kinds(pool, stored.id) == ["reported"]
+    relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+    await relay.publish(stored.to_publish)
+    assert await redis.xlen(settings.console_stream) == 0
+    assert await relay.flush_receipts() == 0
+    (entry,) = await _entries(redis, settings)
+    await routing.handle(ctx, entry)
+    assert await _kinds(pool, stored.id) == ["reported", "routed", "notified"]
+    assert [m["path"] for m in gateway.received] == ["/sms"]
+    assert await redis.xlen(settings.console_stream) == 1
+
+
+async def test_an_sos_with_a_volunteer_near_is_shown_at_once_and_offered_by_a_dispatcher(
+    ctx, pool, redis, settings, make_member, make_staff, gateway
+):
+    """The console message leaves with the publish; the dispatcher offers the incident to the
+    volunteer near her, writes the receipt, and shows nothing twice."""
+    from app.dispatch import presence
+
+    volunteer = await make_staff("volunteer", name="V", badge_number="B-3")
+    await presence.report(redis, settings, volunteer_id=volunteer.id, lat=37.521, lon=126.921)
+    stored = await _sos_routed_at_intake(pool, settings, await make_member())
+    relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+    await relay.publish(stored.to_publish)
+    assert await redis.xlen(settings.console_stream) == 1
+    assert await relay.flush_receipts() == 0  # the dispatcher's to write
+    (entry,) = await _entries(redis, settings)
+    await _routed_and_offered(ctx, pool, gateway, entry, stored.id, volunteer.id)
+    assert await _kinds(pool, stored.id) == ["reported", "routed", "volunteers_offered", "notified"]
+    assert await _receipted(pool, stored.outbox_id)
+    assert await redis.xlen(settings.console_stream) == 1
+
+
+async def test_an_sos_near_a_press_is_left_to_the_dispatchers_reading_only_the_window(
+    ctx, pool, redis, settings, make_member
+):
+    """A button press 20 m and 30 s away: the insert does not route the SOS (the dispatcher
+    links the two), and its lookup reads the presses of the time window, not every open
+    incident: 2,000 open phone alerts and 50 presses from two hours ago sit right next to it."""
+    press = await _press_among_crowds(pool)
+    member = await make_member()
+    probe = PlanProbe(pool)
+    with pytest.raises(Measured):
+        await _sos_routed_at_intake(pool, settings, member, insert=probe)
+    assert rows_read(probe.plan, "incident") < 20
+
+    stored = await _sos_routed_at_intake(pool, settings, member)
+    assert stored.to_publish.summary is None
+    assert await _kinds(pool, stored.id) == ["reported"]
+    await OutboxRelay(pool=pool, redis=redis, settings=settings).publish(stored.to_publish)
+    (entry,) = await _entries(redis, settings)
+    await routing.handle(ctx, entry)
+    linked = await pool.fetchval("SELECT emergency_id FROM incident WHERE id = $1", stored.id)
+    assert linked == press
+
+
+@pytest.mark.parametrize("redis_lost", [False, True], ids=["receipt-lost", "redis-lost"])
+async def test_an_sos_routed_at_intake_but_never_receipted_is_reconciled_once(
+    ctx, pool, redis, settings, make_member, redis_lost
+):
+    """The API process died before its receipt batch: the reconciler publishes the row again
+    and a dispatcher routes it, adding no second ``routed`` event and no second console
+    message. If Redis lost the console log too, the message is shown again."""
+    stored = await _sos_routed_at_intake(pool, settings, await make_member())
+    await OutboxRelay(pool=pool, redis=redis, settings=settings).publish(stored.to_publish)
+    if redis_lost:
+        await redis.flushdb()
+    now = settings.model_copy(update={"relay_reconcile_after_s": 0.0})
+    assert await republish_unrouted(pool, now) == 1
+    assert await publish_pending(pool, redis, settings) == 1
+    (entry,) = await _entries(redis, settings)
+    await routing.handle(ctx, entry)
+    await routing.handle(ctx, entry)
+    assert await _receipted(pool, stored.outbox_id)
+    assert await _kinds(pool, stored.id) == ["reported", "routed"]
+    (console,) = await redis.xrange(settings.console_stream)
+    assert orjson.loads(console[1][b"body"])["incident"]["id"] == str(stored.id)
+    assert await republish_unrouted(pool, now) == 0
