@@ -402,6 +402,60 @@ async def test_a_button_press_and_a_phone_sos_nearby_are_one_emergency(
         assert m["incident"]["district_code"] == "A"  # from the store's position
 
 
+async def test_a_phone_sos_reaches_the_consoles_with_every_dispatcher_frozen(
+    stack, world, pool, redis, settings
+):
+    """A phone's SOS with nothing but the consoles to tell is routed by the API process itself
+    (``docs/dispatch.md``): with both dispatchers stopped it is on the console, its timeline
+    says routed, and the API process writes its receipt; nothing waits in the stream."""
+    member = world["member"]
+    os.kill(stack["d1"].popen.pid, signal.SIGSTOP)
+    os.kill(stack["d2"].popen.pid, signal.SIGSTOP)
+    try:
+        async with (
+            httpx.AsyncClient(timeout=5) as http,
+            Console(API_PORT, world["disp_a"].token) as con,
+        ):
+            r = await http.post(
+                f"http://127.0.0.1:{API_PORT}/v1/alerts",
+                json={
+                    "client_alert_id": str(uuid.uuid4()),
+                    "location": {"lat": IN_A[0], "lon": IN_A[1], "accuracy_m": 8},
+                },
+                headers=member.headers,
+            )
+            assert r.status_code == 201, r.text
+            incident_id = uuid.UUID(r.json()["incident_id"])
+            msg = await con.wait_for(reported(incident_id), 5)
+            assert msg["incident"]["district_code"] == "A"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                receipts = await pool.fetchval(
+                    "SELECT count(*) FROM dispatch_receipt r JOIN outbox o ON o.id = r.outbox_id"
+                    " WHERE o.incident_id = $1",
+                    incident_id,
+                )
+                if receipts:
+                    break
+                await asyncio.sleep(0.05)
+            assert receipts == 1
+            kinds = await pool.fetch(
+                "SELECT kind, actor FROM incident_event WHERE incident_id = $1 ORDER BY id",
+                incident_id,
+            )
+            assert [(k["kind"], k["actor"]) for k in kinds] == [
+                ("reported", f"member:{member.id}"),
+                ("routed", "dispatch"),
+            ]
+            entries = await redis.xrange(settings.stream_incidents)
+            assert all(
+                orjson.loads(f[b"payload"])["incident_id"] != str(incident_id) for _i, f in entries
+            )
+    finally:
+        os.kill(stack["d1"].popen.pid, signal.SIGCONT)
+        os.kill(stack["d2"].popen.pid, signal.SIGCONT)
+
+
 async def test_a_duress_cancel_escalates_at_once_through_the_real_intake(stack, world, pool):
     member = world["member"]
     async with httpx.AsyncClient(timeout=5) as http, Console(API_PORT, world["super"].token) as con:
