@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     console_maxlen: int = 100_000
     console_max_lifetime_s: float = 3600.0
     console_ping_s: float = 15.0
+    #: With many consoles on an API process (``console_log.LINGER_MIN_CONSOLES``), its console
+    #: hub waits this long after a read that found entries: under load the next ones then go out
+    #: together (one wake-up and one frame per batch console), for at most this much latency.
+    #: The first entry after a quiet spell is never held. 0: read again at once.
+    console_linger_s: float = 0.005
     relay_sweep_interval_s: float = 1.0
     relay_batch: int = 500
     #: Published outbox rows no dispatcher processed after this long (lost with Redis) are

@@ -36,6 +36,10 @@ end
 return cursor
 """
 DEDUPE_TTL_S = 7 * 24 * 3600
+#: The hub lingers (``Settings.console_linger_s``) only with at least this many consoles: every
+#: message costs every console a wake-up, so with many the batches save more than the wait
+#: costs; with 5 consoles lingering saved no CPU and cost ~4 ms of p50 (docs/performance.md).
+LINGER_MIN_CONSOLES = 20
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,11 @@ class ConsoleHub:
                         entry = _decode(entry_id, fields)
                         last = entry.cursor
                         self._fan_out(entry)
+                if rows and len(self._queues) >= LINGER_MIN_CONSOLES:
+                    # Busy, with many consoles: let the next entries gather for a moment, so
+                    # that one wake-up and one frame per batch console carry them all. (After
+                    # a quiet spell the read is blocked when an entry arrives: it goes at once.)
+                    await asyncio.sleep(self.settings.console_linger_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
