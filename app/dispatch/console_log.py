@@ -21,20 +21,32 @@ from app.config import Settings
 
 log = logging.getLogger(__name__)
 
-# XADD only if this dedupe key was never used: a redelivered stream entry appends nothing.
+
+def append_once_lua(log: str, seen: str, maxlen: str, district: str, ttl: str, body: str) -> str:
+    """Lua that appends a console message unless its dedupe key was set before (a redelivered
+    entry appends nothing), leaving its cursor (or false) in ``cursor``; the arguments are Lua
+    expressions (``KEYS[i]``, ``ARGV[i]``). Every writer of the console log uses it (``append``,
+    and a phone's SOS routed at intake in ``relay._PUBLISH``), so its entries have one shape."""
+    return f"""
+local cursor = false
+if redis.call('SET', {seen}, '1', 'NX', 'EX', {ttl}) then
+  cursor = redis.call('XADD', {log}, 'MAXLEN', '~', {maxlen}, '*', 'district', {district},
+                      'body', {body})
+end
+"""
+
+
 # With a third key, the message is the last effect of an incidents-stream entry: XACK it
 # (ARGV[5] the group, ARGV[6] the entry) in the same round trip, appended now or before.
-_APPEND_ONCE = """
-local cursor = false
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
-  cursor = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'district', ARGV[2],
-                      'body', ARGV[4])
-end
+_APPEND_ONCE = (
+    append_once_lua("KEYS[1]", "KEYS[2]", "ARGV[1]", "ARGV[2]", "ARGV[3]", "ARGV[4]")
+    + """
 if #KEYS == 3 then
   redis.call('XACK', KEYS[3], ARGV[5], ARGV[6])
 end
 return cursor
 """
+)
 DEDUPE_TTL_S = 7 * 24 * 3600
 #: The hub lingers (``Settings.console_linger_s``) only with at least this many consoles: every
 #: message costs every console a wake-up, so with many the batches save more than the wait

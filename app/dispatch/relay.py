@@ -108,10 +108,7 @@ if ARGV[2] ~= '' then
   end
 end
 if #KEYS == 5 then
-  if redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[8]) then
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'district', ARGV[7],
-               'body', ARGV[9])
-  end
+  {APPEND}
   if hint == '0' then return 0 end
 end
 local args = {'XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
@@ -122,7 +119,10 @@ if hint then
 end
 redis.call(unpack(args))
 return 1
-"""
+""".replace(
+    "{APPEND}",
+    console_log.append_once_lua("KEYS[4]", "KEYS[5]", "ARGV[6]", "ARGV[7]", "ARGV[8]", "ARGV[9]"),
+)
 _RECEIPTS_SQL = (
     "INSERT INTO dispatch_receipt (outbox_id) SELECT unnest($1::bigint[]) ON CONFLICT DO NOTHING"
 )

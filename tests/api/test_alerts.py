@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import orjson
 import pytest
+
+from tests.e2e.harness import settled
 
 # Gangnam-ish box and Jongno-ish box, and places around a point inside the first one.
 GANGNAM = ("11680", "강남구", 127.00, 37.45, 127.10, 37.53)
@@ -83,17 +84,6 @@ async def test_same_client_alert_id_replays_the_same_incident(client, make_membe
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 1
 
 
-async def _receipt(pool, outbox_id: int) -> bool:
-    """Whether the outbox row has its ``dispatch_receipt`` (waiting for the API's batch)."""
-    for _ in range(100):
-        if await pool.fetchval(
-            "SELECT count(*) FROM dispatch_receipt WHERE outbox_id = $1", outbox_id
-        ):
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def test_an_answered_sos_is_on_the_consoles_and_a_retry_shows_it_once(
     client, make_member, city, pool, redis, settings
 ):
@@ -112,7 +102,9 @@ async def test_an_answered_sos_is_on_the_consoles_and_a_retry_shows_it_once(
     assert set(shown["data"]) == {"source", "committed_at"}  # her position is in the summary
     assert await redis.xlen(settings.stream_incidents) == 0
     outbox_id = await pool.fetchval("SELECT id FROM outbox")
-    assert await _receipt(pool, outbox_id)
+    assert await settled(
+        pool, "SELECT count(*) FROM dispatch_receipt WHERE outbox_id = $1", outbox_id
+    )
     assert (await client.post("/v1/alerts", json=body, headers=m.headers)).status_code == 200
     assert await redis.xlen(settings.stream_incidents) == 0
     assert await redis.xlen(settings.console_stream) == 1

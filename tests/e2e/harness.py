@@ -143,6 +143,17 @@ def start_redis(port: int) -> Proc:
     raise RuntimeError("redis did not start")
 
 
+async def settled(pool: Any, sql: str, *args: Any, within: float = 5.0) -> Any:
+    """The first truthy value of ``sql`` within ``within`` seconds (polled), else the last
+    one: for rows another process writes a moment after what the test waits for."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await pool.fetchval(sql, *args)
+        if value or time.monotonic() >= deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
 @dataclass
 class GatewayReceiver:
     """A real local HTTP server standing in for the push and SMS providers."""

@@ -19,6 +19,7 @@ from app.incidents.store import NewIncident, insert_incident
 from tests.e2e.harness import (
     Console,
     GatewayReceiver,
+    settled,
     stack_env,
     start_api,
     start_dispatcher,
@@ -110,17 +111,13 @@ async def test_sos_reaches_its_district_console_and_not_the_others(stack, world,
         await con_city.wait_for(reported(incident_id), 5)
         # Something for B arrives after, so B is provably live and still saw nothing of A's.
         # Promise 6: a console that was sent her location has that read logged.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            logged = await pool.fetchval(
-                "SELECT count(*) FROM location_access WHERE incident_id = $1"
-                " AND staff_id = $2 AND reason = 'console_stream'",
-                incident_id,
-                world["disp_a"].id,
-            )
-            if logged:
-                break
-            await asyncio.sleep(0.1)
+        logged = await settled(
+            pool,
+            "SELECT count(*) FROM location_access WHERE incident_id = $1"
+            " AND staff_id = $2 AND reason = 'console_stream'",
+            incident_id,
+            world["disp_a"].id,
+        )
         assert logged == 1
         other = await sos(pool, world["member"], IN_B)
         await con_b.wait_for(reported(other), 5)
@@ -428,16 +425,12 @@ async def test_a_phone_sos_reaches_the_consoles_with_every_dispatcher_frozen(
             incident_id = uuid.UUID(r.json()["incident_id"])
             msg = await con.wait_for(reported(incident_id), 5)
             assert msg["incident"]["district_code"] == "A"
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                receipts = await pool.fetchval(
-                    "SELECT count(*) FROM dispatch_receipt r JOIN outbox o ON o.id = r.outbox_id"
-                    " WHERE o.incident_id = $1",
-                    incident_id,
-                )
-                if receipts:
-                    break
-                await asyncio.sleep(0.05)
+            receipts = await settled(
+                pool,
+                "SELECT count(*) FROM dispatch_receipt r JOIN outbox o ON o.id = r.outbox_id"
+                " WHERE o.incident_id = $1",
+                incident_id,
+            )
             assert receipts == 1
             kinds = await pool.fetch(
                 "SELECT kind, actor FROM incident_event WHERE incident_id = $1 ORDER BY id",
