@@ -36,7 +36,9 @@ class Incident(UUIDPK, Base):
     __tablename__ = "incident"
 
     source: Mapped[str] = mapped_column(String(16))
-    member_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("member.id"))
+    #: No foreign keys on ``member_id`` and ``district_id`` (migration 0008): the SOS statement
+    #: resolves both itself, members are only soft-deleted and districts are reference data.
+    member_id: Mapped[uuid.UUID | None]
     device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("device.id"))
     #: For a button: the store it is installed in.
     safe_place_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("safe_place.id"))
@@ -55,7 +57,7 @@ class Incident(UUIDPK, Base):
     )
     accuracy_m: Mapped[float | None]
     location_captured_at: Mapped[datetime | None]
-    district_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("district.id"))
+    district_id: Mapped[uuid.UUID | None]
     battery_pct: Mapped[int | None]
     note: Mapped[str | None] = mapped_column(Text)
     #: Stable codes for what was wrong with the report (see app/incidents/intake.py).
@@ -90,7 +92,6 @@ class Incident(UUIDPK, Base):
             unique=True,
             postgresql_where=text("device_id IS NOT NULL AND client_alert_id IS NOT NULL"),
         ),
-        Index("ix_incident_location", "location", postgresql_using="gist"),
         Index(
             "ix_incident_open",
             "district_id",
@@ -99,8 +100,20 @@ class Incident(UUIDPK, Base):
         ),
         # A member's (a button's) incidents, and the SOS fold check: her open alert of the last
         # seconds is a short range of this index, however many others arrive (migration 0006).
-        Index("ix_incident_member_received", "member_id", "received_at"),
-        Index("ix_incident_device_received", "device_id", "received_at"),
+        # Partial (0008): every lookup is by equality, and a phone's SOS has no device (a
+        # button's no member) to index. No GiST index on ``location``: no query needs one.
+        Index(
+            "ix_incident_member_received",
+            "member_id",
+            "received_at",
+            postgresql_where=text("member_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_incident_device_received",
+            "device_id",
+            "received_at",
+            postgresql_where=text("device_id IS NOT NULL"),
+        ),
         Index("ix_incident_emergency_id", "emergency_id"),
         # Routing's link lookup from a phone SOS: the open button presses of the last minutes.
         # Partial on the literal source, so no other lookup by time can take it (0007).
@@ -118,14 +131,15 @@ class Incident(UUIDPK, Base):
 
 
 class IncidentEvent(Base):
-    """The timeline: every report, delivery, acknowledgement, escalation and status change."""
+    """The timeline: every report, delivery, acknowledgement, escalation and status change.
+
+    No foreign key to the incident (migration 0008): every event is written by a statement that
+    has just inserted or read its incident, and incidents are never deleted by the service."""
 
     __tablename__ = "incident_event"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    incident_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("incident.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[uuid.UUID] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(48))
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     actor: Mapped[str | None] = mapped_column(Text)
