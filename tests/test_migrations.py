@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import asyncpg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -49,13 +52,18 @@ async def _diff_with_models(url: str) -> list[object]:
         await engine.dispose()
 
 
-async def test_migrations_upgrade_from_empty_match_the_models_and_downgrade_cleanly(settings):
+async def _empty_database(settings, name: str) -> tuple[str, str, Config]:
+    """A new empty database beside the test one: its asyncpg DSN, SQLAlchemy URL, Alembic
+    config."""
     base = settings.asyncpg_dsn.rsplit("/", 1)[0]
-    name = "ansim_test_migrations"
     await _recreate(base + "/postgres", name)
     dsn = f"{base}/{name}"
     url = dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
-    cfg = alembic_config(url)
+    return dsn, url, alembic_config(url)
+
+
+async def test_migrations_upgrade_from_empty_match_the_models_and_downgrade_cleanly(settings):
+    dsn, url, cfg = await _empty_database(settings, "ansim_test_migrations")
 
     await asyncio.to_thread(command.upgrade, cfg, "head")
     assert {"incident", "safe_place", "district", "outbox"} <= await _tables(dsn)
@@ -65,3 +73,54 @@ async def test_migrations_upgrade_from_empty_match_the_models_and_downgrade_clea
     assert await _tables(dsn) <= {"alembic_version"}
     await asyncio.to_thread(command.upgrade, cfg, "head")
     assert "incident" in await _tables(dsn)
+
+
+async def test_the_access_log_survives_a_round_trip_through_one_row_per_reader(settings):
+    """0009 folds the readers of one write into one row; its downgrade gives each reader a row
+    of their own again (at the same time, for the same incident and reason), and the upgrade
+    after it keeps them all. The append-only trigger is back on after each."""
+    name = "ansim_test_migr"
+    dsn, url, cfg = await _empty_database(settings, name)
+    readers = sorted(uuid.uuid4() for _ in range(3))
+    alone, incident, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    try:
+        await asyncio.to_thread(command.upgrade, cfg, "head")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "INSERT INTO location_access (staff_ids, incident_id, reason) VALUES"
+                " ($1, $2, 'console_stream'), ($3, $4, 'console_detail')",
+                readers,
+                incident,
+                [alone],
+                other,
+            )
+            at = await conn.fetchval("SELECT min(at) FROM location_access")
+            expected = sorted(
+                [(s, incident, "console_stream") for s in readers]
+                + [(alone, other, "console_detail")]
+            )
+
+            await asyncio.to_thread(command.downgrade, cfg, "0008_lean_incident")
+            rows = await conn.fetch("SELECT staff_id, incident_id, reason, at FROM location_access")
+            assert sorted(tuple(r)[:3] for r in rows) == expected
+            assert {r["at"] for r in rows} == {at}
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute("UPDATE location_access SET reason = 'x'")
+
+            await asyncio.to_thread(command.upgrade, cfg, "head")
+            rows = await conn.fetch("SELECT staff_ids, incident_id, reason FROM location_access")
+            assert sorted((*r["staff_ids"], r["incident_id"], r["reason"]) for r in rows) == (
+                expected
+            )
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute("UPDATE location_access SET reason = 'x'")
+        finally:
+            await conn.close()
+        assert await _diff_with_models(url) == []
+    finally:
+        admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -34,12 +34,14 @@ class Page:
 
 
 def _where(page: Page, at_column: str, filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``filters``: a column (equal to the value) or a condition with ``{}`` for the value."""
     args: list[Any] = []
     where = ["true"]
-    for column, value in filters.items():
+    for condition, value in filters.items():
         if value is not None:
             args.append(value)
-            where.append(f"{column} = ${len(args)}")
+            param = f"${len(args)}"
+            where.append(condition.format(param) if "{}" in condition else f"{condition} = {param}")
     for op, value in ((">=", page.since), ("<", page.until)):
         if value is not None:
             args.append(value)
@@ -59,31 +61,48 @@ async def location_access(
     reason: str | None,
     page: Page,
 ) -> list[dict[str, Any]]:
-    """Who read which woman's location, when and why (promise 6), newest first."""
+    """Who read which woman's location, when and why (promise 6), newest first. An entry is one
+    write's reads of one incident, its readers in ``staff`` (in ``staff_ids`` order); a reader
+    whose staff row is gone is still listed, by id (the record outlives what it records)."""
     where, args = _where(
-        page, "x.at", {"x.incident_id": incident_id, "x.staff_id": staff_id, "x.reason": reason}
+        page,
+        "x.at",
+        {
+            "x.incident_id": incident_id,
+            # Containment, which the GIN index on staff_ids serves.
+            "x.staff_ids @> ARRAY[{}]::uuid[]": staff_id,
+            "x.reason": reason,
+        },
     )
     rows = await pool.fetch(
-        "SELECT x.id, x.at, x.staff_id, s.username, s.name, s.role, x.incident_id, x.reason"
-        " FROM location_access x JOIN staff s ON s.id = x.staff_id"
+        "SELECT x.id, x.at, x.incident_id, x.reason, x.staff_ids FROM location_access x"
         f" WHERE {where} ORDER BY x.id DESC LIMIT ${len(args)}",
         *args,
     )
+    staff = {
+        s["id"]: s
+        for s in await pool.fetch(
+            "SELECT id, username, name, role FROM staff WHERE id = ANY($1::uuid[])",
+            list({i for r in rows for i in r["staff_ids"]}),
+        )
+    }
     return [
         {
             "id": r["id"],
             "at": _iso(r["at"]),
-            "staff": {
-                "id": str(r["staff_id"]),
-                "username": r["username"],
-                "name": r["name"],
-                "role": r["role"],
-            },
             "incident_id": str(r["incident_id"]),
             "reason": r["reason"],
+            "staff": [_reader(i, staff.get(i)) for i in r["staff_ids"]],
         }
         for r in rows
     ]
+
+
+_READER_FIELDS = ("username", "name", "role")
+
+
+def _reader(staff_id: uuid.UUID, row: asyncpg.Record | None) -> dict[str, Any]:
+    return {"id": str(staff_id), **{f: row[f] if row else None for f in _READER_FIELDS}}
 
 
 async def security_events(

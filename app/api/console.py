@@ -237,8 +237,10 @@ _DB_DOWN = (
 
 class _AccessWriter:
     """Promise 6 on the stream, for all of a process's console connections together: one
-    INSERT per second however many consoles are connected (50 connections flushing on their own
-    cost PostgreSQL a statement each and raced for the same incidents' key-share locks)."""
+    INSERT per second however many consoles are connected, one row per incident naming every
+    console's staff member that read it since the last write (migration 0009). With K consoles
+    an SOS adds one row, not K (two when a write falls between the consoles' reads: after a
+    quiet second, the first console sent it writes at once)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -275,7 +277,8 @@ def _access_writer(ws: WebSocket) -> _AccessWriter:
 
 class _AccessLog:
     """Each incident whose location a console was sent is logged in ``location_access`` once
-    per connection, in batches (the socket holds no database connection between them)."""
+    per connection (its staff member among a row's ``staff_ids``), in the process's batches
+    (the socket holds no database connection between them)."""
 
     def __init__(self, writer: _AccessWriter, staff_id: uuid.UUID) -> None:
         self.writer = writer

@@ -110,7 +110,7 @@ async def log_location_access(
     incident_ids: list[uuid.UUID],
     reason: str,
 ) -> None:
-    """Promise 6: every staff read of a woman's location is logged."""
+    """Promise 6: every staff read of a woman's location is logged (one row per incident)."""
     await log_location_reads(
         pool, staff_ids=[staff_id] * len(incident_ids), incident_ids=incident_ids, reason=reason
     )
@@ -123,12 +123,14 @@ async def log_location_reads(
     incident_ids: list[uuid.UUID],
     reason: str,
 ) -> None:
-    """Several staff members' reads in one statement (``staff_ids[i]`` read ``incident_ids[i]``)."""
+    """Several staff members' reads in one statement (``staff_ids[i]`` read ``incident_ids[i]``):
+    one row per incident, its readers in ``staff_ids`` (each once, sorted)."""
     if not incident_ids:
         return
     await pool.execute(
-        "INSERT INTO location_access (staff_id, incident_id, reason)"
-        " SELECT s, i, $3 FROM unnest($1::uuid[], $2::uuid[]) AS t(s, i)",
+        "INSERT INTO location_access (incident_id, staff_ids, reason)"
+        " SELECT i, array_agg(DISTINCT s ORDER BY s), $3"
+        " FROM unnest($1::uuid[], $2::uuid[]) AS t(s, i) GROUP BY i",
         staff_ids,
         incident_ids,
         reason,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     false,
     func,
     text,
@@ -242,14 +243,18 @@ class DeliveryAttempt(Base):
 class LocationAccess(Base):
     """Append-only: every staff read of a woman's location or trail.
 
-    No foreign keys (migration 0006): an audit record outlives what it records, and with 50
-    consoles every SOS writes 50 rows, each of which paid two key lookups and a key-share lock
-    on the incident row for nothing the application does not already guarantee."""
+    A row is one write's reads of one incident for one reason, the readers in ``staff_ids``
+    (distinct, sorted; migration 0009): the consoles' stream reads are written together once a
+    second, so K connected consoles add one row per SOS (two when a write falls between their
+    reads), not K.
+
+    No foreign keys (migration 0006): an audit record outlives what it records (a reader's
+    staff row included), and the application already guarantees what they would check."""
 
     __tablename__ = "location_access"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    staff_id: Mapped[uuid.UUID]
+    staff_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
     incident_id: Mapped[uuid.UUID]
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -257,7 +262,8 @@ class LocationAccess(Base):
     # UPDATE and DELETE are refused by a trigger (migration 0005_trust).
     __table_args__ = (
         Index("ix_location_access_incident_id", "incident_id"),
-        Index("ix_location_access_staff_id", "staff_id"),
+        # A staff member's reads: ``staff_ids @> ARRAY[id]``.
+        Index("ix_location_access_staff_ids", "staff_ids", postgresql_using="gin"),
     )
 
 

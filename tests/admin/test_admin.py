@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from app.incidents.console_service import log_location_access, log_location_reads
 from app.incidents.store import NewIncident, insert_incident
 from tests.devices.helpers import make_device, send_signal
 
@@ -57,8 +58,8 @@ async def test_operators_see_who_read_which_location_when_and_why(client, world)
     assert r.status_code == 200, r.text
     entries = r.json()["entries"]
     assert [e["reason"] for e in entries] == ["console_list", "console_detail"]  # newest first
-    assert {e["staff"]["id"] for e in entries} == {str(disp.id)}
-    assert entries[0]["staff"]["name"] == "Kim A" and entries[0]["staff"]["role"] == "dispatcher"
+    kim = {"id": str(disp.id), "username": f"dispatcher-{disp.id.hex[:8]}", "name": "Kim A"}
+    assert all(e["staff"] == [{**kim, "role": "dispatcher"}] for e in entries)
     assert all(e["incident_id"] == str(incident) for e in entries)
 
     by_reason = await client.get(
@@ -80,6 +81,52 @@ async def test_operators_see_who_read_which_location_when_and_why(client, world)
         headers=op.headers,
     )
     assert [e["id"] for e in page.json()["entries"]] == [entries[1]["id"]]
+
+
+async def test_one_entry_names_every_reader_and_the_staff_filter_finds_each_of_them(
+    client, world, pool, make_staff
+):
+    """Reads of one incident written together are one entry; filtering by a staff member finds
+    it wherever she stands in it, and a reader whose staff row is gone is still listed."""
+    op, incident = world["operator"], world["incident"]
+    others = [await make_staff(district_ids=(world["district"],)) for _ in range(2)]
+    gone = uuid.uuid4()  # a reader whose staff row no longer exists
+    readers = sorted([world["dispatcher"].id, *(o.id for o in others), gone])
+    await log_location_reads(
+        pool,
+        staff_ids=[*readers, readers[1], *readers],  # as several consoles' batches repeat them
+        incident_ids=[incident] * (2 * len(readers) + 1),
+        reason="console_stream",
+    )
+    await log_location_access(
+        pool, staff_id=readers[0], incident_ids=[incident], reason="console_detail"
+    )
+
+    r = await client.get(
+        "/v1/admin/location-access", params={"staff_id": str(readers[1])}, headers=op.headers
+    )
+    assert r.status_code == 200, r.text
+    (entry,) = r.json()["entries"]
+    assert entry["reason"] == "console_stream" and entry["incident_id"] == str(incident)
+    assert [s["id"] for s in entry["staff"]] == [str(i) for i in readers]
+    listed = {uuid.UUID(s["id"]): s for s in entry["staff"]}
+    assert listed[gone] == {"id": str(gone), "username": None, "name": None, "role": None}
+    assert listed[world["dispatcher"].id]["name"] == "Kim A"
+    for i in readers:
+        r = await client.get(
+            "/v1/admin/location-access",
+            params={"staff_id": str(i), "reason": "console_stream"},
+            headers=op.headers,
+        )
+        assert [e["id"] for e in r.json()["entries"]] == [entry["id"]]
+    r = await client.get(
+        "/v1/admin/location-access", params={"staff_id": str(readers[0])}, headers=op.headers
+    )
+    assert [e["reason"] for e in r.json()["entries"]] == ["console_detail", "console_stream"]
+    r = await client.get(
+        "/v1/admin/location-access", params={"staff_id": str(op.id)}, headers=op.headers
+    )
+    assert r.json()["entries"] == []
 
 
 async def test_the_access_log_refuses_update_and_delete_in_the_database(client, world, pool):

@@ -114,7 +114,7 @@ async def test_sos_reaches_its_district_console_and_not_the_others(stack, world,
         logged = await settled(
             pool,
             "SELECT count(*) FROM location_access WHERE incident_id = $1"
-            " AND staff_id = $2 AND reason = 'console_stream'",
+            " AND staff_ids @> ARRAY[$2]::uuid[] AND reason = 'console_stream'",
             incident_id,
             world["disp_a"].id,
         )

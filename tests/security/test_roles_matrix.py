@@ -602,11 +602,16 @@ async def test_a_volunteer_sees_the_exact_location_only_once_assigned(client, wo
     r = await client.get(f"/v1/volunteers/incidents/{incident}", headers=h)
     assert r.status_code == 200 and r.json()["lon"] == pytest.approx(IN_A[1])
     # Both reads of her location are in the access log (promise 6).
-    reasons = await pool.fetch(
-        "SELECT reason FROM location_access WHERE staff_id = $1 ORDER BY id",
-        uuid.UUID(world.ids["volunteer_offered_id"]),
+    volunteer = uuid.UUID(world.ids["volunteer_offered_id"])
+    reads = await pool.fetch(
+        "SELECT reason, staff_ids FROM location_access WHERE staff_ids @> ARRAY[$1]::uuid[]"
+        " ORDER BY id",
+        volunteer,
     )
-    assert [r["reason"] for r in reasons] == ["volunteer_assigned", "volunteer_view"]
+    assert [tuple(r) for r in reads] == [
+        ("volunteer_assigned", [volunteer]),
+        ("volunteer_view", [volunteer]),
+    ]
     # Once the incident is closed the location is no longer shown to her.
     await pool.execute(
         "UPDATE incident SET status = 'resolved', closed_at = now(), disposition = 'x'"

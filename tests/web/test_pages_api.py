@@ -91,10 +91,10 @@ async def test_incident_nearby_lists_places_police_and_volunteers_in_scope_only(
     [vee] = body["volunteers"]
     assert (vee["name"], vee["badge_number"], vee["assigned"]) == ("Vee", "SRS-1", False)
     assert vee["distance_m"] < 200 and abs(vee["lat"] - 37.521) < 1e-4
-    assert (
-        await pool.fetchval("SELECT count(*) FROM location_access WHERE reason = 'console_nearby'")
-        == 1
+    logged = await pool.fetch(
+        "SELECT staff_ids FROM location_access WHERE reason = 'console_nearby'"
     )
+    assert [r["staff_ids"] for r in logged] == [[disp_a.id]]
 
     other = await client.get(f"/v1/console/incidents/{incident_id}/nearby", headers=disp_b.headers)
     assert other.status_code == 404  # not 403: its existence is not revealed

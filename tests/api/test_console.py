@@ -1,0 +1,67 @@
+"""The console stream's side of promise 6: every location a console was shown is logged."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import uuid
+
+import httpx
+
+from app.api.console import _AccessWriter
+from app.main import create_app
+from tests.e2e.harness import Console, settled
+from tests.security.live_server import serve
+
+PORT = 8680
+IN_A = {"lat": 37.52, "lon": 126.92, "accuracy_m": 8.0}
+
+
+async def test_consoles_shown_the_same_sos_log_it_in_one_row_naming_each_of_them(
+    settings, migrated, pool, make_district, make_staff, make_member
+):
+    """K consoles shown an SOS used to write K access rows; their reads written together are
+    one row whose ``staff_ids`` names every console's staff member, each once."""
+    # No ping during the test: a ping forces a write, which could fall between the reads.
+    app = create_app(
+        settings.model_copy(update={"console_ping_s": 60.0}), process_name="ansim-tests-access"
+    )
+    a = await make_district("11110", "District A", 126.90, 37.50, 126.95, 37.55)
+    dispatchers = [await make_staff("dispatcher", district_ids=(a,)) for _ in range(2)]
+    dispatchers.append(await make_staff("dispatcher", city_wide=True))
+    member = await make_member()
+    async with app.router.lifespan_context(app), serve(app, PORT) as host:
+        # Hold the once-a-second write until the consoles close (each close forces one). Left
+        # to the clock, after a quiet second the console sent the SOS first writes its read at
+        # once and the others' go in the next write: two rows, both true.
+        writer = app.state.console_access_writer = _AccessWriter(app.state.pool)
+        writer.flushed_at = math.inf
+        async with contextlib.AsyncExitStack() as consoles:
+            shown = [
+                await consoles.enter_async_context(Console(PORT, d.token)) for d in dispatchers
+            ]
+            async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+                r = await http.post(
+                    "/v1/alerts",
+                    json={
+                        "client_alert_id": str(uuid.uuid4()),
+                        "trigger": "button",
+                        "location": IN_A,
+                    },
+                    headers=member.headers,
+                )
+            assert r.status_code == 201, r.text
+            incident_id = uuid.UUID(r.json()["incident_id"])
+            for console in shown:
+                await console.wait_for(
+                    lambda m: m["type"] == "incident" and m["incident"]["id"] == str(incident_id), 5
+                )
+        await settled(
+            pool, "SELECT count(*) FROM location_access WHERE incident_id = $1", incident_id
+        )
+    rows = await pool.fetch(
+        "SELECT staff_ids FROM location_access WHERE incident_id = $1"
+        " AND reason = 'console_stream'",
+        incident_id,
+    )
+    assert [r["staff_ids"] for r in rows] == [sorted(d.id for d in dispatchers)]
