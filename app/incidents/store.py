@@ -97,6 +97,8 @@ for _name, _sql in {
         "'dispatch'",
         where="$23::bool AND NOT EXISTS (SELECT 1 FROM lnk)"
         " AND NOT EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = r.member_id)",
+        district_code="(SELECT code FROM d)",
+        new_incident=True,
     ),
     "{SUMMARY}": SUMMARY_COLUMNS,
 }.items():

@@ -544,11 +544,13 @@ async def test_an_sos_with_only_the_consoles_to_tell_is_routed_by_its_publish(
     event and the publish appends the console message a dispatcher would have appended (its
     summary read after routing); nothing goes to the dispatchers, and the receipt follows in
     the API's next batch."""
-    await make_district("A", "A", 126.90, 37.50, 126.95, 37.55)
+    await make_district("A", "District A", 126.90, 37.50, 126.95, 37.55)
     member = await make_member()
     stored = await _sos_routed_at_intake(pool, settings, member)
     assert stored.to_publish.summary is not None
     assert await _kinds(pool, stored.id) == ["reported", "routed"]
+    channel = "SELECT data->>'channel' FROM incident_event WHERE incident_id = $1 AND kind = $2"
+    assert await pool.fetchval(channel, stored.id, "routed") == "district:A"
     relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
     await relay.publish(stored.to_publish)
     await relay.publish(stored.to_publish)  # a second publish appends nothing
