@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 from redis.asyncio import Redis
@@ -178,22 +179,39 @@ async def replay_after(
     return out, True
 
 
+class Wake(enum.Enum):
+    """What a connection puts in its own queue besides the hub's entries: the wake-ups of its
+    loop, which then waits on the queue alone (``app.api.console._live``)."""
+
+    TICK = "tick"  # its next ping or session check is due
+    GONE = "gone"  # its client closed the socket
+
+
+#: A connection's queue: console entries, its own wake-ups, and ``None`` once the hub gave up
+#: on it (too slow: it is told to reconnect with its cursor).
+Subscription: TypeAlias = "asyncio.Queue[ConsoleEntry | Wake | None]"
+
+
 class ConsoleHub:
     """One reader of the console log per process; connections subscribe with a queue."""
 
     def __init__(self, *, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
-        self._queues: set[asyncio.Queue[ConsoleEntry | None]] = set()
+        self._queues: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
 
-    def subscribe(self) -> asyncio.Queue[ConsoleEntry | None]:
-        queue: asyncio.Queue[ConsoleEntry | None] = asyncio.Queue(maxsize=1000)
+    @property
+    def subscribers(self) -> int:
+        return len(self._queues)
+
+    def subscribe(self) -> Subscription:
+        queue: Subscription = asyncio.Queue(maxsize=1000)
         self._queues.add(queue)
         self.start()
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[ConsoleEntry | None]) -> None:
+    def unsubscribe(self, queue: Subscription) -> None:
         self._queues.discard(queue)
 
     def start(self) -> None:

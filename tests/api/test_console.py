@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import uuid
+from typing import Any
 
 import httpx
 
@@ -65,3 +67,74 @@ async def test_consoles_shown_the_same_sos_log_it_in_one_row_naming_each_of_them
         incident_id,
     )
     assert [r["staff_ids"] for r in rows] == [sorted(d.id for d in dispatchers)]
+
+
+async def _sos(host: str, member: Any) -> str:
+    async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+        r = await http.post(
+            "/v1/alerts",
+            json={"client_alert_id": str(uuid.uuid4()), "trigger": "button", "location": IN_A},
+            headers=member.headers,
+        )
+    assert r.status_code == 201, r.text
+    return str(r.json()["incident_id"])
+
+
+async def test_an_idle_console_is_pinged_with_its_cursor_until_its_max_lifetime(
+    settings, migrated, pool, make_district, make_staff, make_member
+):
+    """Nothing to send for a ping interval: a ping carrying the cursor of the last message;
+    at the socket's max lifetime, a reconnect with that cursor, however quiet it is."""
+    app = create_app(
+        settings.model_copy(update={"console_ping_s": 0.25, "console_max_lifetime_s": 2.0}),
+        process_name="ansim-tests-ping",
+    )
+    a = await make_district("11110", "District A", 126.90, 37.50, 126.95, 37.55)
+    dispatcher = await make_staff("dispatcher", district_ids=(a,))
+    member = await make_member()
+    async with (
+        app.router.lifespan_context(app),
+        serve(app, PORT + 1) as host,
+        Console(PORT + 1, dispatcher.token) as console,
+    ):
+        first = await console.wait_for(lambda m: m["type"] == "ping", 2)
+        incident_id = await _sos(host, member)
+        shown = await console.wait_for(
+            lambda m: m["type"] == "incident" and m["incident"]["id"] == incident_id, 5
+        )
+        await asyncio.wait_for(console.closed.wait(), 5)
+    pings = [m for m in console.messages if m["type"] == "ping"]
+    after = pings[pings.index(first) + 1 :]
+    # 2 s of life with a ping every 0.25 s of silence: one before the SOS, several after.
+    assert 3 <= len(pings) <= 9, pings
+    assert after and all(p["cursor"] == shown["cursor"] for p in after)
+    assert console.messages[-1] == {
+        "type": "reconnect",
+        "cursor": shown["cursor"],
+        "reason": "max_lifetime",
+    }
+
+
+async def test_a_console_that_closes_leaves_the_hub_at_once(
+    settings, migrated, pool, make_district, make_staff
+):
+    """Its loop is woken by the close itself, not by its next ping (a minute away here)."""
+    app = create_app(
+        settings.model_copy(update={"console_ping_s": 60.0}), process_name="ansim-tests-close"
+    )
+    a = await make_district("11110", "District A", 126.90, 37.50, 126.95, 37.55)
+    dispatchers = [await make_staff("dispatcher", district_ids=(a,)) for _ in range(2)]
+    async with app.router.lifespan_context(app), serve(app, PORT + 2):
+        hub = app.state.console_hub
+        async with Console(PORT + 2, dispatchers[0].token):
+            async with Console(PORT + 2, dispatchers[1].token):
+                assert hub.subscribers == 2
+            await _until(lambda: hub.subscribers == 1, within=2)
+        await _until(lambda: hub.subscribers == 0, within=2)
+
+
+async def _until(condition: Any, *, within: float) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "not within the time"
+        await asyncio.sleep(0.02)
