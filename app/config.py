@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     #: hub waits this long after a read that found entries: under load the next ones then go out
     #: together (one wake-up and one frame per batch console), for at most this much latency.
     #: The first entry after a quiet spell is never held. 0: read again at once.
-    console_linger_s: float = 0.005
+    console_linger_s: float = 0.02
     relay_sweep_interval_s: float = 1.0
     relay_batch: int = 500
     #: Published outbox rows no dispatcher processed after this long (lost with Redis) are
