@@ -252,8 +252,14 @@ class _AccessWriter:
         self.staff_ids.append(staff_id)
         self.incident_ids.append(incident_id)
 
+    @property
+    def due(self) -> bool:
+        """Reads are waiting and the last write is a second old: ``flush`` would write.
+        (Asked after every frame to every console, so it is a check, not a coroutine.)"""
+        return bool(self.incident_ids) and time.monotonic() - self.flushed_at >= 1
+
     async def flush(self, *, force: bool = False) -> None:
-        if not self.incident_ids or (not force and time.monotonic() - self.flushed_at < 1):
+        if not self.incident_ids or not (force or self.due):
             return
         staff_ids, incident_ids = self.staff_ids, self.incident_ids
         self.staff_ids, self.incident_ids = [], []
@@ -497,7 +503,8 @@ async def _live(
             if texts:
                 await _send_texts(ws, cursor, texts)
                 ticker.due = min(time.monotonic() + ping_s, ends_at)
-                await access.flush()
+                if access.writer.due:
+                    await access.flush()
             elif due and time.monotonic() < ends_at:
                 await _send(ws, {"type": "ping", "cursor": cursor})
                 ticker.due = min(time.monotonic() + ping_s, ends_at)
