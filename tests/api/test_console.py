@@ -19,6 +19,17 @@ PORT = 8680
 IN_A = {"lat": 37.52, "lon": 126.92, "accuracy_m": 8.0}
 
 
+async def _sos(host: str, member: Any) -> str:
+    async with httpx.AsyncClient(base_url=f"http://{host}") as http:
+        r = await http.post(
+            "/v1/alerts",
+            json={"client_alert_id": str(uuid.uuid4()), "trigger": "button", "location": IN_A},
+            headers=member.headers,
+        )
+    assert r.status_code == 201, r.text
+    return str(r.json()["incident_id"])
+
+
 async def test_consoles_shown_the_same_sos_log_it_in_one_row_naming_each_of_them(
     settings, migrated, pool, make_district, make_staff, make_member
 ):
@@ -42,18 +53,7 @@ async def test_consoles_shown_the_same_sos_log_it_in_one_row_naming_each_of_them
             shown = [
                 await consoles.enter_async_context(Console(PORT, d.token)) for d in dispatchers
             ]
-            async with httpx.AsyncClient(base_url=f"http://{host}") as http:
-                r = await http.post(
-                    "/v1/alerts",
-                    json={
-                        "client_alert_id": str(uuid.uuid4()),
-                        "trigger": "button",
-                        "location": IN_A,
-                    },
-                    headers=member.headers,
-                )
-            assert r.status_code == 201, r.text
-            incident_id = uuid.UUID(r.json()["incident_id"])
+            incident_id = uuid.UUID(await _sos(host, member))
             for console in shown:
                 await console.wait_for(
                     lambda m: m["type"] == "incident" and m["incident"]["id"] == str(incident_id), 5
@@ -67,17 +67,6 @@ async def test_consoles_shown_the_same_sos_log_it_in_one_row_naming_each_of_them
         incident_id,
     )
     assert [r["staff_ids"] for r in rows] == [sorted(d.id for d in dispatchers)]
-
-
-async def _sos(host: str, member: Any) -> str:
-    async with httpx.AsyncClient(base_url=f"http://{host}") as http:
-        r = await http.post(
-            "/v1/alerts",
-            json={"client_alert_id": str(uuid.uuid4()), "trigger": "button", "location": IN_A},
-            headers=member.headers,
-        )
-    assert r.status_code == 201, r.text
-    return str(r.json()["incident_id"])
 
 
 async def test_an_idle_console_is_pinged_with_its_cursor_until_its_max_lifetime(
