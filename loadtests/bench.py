@@ -19,10 +19,12 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -731,23 +733,9 @@ async def checkpoint(db_url: str) -> None:
         await conn.close()
 
 
-async def run_target(
-    which: str,
-    args: argparse.Namespace,
-    env: dict[str, str],
-    logdir: Path,
-    creds: dict[str, Any] | None,
-    todo: list[str],
-) -> dict[str, Any]:
-    """Run every selected profile against one pipeline, each on a freshly started stack with
-    an empty incident log and stream (a backlog left by one profile must not leak into the
-    next)."""
-    results: dict[str, Any] = {}
-    prof = profiles(args)
-    redis_url = env["REDIS_URL"] if which == "ansim" else env["CEILING_REDIS"]
-    dbname = args.db_url.rsplit("/", 1)[1] if which == "ansim" else "ceiling"
-    db_url = args.db_url if which == "ansim" else env["CEILING_DSN"]
-
+def _target(
+    which: str, args: argparse.Namespace, env: dict[str, str], creds: dict[str, Any] | None
+) -> Callable[[int], openloop.Target]:
     def target(consoles: int) -> openloop.Target:
         if which == "ansim":
             assert creds is not None
@@ -758,85 +746,177 @@ async def run_target(
             HOST, int(env["CEILING_API_PORT"]), int(env["CEILING_DISPATCH_PORT"]), consoles
         )
 
-    for name in todo:
-        await flush_redis(redis_url)
-        if which == "ansim":  # the ceiling's start truncates its own table
-            await clear_incidents(db_url, ceiling=False)
-        await checkpoint(args.db_url)
-        t0 = time.monotonic()
-        stack = (
-            start_ours(args, env, logdir) if which == "ansim" else start_ceiling(args, env, logdir)
-        )
-        print(f"[{which}] up in {time.monotonic() - t0:.1f}s", flush=True)
-
-        async def groups(stack: Stack = stack) -> dict[str, list[int]]:
-            return {
-                "api": stack.pids("api"),
-                "dispatchers": stack.pids("dispatcher"),
-                "postgres_backends": await backend_pids(db_url, dbname),
-                "redis_shared": redis_pids(),
-                "load_generator": [os.getpid()],
-            }
-
-        try:
-            if name in prof:
-                p = prof[name]
-                print(f"[{which}] {name}: {p['segments']} consoles={p['consoles']}", flush=True)
-                res = await measure(
-                    target(p["consoles"]),
-                    p["segments"],
-                    await groups(),
-                    p.get("burst"),
-                    groups,
-                    (args.out_dir / f"pyspy-{name}") if args.py_spy and which == "ansim" else None,
-                    args.warmup_s,
-                )
-                results[name] = res
-                _print_one(which, name, res)
-            elif name == "idle":
-                print(f"[{which}] idle: {args.idle_n} single SOS one at a time", flush=True)
-                t = target(args.consoles_idle)
-                await openloop.run(t, schedule([(20, 1)]), drain_timeout_s=5)
-                data = await openloop.sequential(t, args.idle_n, gap_s=0.02)
-                res = analyse(data, [int(i * 0.02e9) for i in range(args.idle_n)], None, 0.0)
-                results["idle"] = res
-                _print_one(which, "idle", res)
-            elif name == "sweep":
-                results["sweep"] = await _sweep(which, args, target, groups)
-            stack.check_alive()
-        finally:
-            t0 = time.monotonic()
-            stack.stop()
-            print(f"[{which}] stopped in {time.monotonic() - t0:.1f}s", flush=True)
-    return results
+    return target
 
 
-async def _sweep(which: str, args: argparse.Namespace, target: Any, groups: Any) -> dict[str, Any]:
-    """Steps up until a rate fails twice in a row: on a shared machine one stall can fail a
-    step that holds (a rate passed on its second try is marked ``retried``)."""
-    steps = []
-    best = None
-    for rate in args.sweep_rates:
-        for attempt in (1, 2):
-            print(f"[{which}] sweep {rate}/s for {args.sweep_s}s (try {attempt})", flush=True)
-            if which == "ansim":  # members reused from the step before must have no open alert
-                await clear_incidents(args.db_url, ceiling=False)
-            await checkpoint(args.db_url)
-            res = await measure(target(args.consoles_sweep), [(rate, args.sweep_s)], await groups())
-            ok = (
-                res["errors"] == 0
-                and res["all_delivered"]
-                and (res["sos_to_slowest_console_ms"]["p99"] or 1e9) <= E2E_TARGET_MS
+def _db_url(which: str, args: argparse.Namespace, env: dict[str, str]) -> str:
+    return args.db_url if which == "ansim" else env["CEILING_DSN"]
+
+
+async def _start(
+    which: str, args: argparse.Namespace, env: dict[str, str], logdir: Path
+) -> tuple[Stack, Callable[[], Awaitable[dict[str, list[int]]]]]:
+    """A freshly started stack on an empty incident log and stream (a backlog left by one
+    profile must not leak into the next), and how to find its processes."""
+    redis_url = env["REDIS_URL"] if which == "ansim" else env["CEILING_REDIS"]
+    dbname = args.db_url.rsplit("/", 1)[1] if which == "ansim" else "ceiling"
+    db_url = _db_url(which, args, env)
+    await flush_redis(redis_url)
+    if which == "ansim":  # the ceiling's start truncates its own table
+        await clear_incidents(db_url, ceiling=False)
+    await checkpoint(args.db_url)
+    t0 = time.monotonic()
+    stack = start_ours(args, env, logdir) if which == "ansim" else start_ceiling(args, env, logdir)
+    print(f"[{which}] up in {time.monotonic() - t0:.1f}s", flush=True)
+
+    async def groups() -> dict[str, list[int]]:
+        return {
+            "api": stack.pids("api"),
+            "dispatchers": stack.pids("dispatcher"),
+            "postgres_backends": await backend_pids(db_url, dbname),
+            "redis_shared": redis_pids(),
+            "load_generator": [os.getpid()],
+        }
+
+    return stack, groups
+
+
+def _stop(which: str, stack: Stack) -> None:
+    t0 = time.monotonic()
+    stack.stop()
+    print(f"[{which}] stopped in {time.monotonic() - t0:.1f}s", flush=True)
+
+
+async def run_target(
+    which: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    logdir: Path,
+    creds: dict[str, Any] | None,
+    name: str,
+) -> dict[str, Any]:
+    """Run one profile (not the sweep) against one pipeline, on a freshly started stack."""
+    prof = profiles(args)
+    target = _target(which, args, env, creds)
+    stack, groups = await _start(which, args, env, logdir)
+    try:
+        if name in prof:
+            p = prof[name]
+            print(f"[{which}] {name}: {p['segments']} consoles={p['consoles']}", flush=True)
+            res = await measure(
+                target(p["consoles"]),
+                p["segments"],
+                await groups(),
+                p.get("burst"),
+                groups,
+                (args.out_dir / f"pyspy-{name}") if args.py_spy and which == "ansim" else None,
+                args.warmup_s,
             )
-            res.pop("series")
-            steps.append({"rate": rate, "ok": ok, "retried": attempt > 1, **res})
-            _print_one(which, f"sweep@{rate}", res)
-            if ok:
-                break
-        if not ok:
+        else:
+            assert name == "idle", name
+            print(f"[{which}] idle: {args.idle_n} single SOS one at a time", flush=True)
+            t = target(args.consoles_idle)
+            await openloop.run(t, schedule([(20, 1)]), drain_timeout_s=5)
+            data = await openloop.sequential(t, args.idle_n, gap_s=0.02)
+            res = analyse(data, [int(i * 0.02e9) for i in range(args.idle_n)], None, 0.0)
+        _print_one(which, name, res)
+        stack.check_alive()
+    finally:
+        _stop(which, stack)
+    return res
+
+
+@dataclass
+class _Sweeper:
+    which: str
+    target: Callable[[int], openloop.Target]
+    groups: Callable[[], Awaitable[dict[str, list[int]]]]
+    db_url: str
+    best: float | None = None
+    failed: bool = False
+
+
+async def run_sweep(
+    args: argparse.Namespace,
+    envs: dict[str, dict[str, str]],
+    logdir: Path,
+    creds: dict[str, Any] | None,
+) -> dict[str, dict[str, Any]]:
+    """The sweep, ``--sweep-repeats`` times over, with every selected pipeline up at once and
+    taking turns at each rate (who goes first alternates from rate to rate): the machine's
+    speed drifts by tens of percent within minutes, and side by side both pipelines meet the
+    same drift. A stack left idle while the other is measured costs under 1% of a core."""
+    stacks: dict[str, Stack] = {}
+    sweepers = []
+    try:
+        for which, env in envs.items():
+            stack, groups = await _start(which, args, env, logdir)
+            stacks[which] = stack
+            sweepers.append(
+                _Sweeper(which, _target(which, args, env, creds), groups, _db_url(which, args, env))
+            )
+        runs: dict[str, list[dict[str, Any]]] = {w: [] for w in envs}
+        for repeat in range(args.sweep_repeats):
+            for s in sweepers:
+                s.best, s.failed = None, False
+            steps = await _sweep_once(args, sweepers, repeat)
+            for s in sweepers:
+                runs[s.which].append(
+                    {"best_rate": s.best, "steps": [x for x in steps if x["which"] == s.which]}
+                )
+            print(f"sweep {repeat + 1}: " + ", ".join(f"{s.which} {s.best}/s" for s in sweepers))
+            for stack in stacks.values():
+                stack.check_alive()
+    finally:
+        for which, stack in stacks.items():
+            _stop(which, stack)
+    return {
+        which: {
+            "best_rate": statistics.median_low([r["best_rate"] or 0 for r in rs]) or None,
+            "best_rates": [r["best_rate"] for r in rs],
+            "runs": rs,
+        }
+        for which, rs in runs.items()
+    }
+
+
+async def _sweep_once(
+    args: argparse.Namespace, sweepers: list[_Sweeper], repeat: int
+) -> list[dict[str, Any]]:
+    """Steps up until a rate fails twice in a row, for each pipeline: on a shared machine one
+    stall can fail a step that holds (a rate passed on its second try is marked ``retried``)."""
+    steps = []
+    for i, rate in enumerate(args.sweep_rates):
+        live = [s for s in sweepers if not s.failed]
+        if not live:
             break
-        best = rate
-    return {"best_rate": best, "steps": steps}
+        for s in live if i % 2 == 0 else live[::-1]:
+            for attempt in (1, 2):
+                print(f"[{s.which}] sweep {rate}/s for {args.sweep_s}s (try {attempt})", flush=True)
+                # members reused from the step before must have no open alert
+                await clear_incidents(s.db_url, ceiling=s.which == "ceiling")
+                await checkpoint(args.db_url)
+                res = await measure(
+                    s.target(args.consoles_sweep), [(rate, args.sweep_s)], await s.groups()
+                )
+                ok = (
+                    res["errors"] == 0
+                    and res["all_delivered"]
+                    and (res["sos_to_slowest_console_ms"]["p99"] or 1e9) <= E2E_TARGET_MS
+                )
+                res.pop("series")
+                steps.append(
+                    {"which": s.which, "repeat": repeat, "rate": rate, "ok": ok,
+                     "retried": attempt > 1, **res}
+                )  # fmt: skip
+                _print_one(s.which, f"sweep@{rate}", res)
+                if ok:
+                    break
+            if ok:
+                s.best = rate
+            else:
+                s.failed = True
+    return steps
 
 
 def _fmt(s: dict[str, Any]) -> str:
@@ -877,8 +957,14 @@ def ratios(ours: dict[str, Any], ceil: dict[str, Any]) -> dict[str, Any]:
         if c is None:
             continue
         if name == "sweep":
-            if r["best_rate"] and c["best_rate"]:
-                out["sweep_best_rate"] = round(r["best_rate"] / c["best_rate"], 2)
+            each = [
+                round(a / b, 2) if a and b else None
+                for a, b in zip(r["best_rates"], c["best_rates"], strict=True)
+            ]
+            out["sweep_best_rate_each"] = each
+            known = [x for x in each if x is not None]
+            if known:
+                out["sweep_best_rate"] = statistics.median(known)
             continue
         rr: dict[str, Any] = {}
         for metric in ("ingest_ms", "sos_to_console_ms", "sos_to_slowest_console_ms"):
@@ -961,9 +1047,13 @@ def summary(results: dict[str, Any]) -> None:
             print()
     if "sweep" in o:
         print(
-            f"sweep: best rate with p99<= {E2E_TARGET_MS} ms: ansim {o['sweep']['best_rate']}/s"
-            + (f", ceiling {c['sweep']['best_rate']}/s" if "sweep" in c else "")
-            + (f", ratio {rt.get('sweep_best_rate')}" if "sweep_best_rate" in rt else "")
+            f"sweep: best rate with p99<= {E2E_TARGET_MS} ms: ansim {o['sweep']['best_rates']}"
+            + (f", ceiling {c['sweep']['best_rates']}" if "sweep" in c else "")
+            + (
+                f"; ratio {rt['sweep_best_rate_each']}, median {rt.get('sweep_best_rate')}"
+                if "sweep_best_rate_each" in rt
+                else ""
+            )
         )
 
 
@@ -1000,6 +1090,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-rates", type=lambda s: [float(x) for x in s.split(",")],
                    default=[100, 200, 300, 450, 600, 800, 1000, 1200, 1400])  # fmt: skip
     p.add_argument("--sweep-s", type=float, default=10)
+    p.add_argument("--sweep-repeats", type=int, default=3, help="whole sweeps, one after the other")
     p.add_argument("--warmup-s", type=float, default=2.0, help="20/s before each run, discarded")
     p.add_argument("--smoke-rate", type=float, default=20)
     p.add_argument("--smoke-s", type=float, default=3)
@@ -1081,13 +1172,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     results["ansim"], results["ceiling"] = {}, {}
+    envs = {k: v for k, v in (("ansim", env), ("ceiling", cenv)) if not getattr(args, f"no_{k}")}
     # Profile by profile, ours then the ceiling's: the two measurements of a profile are minutes
-    # apart at most, so a change in the machine's other load affects both.
+    # apart at most, so a change in the machine's other load affects both (the sweep's steps
+    # take turns).
     for name in args.todo:
-        if not args.no_ansim:
-            results["ansim"].update(await run_target("ansim", args, env, logdir, creds, [name]))
-        if not args.no_ceiling:
-            results["ceiling"].update(await run_target("ceiling", args, cenv, logdir, None, [name]))
+        if name == "sweep":
+            for which, res in (await run_sweep(args, envs, logdir, creds)).items():
+                results[which]["sweep"] = res
+            continue
+        for which, e in envs.items():
+            results[which][name] = await run_target(which, args, e, logdir, creds, name)
     if not args.no_ceiling and not args.no_ansim:
         results["ratios"] = ratios(results["ansim"], results["ceiling"])
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
