@@ -381,10 +381,9 @@ def start_ours(args: argparse.Namespace, env: dict[str, str], logdir: Path) -> S
             "uvloop",
             "--http",
             "httptools",
-            "--ws",
-            "websockets",
-            # As `ansim serve`: console messages are small and go to many sockets; deflate per
-            # socket cost more CPU than everything else in the fan-out.
+            # As `ansim serve` (uvicorn's default WebSocket implementation, sans-I/O websockets):
+            # console messages are small and go to many sockets; deflate per socket cost more
+            # CPU than everything else in the fan-out.
             "--ws-per-message-deflate",
             "false",
             "--no-access-log",
