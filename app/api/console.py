@@ -214,7 +214,10 @@ async def assign(
 
 @router.get("/dead-letters", summary="Stream entries that could not be processed")
 async def dead_letters(
-    staff: CurrentStaff, redis: RedisDep, settings: SettingsDep, count: int = 100
+    staff: CurrentStaff,
+    redis: RedisDep,
+    settings: SettingsDep,
+    count: Annotated[int, Query(ge=1, description="At most 1,000 are returned")] = 100,
 ) -> dict[str, Any]:
     if not (staff.role == "operator" or (staff.role == "dispatcher" and staff.city_wide)):
         raise Forbidden("operators and city-wide dispatchers only")
