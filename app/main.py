@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.router import api_router
+from app.api.router import ROUTERS
 from app.config import Settings, get_settings
 from app.db import create_engine, create_pool, create_sessionmaker
 from app.dispatch.console_log import ConsoleHub
@@ -109,7 +109,8 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.include_router(api_router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
