@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from app.config import Settings
+from app.redis_line import RedisLine
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,9 @@ class ConsoleHub:
     def __init__(self, *, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
+        #: The blocking read's own connection (see app/redis_line.py): it reads about once per
+        #: message, and redis-py's client cost three times the rest of the read.
+        self._line = RedisLine.like(redis, role="console-hub")
         self._queues: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -223,6 +227,7 @@ class ConsoleHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._line.aclose()
 
     async def _run(self) -> None:
         last: str | None = None
@@ -230,12 +235,13 @@ class ConsoleHub:
             try:
                 if last is None:
                     last = await last_cursor(self.redis, self.settings)
-                rows: Any = await self.redis.xread(
-                    {self.settings.console_stream: last}, block=2000, count=500
-                )
+                rows: Any = await self._line.execute(
+                    b"XREAD", b"COUNT", 500, b"BLOCK", 2000, b"STREAMS",
+                    self.settings.console_stream, last, block_s=2.0,
+                )  # fmt: skip
                 for _stream, entries in rows or []:
-                    for entry_id, fields in entries:
-                        entry = _decode(entry_id, fields)
+                    for entry_id, flat in entries:
+                        entry = _decode(entry_id, dict(zip(flat[::2], flat[1::2], strict=True)))
                         last = entry.cursor
                         self._fan_out(entry)
                 if rows and len(self._queues) >= LINGER_MIN_CONSOLES:

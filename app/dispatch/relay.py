@@ -22,6 +22,7 @@ from redis.asyncio.client import Pipeline
 from app.config import Settings
 from app.dispatch import console_log
 from app.incidents.store import OutboxRow
+from app.redis_line import RedisLine
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,9 @@ class OutboxRelay:
         self.pool = pool
         self.redis = redis
         self.settings = settings
-        self._publish = redis.register_script(_PUBLISH)
+        #: The direct publish's own connection (see app/redis_line.py), opened on first use.
+        self._line = RedisLine.like(redis, role="publish")
+        self._publish = self._line.script(_PUBLISH)
         self.stats = RelayStats()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -206,9 +209,10 @@ class OutboxRelay:
             ]
         fields = stream_fields(row.id, row.topic, row.payload, committed_at)
         try:
-            to_dispatchers = await self._publish(
-                keys=keys,
-                args=[
+            to_dispatchers = await self._line.evalsha(
+                self._publish,
+                keys,
+                [
                     s.stream_maxlen,
                     repr(lon) if located else "",
                     repr(lat) if located else "",
@@ -286,6 +290,7 @@ class OutboxRelay:
             await self.flush_receipts()
         except Exception as exc:  # the reconciler publishes their rows again
             log.warning("receipts lost at shutdown (%s)", type(exc).__name__)
+        await self._line.aclose()
 
     async def run(self) -> None:
         backoff = 0.0
