@@ -261,10 +261,11 @@ async def run(
             try:
                 try:
                     st, payload = await c.post(target.path, body, headers)
-                except StaleConnection:
+                except (StaleConnection, ConnectionResetError):
                     # An idle connection the server closed (keep-alive timeout) before this
-                    # request reached it: nothing was received, so send it on a new one, as a
-                    # phone's HTTP client does. A fresh connection closing is an error.
+                    # request reached it: nothing was received (a reset: the request reached a
+                    # socket closed unread), so send it on a new one, as a phone's HTTP client
+                    # does (RFC 9112, 9.3.1). A fresh connection closing is an error.
                     c.close()
                     if not reused:
                         raise
