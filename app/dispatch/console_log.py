@@ -54,6 +54,11 @@ DEDUPE_TTL_S = 7 * 24 * 3600
 #: message costs every console a wake-up, so with many the batches save more than the wait
 #: costs; with 5 consoles lingering saved no CPU and cost ~4 ms of p50 (docs/performance.md).
 LINGER_MIN_CONSOLES = 20
+#: Messages a console may fall behind before it is told to reconnect with its cursor: ten
+#: seconds of a 1,000/s burst. The queue holds references to entries every console shares, so a
+#: console behind costs 8 bytes a message; with 1,000, every console of the benchmark's burst
+#: was cut and replayed from Redis while the API was busiest (docs/performance.md).
+QUEUE_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,7 @@ class ConsoleHub:
         return len(self._queues)
 
     def subscribe(self) -> Subscription:
-        queue: Subscription = asyncio.Queue(maxsize=1000)
+        queue: Subscription = asyncio.Queue(maxsize=QUEUE_MAX)
         self._queues.add(queue)
         self.start()
         return queue

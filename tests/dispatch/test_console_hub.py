@@ -24,6 +24,16 @@ async def test_a_slow_console_gets_nothing_past_its_cursor_before_the_reconnect(
     assert queue.empty(), "an unsubscribed console gets nothing more"
 
 
+async def test_a_console_stays_through_five_seconds_of_a_1000_per_second_burst(redis, settings):
+    hub = ConsoleHub(redis=redis, settings=settings)
+    queue = hub.subscribe()
+    await hub.stop()
+    for i in range(5_000):
+        hub._fan_out(ConsoleEntry(cursor=f"{i + 1}-0", district_id=None, body={}))
+    assert queue.qsize() == 5_000 and hub.subscribers == 1
+    assert [queue.get_nowait().cursor for _ in range(2)] == ["1-0", "2-0"]  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("consoles", [1, LINGER_MIN_CONSOLES], ids=["few", "many"])
 async def test_with_many_consoles_the_hub_lingers_after_a_busy_read(redis, settings, consoles):
     """The first message after a quiet spell goes out at once. With many consoles the hub then
