@@ -489,7 +489,7 @@ class CpuMeter:
     def _cpu(pid: int) -> float | None:
         try:
             t = psutil.Process(pid).cpu_times()
-            return t.user + t.system
+            return float(t.user + t.system)
         except psutil.Error:
             return None
 
@@ -540,17 +540,19 @@ def analyse(
     e2e0, worst = [], []
     series = []  # (t since start s, ingest ms, e2e to console 0 ms)
     for s in accepted:
+        iid = s[3]
+        assert iid is not None
         t_rel = (s[0] - data.start_ns) / 1e9
-        r0 = data.recv[0].get(s[3]) if k else None
+        r0 = data.recv[0].get(iid) if k else None
         e = (r0 - s[0]) * ms if r0 else None
         series.append((round(t_rel, 4), round((s[1] - s[0]) * ms, 3), e and round(e, 3)))
         if s[0] < cutoff or not k:
             continue
         if r0:
             e2e0.append((r0 - s[0]) * ms)
-        ts = [r.get(s[3]) for r in data.recv]
-        if all(ts):
-            worst.append((max(ts) - s[0]) * ms)  # type: ignore[type-var]
+        ts = [r[iid] for r in data.recv if iid in r]
+        if len(ts) == k:
+            worst.append((max(ts) - s[0]) * ms)
     per_sec: dict[int, dict[str, float]] = {}
     for t_rel, ing, e in series:
         sec = per_sec.setdefault(int(t_rel), {"sent": 0, "ingest_max_ms": 0.0, "e2e_max_ms": 0.0})
@@ -1139,7 +1141,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "ANSIM_CONSOLE_PING_S": "2",
         }
     )
-    env.update(kv.split("=", 1) for kv in args.env)  # type: ignore[misc]
+    env.update(kv.split("=", 1) for kv in args.env)
     env.pop("ANSIM_DATABASE_URL", None)
     env.pop("ANSIM_REDIS_URL", None)
     await prepare_database(args.db_url, env)
