@@ -59,7 +59,6 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         #: (reply future, deadline) of each command sent and not answered yet, in order
         self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
-        self.closed: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's is not a subclass)
@@ -87,8 +86,6 @@ class _Protocol(asyncio.Protocol):
 
     def fail(self, exc: BaseException) -> None:
         """The connection is done for: every caller waiting on it gets ``exc``."""
-        if self.closed is None:
-            self.closed = exc
         if self.transport is not None:
             self.transport.abort()
         while self.waiting:
