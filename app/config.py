@@ -5,10 +5,19 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER = "change-me"
+
+
+class EscalationStep(BaseModel):
+    """One level of the escalation ladder after the first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_s: float = Field(gt=0)
+    page: bool = False
 
 
 class Settings(BaseSettings):
@@ -97,6 +106,15 @@ class Settings(BaseSettings):
     #: together (one wake-up and one frame per batch console), for at most this much latency.
     #: The first entry after a quiet spell is never held. 0: read again at once.
     console_linger_s: float = 0.02
+    #: Each API process refreshes its open consoles in Redis this often; a console of a process
+    #: that died counts no longer after the TTL (app/dispatch/coverage.py).
+    console_presence_refresh_s: float = 5.0
+    console_presence_ttl_s: float = 15.0
+    #: How often every dispatcher gives incidents nobody watches to the consoles that are open.
+    coverage_poll_s: float = 0.5
+    #: Districts whose boundaries are within this (degrees, ~50 m) are neighbours: simplified
+    #: boundaries leave slivers between districts that touch.
+    coverage_neighbour_tolerance: float = 0.0005
     relay_sweep_interval_s: float = 1.0
     relay_batch: int = 500
     #: Published outbox rows no dispatcher processed after this long (lost with Redis) are
@@ -110,9 +128,25 @@ class Settings(BaseSettings):
     dispatch_claim_idle_s: float = 5.0
     dispatch_max_deliveries: int = 5
     dispatch_drain_s: float = 10.0
-    #: Acknowledgement deadline and escalation.
+    #: The escalation ladder (app/dispatch/routing.py). A new incident nobody acknowledged in
+    #: ``ack_deadline_s`` goes to level 1 (an alarm on its consoles and the city-wide ones); each
+    #: step of ``escalation_ladder`` is the next level, ``after_s`` after the one before, paging
+    #: the on-call supervisors where it says so; after the last step the on-call supervisors are
+    #: paged again every ``escalation_repeat_s`` (0: never) until someone acknowledges it.
+    #: ``ANSIM_ESCALATION_LADDER='[{"after_s": 30, "page": true}, ...]'``.
     ack_deadline_s: float = 15.0
-    escalation_max_levels: int = 3
+    escalation_ladder: list[EscalationStep] = Field(
+        default_factory=lambda: [
+            EscalationStep(after_s=30.0, page=True),
+            EscalationStep(after_s=60.0, page=True),
+        ]
+    )
+    escalation_repeat_s: float = 120.0
+    #: The stages after the acknowledgement: an acknowledged incident must have a unit
+    #: responding within ``respond_deadline_s``, a responding one be on scene within
+    #: ``on_scene_deadline_s``; each overdue stage escalates once and pages (0: no deadline).
+    respond_deadline_s: float = 300.0
+    on_scene_deadline_s: float = 900.0
     deadline_poll_s: float = 0.5
     #: Volunteers: how many are offered, how many are needed, where to look.
     volunteer_geo_key: str = "ansim:volunteers:geo"

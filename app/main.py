@@ -14,6 +14,7 @@ from app.api.router import ROUTERS
 from app.config import Settings, get_settings
 from app.db import create_engine, create_pool, create_sessionmaker
 from app.dispatch.console_log import ConsoleHub
+from app.dispatch.coverage import ConsolePresence
 from app.dispatch.relay import OutboxRelay
 from app.errors import error_response, install_error_handlers
 from app.redis import create_redis
@@ -87,10 +88,12 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
         app.state.relay = OutboxRelay(pool=app.state.pool, redis=app.state.redis, settings=settings)
         app.state.relay.start()
         app.state.console_hub = ConsoleHub(redis=app.state.redis, settings=settings)
+        app.state.console_presence = ConsolePresence(redis=app.state.redis, settings=settings)
         settle_heap()
         try:
             yield
         finally:
+            await app.state.console_presence.stop()
             await app.state.console_hub.stop()
             await app.state.relay.stop()
             await app.state.http.aclose()

@@ -31,6 +31,7 @@ from app.api.deps import (
 from app.api.schemas import StrictModel
 from app.dispatch import console_log
 from app.dispatch.console_log import ConsoleEntry, ConsoleHub, Wake
+from app.dispatch.coverage import ConsolePresence, console_channels, coverage_status
 from app.dispatch.worker import read_dead_letters
 from app.errors import Conflict, Forbidden, NotFound
 from app.incidents import lifecycle, timeline
@@ -67,8 +68,7 @@ def _actor(staff: StaffPrincipal) -> str:
 
 async def _in_scope(pool: Any, staff: StaffPrincipal, incident_id: uuid.UUID) -> dict[str, Any]:
     summary = await incident_summary(pool, incident_id)
-    district = uuid.UUID(summary["district_id"]) if summary and summary["district_id"] else None
-    if summary is None or not staff.sees_district(district):
+    if summary is None or not staff.sees(summary["district_id"], summary["covered_by"]):
         raise NotFound(f"incident {incident_id} not found")
     return summary
 
@@ -212,6 +212,11 @@ async def assign(
     }
 
 
+def _operator_or_supervisor(staff: StaffPrincipal) -> None:
+    if not (staff.role == "operator" or (staff.role == "dispatcher" and staff.city_wide)):
+        raise Forbidden("operators and city-wide dispatchers only")
+
+
 @router.get("/dead-letters", summary="Stream entries that could not be processed")
 async def dead_letters(
     staff: CurrentStaff,
@@ -219,9 +224,16 @@ async def dead_letters(
     settings: SettingsDep,
     count: Annotated[int, Query(ge=1, description="At most 1,000 are returned")] = 100,
 ) -> dict[str, Any]:
-    if not (staff.role == "operator" or (staff.role == "dispatcher" and staff.city_wide)):
-        raise Forbidden("operators and city-wide dispatchers only")
+    _operator_or_supervisor(staff)
     return {"entries": await read_dead_letters(redis, settings, count=min(count, 1000))}
+
+
+@router.get("/coverage", summary="Open consoles per district; the districts nobody watches")
+async def coverage(
+    staff: CurrentStaff, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+) -> dict[str, Any]:
+    _operator_or_supervisor(staff)
+    return await coverage_status(pool, redis, settings)
 
 
 # -- WebSocket -------------------------------------------------------------------------------
@@ -367,9 +379,16 @@ async def stream(
             return
 
     def visible(entry: ConsoleEntry) -> bool:
-        return staff.sees_district(entry.district_id)
+        # (Asked for every message and console: no sets built, no ids parsed.)
+        return staff.sees_district(entry.district_id) or (
+            bool(entry.also) and not staff.district_ids.isdisjoint(entry.also)
+        )
 
     queue = hub.subscribe()  # before replay/snapshot, so nothing falls between them
+    presence: ConsolePresence = ws.app.state.console_presence
+    watching = await presence.join(
+        console_channels(city_wide=staff.city_wide, district_ids=staff.district_ids)
+    )
     access = _AccessLog(_access_writer(ws), staff.id)
     try:
         await _send(
@@ -421,6 +440,7 @@ async def stream(
         pass
     finally:
         hub.unsubscribe(queue)
+        await presence.leave(watching)
         with contextlib.suppress(Exception):
             await access.flush(force=True)
 

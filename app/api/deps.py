@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.errors import Forbidden, Unauthorized
+from app.incidents.console_service import in_scope
 from app.incidents.timeline import OUTBOX_WRITTEN
 from app.security.tokens import hash_token, member_by_token_sql
 
@@ -117,6 +118,18 @@ class StaffPrincipal:
     def sees_district(self, district_id: uuid.UUID | None) -> bool:
         """City-wide staff see everything; others only their districts (not unlocated ones)."""
         return self.city_wide or (district_id is not None and district_id in self.district_ids)
+
+    def sees(
+        self, district_id: uuid.UUID | str | None, covered_by: Iterable[uuid.UUID | str] = ()
+    ) -> bool:
+        """An incident of ``district_id`` that the districts ``covered_by`` cover (nobody watched
+        its own channel) is theirs to see and act on too."""
+        return in_scope(
+            city_wide=self.city_wide,
+            district_ids=self.district_ids,
+            district_id=district_id,
+            covered_by=covered_by,
+        )
 
 
 async def staff_from_token(pool: asyncpg.Pool, token: str) -> StaffPrincipal | None:

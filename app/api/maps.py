@@ -143,11 +143,11 @@ async def incident_nearby(
     """The nearest places open now, the nearest police offices, the volunteers assigned (with
     their last position) and on-duty volunteers nearby who could be assigned."""
     row = await pool.fetchrow(
-        "SELECT district_id, ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon"
-        " FROM incident WHERE id = $1",
+        "SELECT district_id, covered_by, ST_Y(location::geometry) AS lat,"
+        " ST_X(location::geometry) AS lon FROM incident WHERE id = $1",
         incident_id,
     )
-    if row is None or not staff.sees_district(row["district_id"]):
+    if row is None or not staff.sees(row["district_id"], row["covered_by"]):
         raise NotFound(f"incident {incident_id} not found")
     assigned_ids: list[uuid.UUID] = [
         r["volunteer_id"]

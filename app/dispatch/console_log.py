@@ -10,6 +10,7 @@ import contextlib
 import enum
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeAlias
@@ -66,6 +67,8 @@ class ConsoleEntry:
     cursor: str
     district_id: uuid.UUID | None
     body: dict[str, Any]
+    #: Districts that cover it: their consoles get it too (app/dispatch/coverage.py).
+    also: frozenset[uuid.UUID] = frozenset()
 
     def message(self) -> dict[str, Any]:
         return {**self.body, "cursor": self.cursor}
@@ -88,13 +91,20 @@ class ConsoleEntry:
         return orjson.dumps(self.message()).decode()
 
 
+def audience_field(district_id: uuid.UUID | None, also: Iterable[uuid.UUID] = ()) -> str:
+    """An entry's ``district`` field: its district (empty: none), then the districts that
+    cover it, comma-separated; the same string for every writer of the log."""
+    return ",".join([str(district_id) if district_id else "", *sorted(str(d) for d in also)])
+
+
 def _decode(entry_id: bytes | str, fields: dict[bytes, bytes]) -> ConsoleEntry:
     cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    district = fields.get(b"district", b"").decode()
+    district, *also = fields.get(b"district", b"").decode().split(",")
     return ConsoleEntry(
         cursor=cursor,
         district_id=uuid.UUID(district) if district else None,
         body=orjson.loads(fields[b"body"]),
+        also=frozenset(uuid.UUID(d) for d in also),
     )
 
 
@@ -131,14 +141,16 @@ async def append(
     dedupe_key: str,
     district_id: uuid.UUID | None,
     body: dict[str, Any],
+    also: Iterable[uuid.UUID] = (),
     ack: str | None = None,
 ) -> str | None:
     """Append a console message unless ``dedupe_key`` was appended before; returns its cursor.
-    ``ack``: the incidents-stream entry whose last effect this is, acknowledged with it."""
+    ``also``: the districts covering it. ``ack``: the incidents-stream entry whose last effect
+    this is, acknowledged with it."""
     keys = [settings.console_stream, seen_key(settings, dedupe_key)]
     args: list[Any] = [
         str(settings.console_maxlen),
-        str(district_id) if district_id else "",
+        audience_field(district_id, also),
         str(DEDUPE_TTL_S),
         orjson.dumps(body),
     ]

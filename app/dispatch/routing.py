@@ -21,6 +21,7 @@ from app.dispatch.gateways import Gateway, deliver_once
 from app.incidents.console_service import SUMMARY_COLUMNS, incident_summary, summary_from_row
 from app.incidents.route_sql import link_lateral_sql, routed_event_sql
 from app.incidents.store import TOPIC_UPDATED
+from app.notifications.service import page_on_call
 
 log = logging.getLogger(__name__)
 
@@ -271,20 +272,62 @@ async def _offer_volunteers(
     return len(found)
 
 
+def next_step_s(settings: Settings, level: int) -> float | None:
+    """Seconds from reaching ``level`` to the next level of an unacknowledged incident's
+    ladder (``Settings.escalation_ladder``); None: no further level."""
+    ladder = settings.escalation_ladder
+    if level <= len(ladder):
+        return ladder[level - 1].after_s if level >= 1 else settings.ack_deadline_s
+    return settings.escalation_repeat_s or None
+
+
+def pages_at(settings: Settings, level: int, reason: str) -> bool:
+    """Whether reaching ``level`` for ``reason`` pages the on-call supervisors: the ladder's
+    steps that say so, its repeats, every stage overdue after the acknowledgement and every
+    duress or wrong-PIN escalation."""
+    if reason != "ack_timeout":
+        return True
+    ladder = settings.escalation_ladder
+    return level > len(ladder) + 1 or (level >= 2 and ladder[level - 2].page)
+
+
 async def _escalate(
     conn: asyncpg.Connection, settings: Settings, inc: asyncpg.Record, *, reason: str, bump: bool
 ) -> None:
+    """One step up the ladder: the level, the next deadline while it is unacknowledged, the
+    ``escalated`` event (consoles) and, where the ladder says so, a page."""
     level = inc["escalation_level"] + (1 if bump else 0)
     await conn.execute(
         "UPDATE incident SET escalation_level = $2::int, updated_at = now(),"
-        " ack_deadline_at = CASE WHEN status = 'new' AND $2::int < $3::int"
-        "   THEN now() + make_interval(secs => $4::float8) ELSE NULL END WHERE id = $1",
+        " ack_deadline_at = CASE WHEN status = 'new' AND $3::float8 IS NOT NULL"
+        "   THEN now() + make_interval(secs => $3::float8) ELSE NULL END WHERE id = $1",
         inc["id"],
         level,
-        settings.escalation_max_levels,
-        settings.ack_deadline_s,
+        next_step_s(settings, level),
     )
-    await _event(conn, inc["id"], "escalated", {"level": level, "reason": reason}, publish=True)
+    data: dict[str, Any] = {"level": level, "reason": reason}
+    if pages_at(settings, level, reason):
+        data["paged"] = await page_on_call(
+            conn,
+            incident_id=inc["id"],
+            reason=reason,
+            level=level,
+            dedupe=f"escalated:{inc['id']}:{level}:{reason}",
+        )
+    await _event(conn, inc["id"], "escalated", data, publish=True)
+
+
+#: An overdue stage after the acknowledgement, by status (and whether a unit is assigned).
+_STAGE_OVERDUE_SQL = """
+SELECT i.id, i.escalation_level, CASE
+    WHEN i.status = 'responding' THEN 'not_on_scene'
+    WHEN EXISTS (SELECT 1 FROM assignment a WHERE a.incident_id = i.id) THEN 'not_responding'
+    ELSE 'no_unit_assigned' END AS reason
+FROM incident i
+WHERE i.stage_deadline_at IS NOT NULL AND i.stage_deadline_at <= now()
+  AND i.status IN ('acknowledged', 'responding')
+ORDER BY i.stage_deadline_at LIMIT $1 FOR NO KEY UPDATE OF i SKIP LOCKED
+"""
 
 
 async def _route_reported_alone(ctx: Context, entry: Entry) -> bool | None:
@@ -362,7 +405,14 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                             lon=inc["lon"],
                             level=int(entry.payload.get("level", 1)),
                         )
-                elif entry.kind in CLOSED:
+                elif entry.kind in STAGES or entry.kind in CLOSED:
+                    await conn.execute(
+                        _STAGE_DEADLINE_SQL,
+                        entry.incident_id,
+                        ctx.settings.respond_deadline_s,
+                        ctx.settings.on_scene_deadline_s,
+                    )
+                if entry.kind in CLOSED:
                     await conn.execute(
                         "UPDATE offer SET status = 'withdrawn', responded_at = now()"
                         " WHERE incident_id = $1 AND status = 'offered'",
@@ -394,6 +444,7 @@ async def _publish_to_console(
         dedupe_key=console_log.outbox_dedupe_key(entry.outbox_id),
         district_id=district,
         body=console_log.incident_message(entry.kind, entry.payload, summary, entry.committed_at),
+        also=[uuid.UUID(d) for d in summary["covered_by"]],
         ack=ack_id,
     )
     return ack_id is not None
@@ -463,7 +514,8 @@ async def _record_delivery(
 
 
 async def escalate_overdue(pool: asyncpg.Pool, settings: Settings, *, limit: int = 50) -> int:
-    """Escalate incidents nobody acknowledged in time; several dispatchers never double up."""
+    """Escalate incidents nobody acknowledged in time, and those whose stage after the
+    acknowledgement is overdue (once per stage); several dispatchers never double up."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             "SELECT id, escalation_level FROM incident WHERE status = 'new'"
@@ -473,4 +525,22 @@ async def escalate_overdue(pool: asyncpg.Pool, settings: Settings, *, limit: int
         )
         for row in rows:
             await _escalate(conn, settings, row, reason="ack_timeout", bump=True)
-    return len(rows)
+        stages = await conn.fetch(_STAGE_OVERDUE_SQL, limit)
+        for row in stages:
+            await conn.execute(
+                "UPDATE incident SET stage_deadline_at = NULL WHERE id = $1", row["id"]
+            )
+            await _escalate(conn, settings, row, reason=row["reason"], bump=True)
+    return len(rows) + len(stages)
+
+
+#: The stage deadline once a stage begins (the acknowledgement, responding), from the status
+#: the incident has when its entry is routed, so entries routed out of order set the right one.
+_STAGE_DEADLINE_SQL = """
+UPDATE incident SET stage_deadline_at = CASE status
+    WHEN 'acknowledged' THEN nullif(now() + make_interval(secs => $2::float8), now())
+    WHEN 'responding' THEN nullif(now() + make_interval(secs => $3::float8), now())
+    END
+WHERE id = $1
+"""
+STAGES = ("acknowledged", "responding", "on_scene")

@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.config import Settings
 from app.devices import health
 from app.dispatch import routing
+from app.dispatch.coverage import Coverage
 from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
@@ -66,6 +67,7 @@ class Dispatcher:
         self.name = name or default_consumer_name()
         self.ctx = routing.Context(pool, redis, settings, build_gateways(settings, http))
         self.relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
+        self.coverage = Coverage(pool=pool, redis=redis, settings=settings)
         self._sem = asyncio.Semaphore(settings.dispatch_concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -100,6 +102,10 @@ class Dispatcher:
             asyncio.create_task(
                 self._every(self.settings.device_offline_check_s, self._report_offline_devices),
                 name="devices-offline",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.coverage_poll_s, self._cover_unwatched),
+                name="coverage",
             ),
             asyncio.create_task(
                 self._every(self.settings.retention_interval_s, self._purge_trails),
@@ -251,6 +257,10 @@ class Dispatcher:
 
     async def _report_offline_devices(self) -> None:
         if await health.report_offline(self.pool, self.settings):
+            self.relay.kick()
+
+    async def _cover_unwatched(self) -> None:
+        if await self.coverage.sweep():
             self.relay.kick()
 
     async def _republish_lost(self) -> None:

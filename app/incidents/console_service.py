@@ -4,6 +4,7 @@ WebSocket or a dispatcher never holds an ORM session)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ SUMMARY_COLUMNS = """
   i.id, i.emergency_id, i.source, i.trigger, i.status, i.silent, i.duress, i.escalation_level,
   ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon, i.accuracy_m,
   i.district_id, d.code AS district_code, d.name AS district_name, i.safe_place_id,
-  i.received_at, i.acknowledged_at, i.ack_deadline_at, i.closed_at, i.disposition, i.flags
+  i.received_at, i.acknowledged_at, i.ack_deadline_at, i.closed_at, i.disposition, i.flags,
+  i.covered_by, i.unwatched_at IS NOT NULL AS unwatched, i.stage_deadline_at
 """
 _FROM = " FROM incident i LEFT JOIN district d ON d.id = i.district_id "
 
@@ -47,7 +49,25 @@ def summary_from_row(row: asyncpg.Record) -> dict[str, Any]:
         "closed_at": _iso(row["closed_at"]),
         "disposition": row["disposition"],
         "flags": list(row["flags"] or []),
+        "coverage": _coverage(row),
+        "covered_by": [str(d) for d in row["covered_by"] or ()],
+        "unwatched": bool(row["unwatched"]),
+        "stage_deadline_at": _iso(row["stage_deadline_at"]),
     }
+
+
+def _coverage(row: asyncpg.Record) -> str | None:
+    """Why the incident may be on a console that is not its district's: it has no district
+    (no position, or outside every district), or other districts cover for its own."""
+    if row["district_id"] is None:
+        return "unlocated" if row["lat"] is None else "outside_city"
+    return "covering" if row["covered_by"] else None
+
+
+def scope_sql(district_ids_param: str) -> str:
+    """The incidents a dispatcher of the districts ``district_ids_param`` (an SQL uuid[]) may
+    see: their own and those they were given to cover (city-wide staff see all)."""
+    return f"(i.district_id = ANY({district_ids_param}) OR i.covered_by && {district_ids_param})"
 
 
 async def incident_summary(
@@ -57,8 +77,21 @@ async def incident_summary(
     return summary_from_row(row) if row is not None else None
 
 
-def _scope_sql(city_wide: bool, first_param: int) -> str:
-    return "" if city_wide else f" AND i.district_id = ANY(${first_param}::uuid[])"
+def in_scope(
+    *,
+    city_wide: bool,
+    district_ids: frozenset[uuid.UUID],
+    district_id: uuid.UUID | str | None,
+    covered_by: Iterable[uuid.UUID | str] = (),
+) -> bool:
+    """Whether a dispatcher sees an incident of ``district_id`` that the districts
+    ``covered_by`` cover: city-wide staff see all; others their districts' incidents (not
+    unlocated ones) and those they were given because nobody watched their own channel
+    (app/dispatch/coverage.py). ``scope_sql`` is the same rule in SQL."""
+    if city_wide:
+        return True
+    ids = {uuid.UUID(str(d)) for d in (district_id, *covered_by) if d is not None}
+    return not ids.isdisjoint(district_ids)
 
 
 async def list_incidents(
@@ -93,7 +126,7 @@ async def list_incidents(
         where.append(f"i.received_at >= ${len(args)}")
     if not city_wide:
         args.append(list(district_ids))
-        where.append(f"i.district_id = ANY(${len(args)}::uuid[])")
+        where.append(scope_sql(f"${len(args)}::uuid[]"))
     args.append(limit)
     rows = await pool.fetch(
         f"SELECT {SUMMARY_COLUMNS}{_FROM} WHERE {' AND '.join(where)}"
@@ -148,9 +181,11 @@ async def incident_detail(
     """One incident with timeline, location trail, offers, assignments and linked reports."""
     async with pool.acquire() as conn, conn.transaction():
         summary = await incident_summary(conn, incident_id)
-        if summary is None or not (
-            city_wide
-            or (summary["district_id"] and uuid.UUID(summary["district_id"]) in district_ids)
+        if summary is None or not in_scope(
+            city_wide=city_wide,
+            district_ids=district_ids,
+            district_id=summary["district_id"],
+            covered_by=summary["covered_by"],
         ):
             raise NotFound(f"incident {incident_id} not found")
         events = await conn.fetch(

@@ -69,6 +69,7 @@ async def transition(
     incident.updated_at = now
     if target == "acknowledged":
         incident.acknowledged_at = now
+        incident.unwatched_at = None  # a person has it
     if target != "new":
         # Once a human has it (or it is closed) no acknowledgement deadline is running.
         incident.ack_deadline_at = None

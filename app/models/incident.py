@@ -21,7 +21,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import UUIDPK, Base
@@ -68,6 +68,15 @@ class Incident(UUIDPK, Base):
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
     acknowledged_at: Mapped[datetime | None]
     ack_deadline_at: Mapped[datetime | None]
+    #: Acknowledged: a unit must be responding by then; responding: on scene by then.
+    stage_deadline_at: Mapped[datetime | None]
+    #: Districts whose consoles were given it because nobody watched its own channel
+    #: (app/dispatch/coverage.py); their dispatchers may read and act on it.
+    covered_by: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(UUID(as_uuid=True)), server_default=text("'{}'")
+    )
+    #: No console at all was open for it (supervisors were paged); cleared by an ack.
+    unwatched_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     disposition: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -127,6 +136,11 @@ class Incident(UUIDPK, Base):
             "ix_incident_ack_deadline",
             "ack_deadline_at",
             postgresql_where=text("status = 'new' AND ack_deadline_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_incident_stage_deadline",
+            "stage_deadline_at",
+            postgresql_where=text("stage_deadline_at IS NOT NULL"),
         ),
     )
 

@@ -234,6 +234,16 @@ CALLS = [
         ),
     ),
     Call(
+        "GET",
+        "/v1/console/coverage",
+        audience(
+            "staff",
+            city_wide=200,
+            operator=200,
+            **every(("dispatcher_a", "dispatcher_b", *VOLUNTEERS), 403),
+        ),
+    ),
+    Call(
         "POST",
         "/v1/volunteers/duty",
         audience("volunteer", **every(VOLUNTEERS, 200)),

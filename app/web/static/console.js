@@ -76,7 +76,7 @@
   }
 
   // --- ordering and labels ----------------------------------------------------------------
-  const isUrgent = (i) => i.duress || i.escalation_level > 0;
+  const isUrgent = (i) => i.duress || i.escalation_level > 0 || i.unwatched;
   function rank(i) {
     if (isUrgent(i)) return 0;
     if (i.status === 'new') return 1;
@@ -92,6 +92,13 @@
     if (i.duress) out.push(el('span', { class: 'badge duress' }, 'DURESS'));
     if (i.escalation_level > 0) out.push(el('span', { class: 'badge escalated' }, `ESCALATED L${i.escalation_level}`));
     if (i.silent) out.push(el('span', { class: 'badge silent' }, 'SILENT'));
+    if (i.unwatched) out.push(el('span', { class: 'badge escalated', title: 'No console was open for it: supervisors were paged' }, 'UNWATCHED'));
+    if (i.coverage === 'unlocated') out.push(el('span', { class: 'badge coverage' }, 'UNLOCATED'));
+    if (i.coverage === 'outside_city') out.push(el('span', { class: 'badge coverage' }, 'OUTSIDE THE CITY'));
+    if (i.coverage === 'covering' && state.staff && !state.staff.city_wide
+        && !state.staff.district_ids.includes(i.district_id)) {
+      out.push(el('span', { class: 'badge coverage' }, `COVERING FOR ${i.district_name || i.district_code}`));
+    }
     for (const f of i.flags || []) {
       if (['no_location', 'location_poor', 'location_stale'].includes(f)) {
         out.push(el('span', { class: 'badge flag' }, f.replace('_', ' ')));
@@ -241,6 +248,21 @@
     );
   }
 
+  // The city-wide console shows which districts no console watches right now.
+  async function refreshCoverage() {
+    const banner = $('banner-coverage');
+    if (!state.staff || !state.staff.city_wide || !state.token) { banner.hidden = true; return; }
+    const res = await api('GET', '/v1/console/coverage', { token: state.token });
+    if (!res.ok) return;
+    const names = res.data.districts.filter((d) => !d.consoles).map((d) => d.name);
+    state.coverage = res.data;
+    banner.hidden = names.length === 0;
+    banner.replaceChildren(
+      el('span', {}, `No console open in ${names.length} district${names.length === 1 ? '' : 's'} (covered by neighbours and this console):`),
+      ...names.map((n) => el('span', { class: 'district-unwatched' }, n)),
+    );
+  }
+
   function onMessage(msg) {
     state.lastFrameAt = Date.now();
     state.frames += 1;
@@ -259,6 +281,7 @@
         state.connects += 1;
         setConnected(true);
         loadReference();
+        refreshCoverage();
         if (state.openId) scheduleDetailRefresh();
         break;
       case 'snapshot': {
@@ -471,7 +494,9 @@
     const data = e.data || {};
     const bits = [];
     if (e.kind === 'assigned') bits.push(data.kind === 'unit' ? `unit ${data.unit}` : `volunteer ${volunteerName(d, data.volunteer_id)}`);
-    if (e.kind === 'escalated') bits.push(`level ${data.level} (${data.reason})`);
+    if (e.kind === 'escalated') bits.push(`level ${data.level} (${data.reason})${data.paged ? ` · paged ${data.paged}` : ''}`);
+    if (e.kind === 'covered') bits.push(`${data.reason.replace('_', ' ')} → ${(data.districts || []).length} district console(s)`);
+    if (e.kind === 'unwatched') bits.push(`no console open · paged ${data.paged}`);
     if (e.kind === 'notified' || e.kind === 'notify_failed') bits.push(`${data.channel} → ${whoIs(d, data.target)}`);
     if (e.kind === 'location') bits.push(`${data.points || 1} point(s)`);
     if (data.disposition) bits.push(data.disposition);
@@ -790,6 +815,7 @@
   $('help-close').addEventListener('click', () => { $('help').hidden = true; });
   setInterval(tick, 1000);
   setInterval(remind, 1000);
+  setInterval(refreshCoverage, 10000);
   if (state.token) start();
   else showLogin();
 })();
