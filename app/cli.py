@@ -135,11 +135,18 @@ def dispatchers_create(
         list[str] | None, typer.Option(help="District code (repeat for several)")
     ] = None,
     city_wide: Annotated[bool, typer.Option(help="Sees every district (supervisor)")] = False,
+    phone: Annotated[str | None, typer.Option(help="E.164; where pages are texted")] = None,
+    on_call: Annotated[
+        bool, typer.Option(help="Paged (SMS to --phone) when nobody acts on an incident")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Create a dispatcher for one or more districts (or city-wide) and print a session token."""
     if not district and not city_wide:
         typer.echo("error: give --district CODE (repeatable) or --city-wide", err=True)
+        raise typer.Exit(2)
+    if on_call and not phone:
+        typer.echo("error: --on-call needs --phone (pages are texted)", err=True)
         raise typer.Exit(2)
     emit(
         _create_staff(
@@ -149,6 +156,8 @@ def dispatchers_create(
             password=password,
             district_codes=district or [],
             city_wide=city_wide,
+            phone=phone,
+            on_call=on_call,
         ),
         as_json,
     )

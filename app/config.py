@@ -159,12 +159,27 @@ class Settings(BaseSettings):
     #: A phone SOS and a button press this close in space and time are one emergency.
     link_radius_m: float = 300.0
     link_window_s: float = 600.0
-    #: Push (volunteers) and SMS (guardians) gateways; empty URL = log only.
+    #: Push (volunteers) and SMS (guardians, pages) gateways; an empty URL logs the message
+    #: instead (development and test only: production refuses to start without both).
     push_gateway_url: str = ""
     sms_gateway_url: str = ""
     gateway_hmac_key: str = PLACEHOLDER
-    gateway_max_attempts: int = 4
-    gateway_backoff_s: float = 0.2
+
+    # Notifications (app/notifications): retried from PostgreSQL until sent or the deadline.
+    #: How long a message is retried before it is shown as failed (well past a 10-minute
+    #: gateway outage; the fault tests shorten it).
+    notify_deadline_s: float = 1800.0
+    #: Retry ``n`` waits between half and all of ``min(cap, base * 2**(n-1))``.
+    notify_backoff_base_s: float = 1.0
+    notify_backoff_cap_s: float = 60.0
+    #: A sender's claim on a message; longer than an HTTP attempt can take.
+    notify_lease_s: float = 30.0
+    #: How often every dispatcher looks for due messages (a new one is sent at once).
+    notify_poll_s: float = 1.0
+    notify_batch: int = 50
+    notify_concurrency: int = 16
+    #: Where the links in messages point (the guardian view).
+    public_base_url: str = "http://127.0.0.1:8000"
 
     secret_key: str = PLACEHOLDER
 
@@ -175,8 +190,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
-        if self.environment == "production" and self.secret_key == PLACEHOLDER:
-            raise ValueError("ANSIM_SECRET_KEY must be set outside development")
+        if self.environment not in ("development", "test"):
+            for name in ("secret_key", "gateway_hmac_key"):
+                if getattr(self, name) == PLACEHOLDER:
+                    raise ValueError(f"ANSIM_{name.upper()} must be set outside development")
+            for name in ("push_gateway_url", "sms_gateway_url"):
+                if not getattr(self, name):
+                    # Without it a message would only be logged: nobody would be told.
+                    raise ValueError(f"ANSIM_{name.upper()} must be set in production")
         if self.fault and self.environment != "test":
             raise ValueError("ANSIM_FAULT is for the test environment only")
         return self

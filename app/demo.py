@@ -133,6 +133,8 @@ async def _staff(
         staff = await create_staff(
             session, role=role, username=username, name=name, password=PASSWORD, **kwargs
         )
+    elif kwargs.get("on_call") and not staff.on_call:  # a demo seeded before paging existed
+        staff.on_call, staff.phone = True, kwargs.get("phone")
     token, _ = await issue_staff_token(
         session, staff_id=staff.id, ttl_s=get_settings().staff_token_ttl_s
     )
@@ -180,7 +182,14 @@ async def seed_demo(session: AsyncSession) -> dict[str, Any]:
         "member": await _member(session),
         "dispatchers": dispatchers,
         "supervisor": await _staff(
-            session, "dispatcher", "supervisor", "City Supervisor", city_wide=True
+            session,
+            "dispatcher",
+            "supervisor",
+            "City Supervisor",
+            city_wide=True,
+            # On call: `make run` pages someone (the log gateway logs the SMS).
+            phone="+821099990000",
+            on_call=True,
         ),
         "volunteers": [
             await _staff(

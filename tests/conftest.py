@@ -75,7 +75,8 @@ async def migrated(settings: Settings) -> None:
 # Tables with mutable state, emptied before each test. Reference data (districts, places) too:
 # tests seed what they need.
 _TABLES = (
-    "dispatch_receipt, location_access, delivery_attempt, assignment, offer, outbox, "
+    "dispatch_receipt, location_access, delivery_attempt, notification, guardian_view, "
+    "assignment, offer, outbox, "
     "location_point, incident_event, incident, security_event, device, guardian, member_token, "
     "member, staff_token, staff_district, staff, safe_place, district"
 )

@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.dispatch.routing import _event
+from app.notifications import sender as notification_sender
 from app.notifications.service import page_on_call
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,9 @@ class Coverage:
             return
         rows = await self.pool.fetch(_NEIGHBOURS_SQL, self.settings.coverage_neighbour_tolerance)
         self._neighbours = {r["id"]: frozenset(r["near"]) for r in rows}
-        self._districts = frozenset(await self.pool.fetchval("SELECT array_agg(id) FROM district") or ())
+        self._districts = frozenset(
+            await self.pool.fetchval("SELECT array_agg(id) FROM district") or ()
+        )
         self._read_at = time.monotonic()
 
     async def sweep(self) -> int:
@@ -263,9 +266,14 @@ class Coverage:
                         dedupe=f"unwatched:{row['id']}",
                     )
                     await _event(
-                        conn, row["id"], "unwatched", {"reason": reason, "paged": paged},
+                        conn,
+                        row["id"],
+                        "unwatched",
+                        {"reason": reason, "paged": paged},
                         publish=True,
                     )
+        if any(row["newly_unwatched"] for row in rows):
+            notification_sender.kick()  # the pages, now committed
         return len(rows)
 
 

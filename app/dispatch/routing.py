@@ -1,8 +1,8 @@
 """What a dispatcher does with one stream entry, and the acknowledgement-deadline escalation.
 
 Each step is idempotent by the outbox id: the routing transaction is guarded by a
-``dispatch_receipt`` row, the console message by a Redis ``SET NX``, notifications by the
-``delivery_attempt`` rows of earlier successful sends."""
+``dispatch_receipt`` row, the console message by a Redis ``SET NX``, notifications by their
+dedupe keys in the ``notification`` queue (``app/notifications``)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.dispatch import console_log, presence
-from app.dispatch.gateways import Gateway, deliver_once
+from app.dispatch.gateways import Gateway
 from app.incidents.console_service import SUMMARY_COLUMNS, incident_summary, summary_from_row
 from app.incidents.route_sql import link_lateral_sql, routed_event_sql
 from app.incidents.store import TOPIC_UPDATED
-from app.notifications.service import page_on_call
+from app.notifications import sender as notification_sender
+from app.notifications.service import enqueue_for_event, page_on_call
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +419,8 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                         " WHERE incident_id = $1 AND status = 'offered'",
                         entry.incident_id,
                     )
+        if first and entry.kind in ESCALATING:
+            notification_sender.kick()  # the page it queued
         if routed.summary is None:
             # After the commit, as every console message carries the current summary.
             routed.summary = await incident_summary(conn, entry.incident_id)
@@ -451,66 +454,21 @@ async def _publish_to_console(
 
 
 async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record, *, offers: bool) -> None:
-    if inc["status"] in CLOSED:
-        return
-    if entry.kind not in ("reported", "escalated", *ESCALATING):
-        return
-    for offer in (
-        await ctx.pool.fetch(
-            "SELECT o.id, o.volunteer_id, o.distance_m FROM offer o WHERE o.incident_id = $1"
-            " AND o.status = 'offered'",
-            entry.incident_id,
-        )
-        if offers
-        else []
-    ):
-        delivered = await deliver_once(
-            ctx.pool,
-            ctx.gateways["push"],
-            incident_id=entry.incident_id,
-            target=f"volunteer:{offer['volunteer_id']}",
-            message={
-                "type": "offer",
-                "offer_id": str(offer["id"]),
-                "incident_id": str(entry.incident_id),
-                "distance_m": round(offer["distance_m"] or 0.0),
-            },
-        )
-        if delivered is not None:
-            await _record_delivery(ctx, entry.incident_id, "push", offer["volunteer_id"], delivered)
-    if entry.kind == "reported" and inc["member_id"] is not None and inc["has_guardians"]:
-        guardians = await ctx.pool.fetch(
-            "SELECT g.id, g.phone, m.name FROM guardian g JOIN member m ON m.id = g.member_id"
-            " WHERE g.member_id = $1 ORDER BY g.created_at LIMIT 5",
-            inc["member_id"],
-        )
-        for g in guardians:
-            delivered = await deliver_once(
-                ctx.pool,
-                ctx.gateways["sms"],
-                incident_id=entry.incident_id,
-                target=f"guardian:{g['id']}",
-                message={
-                    "type": "guardian_alert",
-                    "phone": g["phone"],
-                    "text": f"{g['name']} sent an SOS. Police have been alerted.",
-                    "incident_id": str(entry.incident_id),
-                },
-            )
-            if delivered is not None:
-                await _record_delivery(ctx, entry.incident_id, "sms", g["id"], delivered)
-
-
-async def _record_delivery(
-    ctx: Context, incident_id: uuid.UUID, channel: str, target: uuid.UUID, ok: bool
-) -> None:
-    async with ctx.pool.acquire() as conn:
-        await _event(
-            conn,
-            incident_id,
-            "notified" if ok else "notify_failed",
-            {"channel": channel, "target": str(target)},
-        )
+    """Queue the pushes and texts this entry calls for (offers to volunteers, guardians' texts
+    on the report, acknowledgement, escalation and close), once per event and person, and wake
+    this process's sender: they are retried from PostgreSQL until sent or shown as failed."""
+    queued = await enqueue_for_event(
+        ctx.pool,
+        ctx.settings,
+        incident_id=entry.incident_id,
+        kind=entry.kind,
+        payload=entry.payload,
+        closed=inc["status"] in CLOSED,
+        has_guardians=inc["member_id"] is not None and bool(inc["has_guardians"]),
+        offers=offers,
+    )
+    if queued:
+        notification_sender.kick()
 
 
 async def escalate_overdue(pool: asyncpg.Pool, settings: Settings, *, limit: int = 50) -> int:
@@ -531,6 +489,8 @@ async def escalate_overdue(pool: asyncpg.Pool, settings: Settings, *, limit: int
                 "UPDATE incident SET stage_deadline_at = NULL WHERE id = $1", row["id"]
             )
             await _escalate(conn, settings, row, reason=row["reason"], bump=True)
+    if rows or stages:
+        notification_sender.kick()  # the pages they queued
     return len(rows) + len(stages)
 
 

@@ -31,6 +31,7 @@ from app.dispatch.coverage import Coverage
 from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
+from app.notifications.sender import Sender
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +69,9 @@ class Dispatcher:
         self.ctx = routing.Context(pool, redis, settings, build_gateways(settings, http))
         self.relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
         self.coverage = Coverage(pool=pool, redis=redis, settings=settings)
+        self.sender = Sender(
+            pool=pool, settings=settings, gateways=self.ctx.gateways, on_outbox=self.relay.kick
+        )
         self._sem = asyncio.Semaphore(settings.dispatch_concurrency)
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -99,6 +103,7 @@ class Dispatcher:
             asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._deadline_loop(), name="deadlines"),
             asyncio.create_task(self._health_loop(), name="health"),
+            asyncio.create_task(self.sender.run(self._stopping), name="notifications"),
             asyncio.create_task(
                 self._every(self.settings.device_offline_check_s, self._report_offline_devices),
                 name="devices-offline",

@@ -25,6 +25,7 @@ from app.models.incident import (
     Offer,
     Outbox,
 )
+from app.models.notification import GuardianView, Notification
 
 __all__ = [
     "POLICE_KINDS",
@@ -35,6 +36,7 @@ __all__ = [
     "DispatchReceipt",
     "District",
     "Guardian",
+    "GuardianView",
     "Incident",
     "IncidentEvent",
     "IncidentSource",
@@ -42,6 +44,7 @@ __all__ = [
     "LocationPoint",
     "Member",
     "MemberToken",
+    "Notification",
     "Offer",
     "Outbox",
     "PlaceKind",

@@ -89,6 +89,8 @@ class Staff(UUIDPK, CreatedAt, Base):
     badge_number: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    #: A dispatcher who is paged (SMS to ``phone``) when nobody else acts on an incident.
+    on_call: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     __table_args__ = (
         CheckConstraint("role IN ('dispatcher','volunteer','operator')", name="role"),

@@ -252,10 +252,14 @@ class DeliveryAttempt(Base):
     http_status: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    #: The notification this attempt was for (migration 0010).
+    notification_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("notification.id", ondelete="SET NULL"), index=True
+    )
 
 
 class LocationAccess(Base):
-    """Append-only: every staff read of a woman's location or trail.
+    """Append-only: every staff (or guardian) read of a woman's location or trail.
 
     A row is one write's reads of one incident for one reason, the readers in ``staff_ids``
     (distinct, sorted; migration 0009): the consoles' stream reads are written together once a
@@ -269,6 +273,8 @@ class LocationAccess(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     staff_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    #: A guardian's read through her guardian view (``staff_ids`` is then empty).
+    guardian_id: Mapped[uuid.UUID | None]
     incident_id: Mapped[uuid.UUID]
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -53,6 +53,7 @@ async def create_staff(
     city_wide: bool = False,
     badge_number: str | None = None,
     phone: str | None = None,
+    on_call: bool = False,
 ) -> Staff:
     if await session.scalar(select(Staff.id).where(Staff.username == username)):
         raise Conflict(f"staff user {username} exists")
@@ -64,6 +65,7 @@ async def create_staff(
         city_wide=city_wide,
         badge_number=badge_number,
         phone=phone,
+        on_call=on_call,
     )
     session.add(staff)
     await session.flush()

@@ -60,7 +60,10 @@ async def test_presence_counts_open_consoles_across_processes_and_forgets_a_dead
     s = settings.model_copy(
         update={"console_presence_refresh_s": 0.1, "console_presence_ttl_s": 0.6}
     )
-    alive, dying = ConsolePresence(redis=redis, settings=s), ConsolePresence(redis=redis, settings=s)
+    alive, dying = (
+        ConsolePresence(redis=redis, settings=s),
+        ConsolePresence(redis=redis, settings=s),
+    )
     first = await alive.join(console_channels(city_wide=False, district_ids=frozenset({D1, D2})))
     await alive.join(console_channels(city_wide=True, district_ids=frozenset()))
     await dying.join(console_channels(city_wide=False, district_ids=frozenset({D3})))

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from app.dispatch import console_log, routing
-from app.dispatch.gateways import HttpGateway, build_gateways, deliver_once, sign, verify
+from app.dispatch.gateways import HttpGateway, build_gateways, sign, verify
 from app.dispatch.relay import (
     OutboxRelay,
     RelayStats,
@@ -20,6 +20,8 @@ from app.dispatch.relay import (
 )
 from app.incidents.console_service import incident_summary
 from app.incidents.store import NewIncident, insert_incident
+from app.notifications import service as notifications
+from app.notifications.sender import Sender
 from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver
 from tests.plans import Measured, PlanProbe, generic_plan, rows_read
 
@@ -41,11 +43,26 @@ async def ctx(pool, redis, settings, gateway):
             "push_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/push",
             "sms_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
             "gateway_hmac_key": GATEWAY_KEY,
-            "gateway_backoff_s": 0.01,
         }
     )
     async with httpx.AsyncClient() as http:
         yield routing.Context(pool, redis, s, build_gateways(s, http))
+
+
+async def _send_due(ctx) -> int:
+    """What the dispatcher's sender does after a routing commit kicked it: every due message,
+    one attempt each."""
+    sender = Sender(pool=ctx.pool, settings=ctx.settings, gateways=ctx.gateways)
+    total = 0
+    while n := await sender.run_once():
+        total += n
+    return total
+
+
+async def _handle(ctx, entry):
+    acked = await routing.handle(ctx, entry)
+    await _send_due(ctx)
+    return acked
 
 
 async def _incident(pool, member, lat=37.52, lon=126.92):
@@ -194,8 +211,8 @@ async def test_a_redelivered_entry_routes_and_notifies_once(
     stored = await _incident(pool, member)
     await publish_pending(pool, redis, settings)
     (entry,) = await _entries(redis, settings)
-    await routing.handle(ctx, entry)
-    await routing.handle(ctx, entry)  # redelivery after a crash before XACK
+    await _handle(ctx, entry)
+    await _handle(ctx, entry)  # redelivery after a crash before XACK
     assert len(await redis.xrange(settings.console_stream)) == 1
     assert sorted(m["path"] for m in gateway.received) == ["/push", "/sms"]
     kinds = [
@@ -220,8 +237,8 @@ async def test_a_phone_report_with_nobody_near_routes_in_one_statement_once(
     await publish_pending(pool, redis, settings)
     (entry,) = await _entries(redis, settings)
     assert (entry.payload["lat"], entry.payload["lon"]) == (37.52, 126.92)
-    await routing.handle(ctx, entry)
-    await routing.handle(ctx, entry)  # redelivery after a crash before XACK
+    await _handle(ctx, entry)
+    await _handle(ctx, entry)  # redelivery after a crash before XACK
     (console,) = await redis.xrange(settings.console_stream)
     message = orjson.loads(console[1][b"body"])
     assert message["event"] == "reported" and message["incident"]["id"] == str(stored.id)
@@ -255,7 +272,7 @@ async def _geosearches(redis) -> int:
 async def _routed_and_offered(ctx, pool, gateway, entry, incident_id, volunteer_id) -> None:
     """Route an entry published with a volunteer near: she is offered it and pushed."""
     assert entry.volunteers_near is True
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
     offered = await pool.fetchval(
         "SELECT volunteer_id FROM offer WHERE incident_id = $1", incident_id
     )
@@ -281,7 +298,7 @@ async def test_a_phone_report_routes_on_the_hint_its_publish_carried(
     (entry,) = await _entries(redis, settings)
     assert entry.volunteers_near is False
     searches = await _geosearches(redis)
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
     assert await _geosearches(redis) == searches
     assert await pool.fetchval(
         "SELECT count(*) FROM incident_event WHERE incident_id = $1 AND kind = 'routed'", alone.id
@@ -328,14 +345,14 @@ async def test_a_fast_routed_entry_is_acknowledged_with_its_console_message_if_n
     await publish_pending(pool, redis, settings)
     entry = await _claimed(redis, settings)
     assert await _pending(redis, settings) == 1
-    assert await routing.handle(ctx, entry) is not guardians
+    assert await _handle(ctx, entry) is not guardians
     assert await _pending(redis, settings) == (1 if guardians else 0)
     (message,) = await redis.xrange(settings.console_stream)
     assert orjson.loads(message[1][b"body"])["incident"]["id"] == str(stored.id)
     assert [m["path"] for m in gateway.received] == (["/sms"] if guardians else [])
     # A redelivery (XAUTOCLAIM after a crash) appends and texts nothing again; it looks for
     # offers an earlier delivery may have left, and the worker acknowledges it after that.
-    assert await routing.handle(ctx, entry) is False
+    assert await _handle(ctx, entry) is False
     assert len(await redis.xrange(settings.console_stream)) == 1
     assert len(gateway.received) == (1 if guardians else 0)
 
@@ -355,7 +372,7 @@ async def test_an_sos_with_its_deadline_set_at_intake_is_routed_without_rewritin
     assert before["wait"].total_seconds() == settings.ack_deadline_s
     await publish_pending(pool, redis, settings)
     (entry,) = await _entries(redis, settings)
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
     # Routed (receipt, event, console message with the deadline) and the row left as it was.
     assert await pool.fetchval("SELECT xmin::text FROM incident") == before["version"]
     assert await pool.fetchval(
@@ -409,7 +426,7 @@ async def test_a_phone_sos_links_with_a_press_nearby_reading_only_the_window(
     )
     assert rows_read(plan, "incident") < 20
 
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
     linked = await pool.fetchval("SELECT emergency_id FROM incident WHERE id = $1", stored.id)
     assert linked == press
     (console,) = await redis.xrange(settings.console_stream)
@@ -422,21 +439,33 @@ async def test_a_report_of_a_gone_incident_is_dropped(ctx, pool, redis, settings
     (entry,) = await _entries(redis, settings)
     await pool.execute("DELETE FROM incident_event WHERE incident_id = $1", stored.id)
     await pool.execute("DELETE FROM incident WHERE id = $1", stored.id)
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
     assert await redis.xrange(settings.console_stream) == []
     assert await pool.fetchval("SELECT count(*) FROM dispatch_receipt") == 0
 
 
-async def test_the_gateway_retries_with_backoff_and_records_every_attempt(
+async def test_a_failing_gateway_is_retried_from_the_queue_and_delivered_once(
     ctx, pool, make_member, gateway
 ):
+    """Two 503s, then a 2xx: three attempts, each its own claim and ``delivery_attempt`` row,
+    one delivery, the notification's dedupe key as the Idempotency-Key."""
     member = await make_member()
     stored = await _incident(pool, member)
+    key = f"{stored.id}:offer:volunteer:x"
+    async with pool.acquire() as conn:
+        await notifications.enqueue(
+            conn,
+            incident_id=stored.id,
+            channel="push",
+            target="volunteer:x",
+            message={"a": 1},
+            dedupe_key=key,
+        )
     gateway.fail_first = 2
-    ok = await deliver_once(
-        pool, ctx.gateways["push"], incident_id=stored.id, target="volunteer:x", message={"a": 1}
-    )
-    assert ok is True
+    for _ in range(3):
+        assert await _send_due(ctx) == 1
+        await pool.execute("UPDATE notification SET next_attempt_at = now()")  # skip the wait
+    assert await _send_due(ctx) == 0
     rows = await pool.fetch(
         "SELECT attempt, ok, http_status FROM delivery_attempt ORDER BY attempt"
     )
@@ -445,24 +474,29 @@ async def test_the_gateway_retries_with_backoff_and_records_every_attempt(
         (2, False, 503),
         (3, True, 200),
     ]
-    assert gateway.received[0]["idempotency_key"] == f"{stored.id}:push:volunteer:x"
-    again = await deliver_once(
-        pool, ctx.gateways["push"], incident_id=stored.id, target="volunteer:x", message={"a": 1}
-    )
-    assert again is None  # already delivered: not sent twice
+    assert [m["idempotency_key"] for m in gateway.received] == [key]
+    assert await pool.fetchval("SELECT status FROM notification") == "sent"
 
 
-async def test_a_client_error_is_not_retried(pool, make_member, gateway):
+async def test_a_client_error_is_not_retried(ctx, pool, make_member, gateway):
     member = await make_member()
     stored = await _incident(pool, member)
+    async with pool.acquire() as conn:
+        await notifications.enqueue(
+            conn, incident_id=stored.id, channel="push", target="t", message={}, dedupe_key="k"
+        )
     async with httpx.AsyncClient() as http:
         wrong_key = HttpGateway(
             channel="push", url=f"http://127.0.0.1:{GATEWAY_PORT}/push", key="wrong", http=http
         )
-        ok = await deliver_once(pool, wrong_key, incident_id=stored.id, target="t", message={})
-    assert ok is False
+        sender = Sender(pool=pool, settings=ctx.settings, gateways={"push": wrong_key})
+        assert await sender.run_once() == 1
     assert gateway.rejected == 1
     assert await pool.fetchval("SELECT count(*) FROM delivery_attempt") == 1
+    assert await pool.fetchval("SELECT status FROM notification") == "failed"
+    assert (
+        await pool.fetchval("SELECT count(*) FROM incident_event WHERE kind = 'notify_failed'") == 1
+    )
 
 
 def test_signatures_verify_and_a_tampered_body_does_not():
@@ -593,7 +627,7 @@ async def test_an_sos_with_guardians_to_text_is_left_to_the_dispatchers(
     assert await redis.xlen(settings.console_stream) == 0
     assert await relay.flush_receipts() == 0
     (entry,) = await _entries(redis, settings)
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
     assert await _kinds(pool, stored.id) == ["reported", "routed", "notified"]
     assert [m["path"] for m in gateway.received] == ["/sms"]
     assert await redis.xlen(settings.console_stream) == 1
@@ -638,7 +672,7 @@ async def test_an_sos_near_a_press_is_left_to_the_dispatchers_reading_only_the_w
     assert await _kinds(pool, stored.id) == ["reported"]
     await OutboxRelay(pool=pool, redis=redis, settings=settings).publish(stored.to_publish)
     (entry,) = await _entries(redis, settings)
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
     linked = await pool.fetchval("SELECT emergency_id FROM incident WHERE id = $1", stored.id)
     assert linked == press
 
@@ -658,8 +692,8 @@ async def test_an_sos_routed_at_intake_but_never_receipted_is_reconciled_once(
     assert await republish_unrouted(pool, now) == 1
     assert await publish_pending(pool, redis, settings) == 1
     (entry,) = await _entries(redis, settings)
-    await routing.handle(ctx, entry)
-    await routing.handle(ctx, entry)
+    await _handle(ctx, entry)
+    await _handle(ctx, entry)
     assert await _receipted(pool, stored.outbox_id)
     assert await _kinds(pool, stored.id) == ["reported", "routed"]
     (console,) = await redis.xrange(settings.console_stream)

@@ -1,0 +1,71 @@
+"""Notifications waiting for (or done with) a push or SMS gateway, and guardians' view links."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import UUIDPK, Base, CreatedAt
+
+
+class Notification(CreatedAt, Base):
+    """One message to one person, kept until the gateway took it (2xx) or its deadline passed;
+    every HTTP attempt is a ``delivery_attempt`` row (``app/notifications``)."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    #: ``guardian:<id>``, ``volunteer:<id>``, ``staff:<id>``.
+    target: Mapped[str] = mapped_column(Text)
+    message: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    #: One event never enqueues twice; it is also the gateway's ``Idempotency-Key``.
+    dedupe_key: Mapped[str] = mapped_column(Text, unique=True)
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    deadline_at: Mapped[datetime]
+    #: Claimed by a sender until then; a sender that died lets it go when it passes.
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("channel IN ('sms','push')", name="channel"),
+        CheckConstraint("status IN ('pending','sent','failed')", name="status"),
+        Index(
+            "ix_notification_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
+        ),
+    )
+
+
+class GuardianView(UUIDPK, CreatedAt, Base):
+    """A guardian's link to her open alert: the token is derived from the secret key (so a
+    message can be rendered again when it is sent) and only its hash is stored."""
+
+    __tablename__ = "guardian_view"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    guardian_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guardian.id", ondelete="CASCADE"))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+
+    __table_args__ = (UniqueConstraint("incident_id", "guardian_id"),)
