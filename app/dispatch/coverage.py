@@ -198,7 +198,7 @@ _COVER_UNDISTRICTED_SQL = _COVER_SQL.format(group="i.district_id IS NULL AND $1:
 
 @dataclass
 class Coverage:
-    """The sweep's state in one dispatcher: the districts' neighbours, read once a minute."""
+    """The sweep's state in one dispatcher: the districts and their neighbours."""
 
     pool: asyncpg.Pool
     redis: Redis
@@ -206,17 +206,16 @@ class Coverage:
     batch: int = 200
     _neighbours: dict[uuid.UUID, frozenset[uuid.UUID]] = field(default_factory=dict)
     _districts: frozenset[uuid.UUID] = frozenset()
-    _read_at: float = float("-inf")
 
     async def _load_districts(self) -> None:
-        if time.monotonic() - self._read_at < 60:
-            return
-        rows = await self.pool.fetch(_NEIGHBOURS_SQL, self.settings.coverage_neighbour_tolerance)
-        self._neighbours = {r["id"]: frozenset(r["near"]) for r in rows}
-        self._districts = frozenset(
-            await self.pool.fetchval("SELECT array_agg(id) FROM district") or ()
-        )
-        self._read_at = time.monotonic()
+        """The districts, and their neighbours again when they changed (an import)."""
+        districts = frozenset(await self.pool.fetchval("SELECT array_agg(id) FROM district") or ())
+        if districts != self._districts:
+            rows = await self.pool.fetch(
+                _NEIGHBOURS_SQL, self.settings.coverage_neighbour_tolerance
+            )
+            self._neighbours = {r["id"]: frozenset(r["near"]) for r in rows}
+            self._districts = districts
 
     async def sweep(self) -> int:
         """Give every open incident that nobody watches to consoles that are open (or flag it

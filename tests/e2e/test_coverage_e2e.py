@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
 from app.incidents.store import NewIncident, insert_incident
-from tests.e2e.harness import Console, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import Console, GatewayReceiver, stack_env, start_api, start_dispatcher
 
 API_PORT = 8321
 OTHER_API_PORT = 8322
+GATEWAY_PORT = 8392
 
 # Three districts in a row: A touches B, B touches C.
 A = (126.90, 37.50, 126.95, 37.55)
@@ -24,10 +26,18 @@ COVERED_WITHIN_S = 2.0
 
 
 @pytest.fixture(scope="module")
-async def stack(migrated, settings):
+async def gateway():
+    receiver = GatewayReceiver(GATEWAY_PORT)
+    await receiver.start()
+    yield receiver
+    await receiver.stop()
+
+
+@pytest.fixture(scope="module")
+async def stack(migrated, settings, gateway):
     env = stack_env(
         redis_url=settings.redis_url,
-        gateway_port=None,
+        gateway_port=GATEWAY_PORT,
         ANSIM_COVERAGE_POLL_S="0.2",
         ANSIM_CONSOLE_PRESENCE_REFRESH_S="0.5",
         ANSIM_CONSOLE_PRESENCE_TTL_S="2",
@@ -67,7 +77,6 @@ async def _sos(pool, member, at=None):
             lat=at[0] if at else None,
             lon=at[1] if at else None,
         ),
-        publish=True,
     )
     assert stored is not None
     return str(stored.id)
@@ -106,16 +115,12 @@ async def test_a_district_whose_consoles_all_close_mid_incident_is_covered_withi
         await asyncio.sleep(0.3)
         assert not [m for m in con_c.incidents() if m["incident"]["id"] == incident_id]
 
-        # Later messages of the incident reach the covering console too.
-        await pool.execute(
-            "UPDATE incident SET status = 'acknowledged', acknowledged_at = now() WHERE id = $1",
-            incident_id,
-        )
-        await pool.execute(
-            "INSERT INTO outbox (topic, incident_id, payload) VALUES ('incident.updated', $1,"
-            " jsonb_build_object('incident_id', $1::text, 'kind', 'acknowledged'))",
-            incident_id,
-        )
+        # The covering dispatcher acts on it, and its later messages reach her console.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{API_PORT}") as http:
+            ack = await http.post(
+                f"/v1/console/incidents/{incident_id}/ack", headers=world["disp_b"].headers
+            )
+        assert ack.status_code == 200, ack.text
         await con_b.wait_for(_about(incident_id, "acknowledged"), 5)
 
 
@@ -147,3 +152,36 @@ async def test_the_consoles_of_a_killed_api_process_stop_counting(stack, world, 
             await con_a.__aexit__(None, None, None)
     finally:
         other.stop()
+
+
+async def test_nobody_watching_pages_the_on_call_supervisor_and_flags_the_incident(
+    stack, world, pool, gateway
+):
+    gateway.received.clear()
+    await pool.execute(
+        "UPDATE staff SET phone = '+821099998888', on_call = true WHERE id = $1",
+        world["disp_c"].id,
+    )
+    sent_at = time.monotonic()
+    incident_id = await _sos(pool, world["member"], IN_A)
+    deadline = time.monotonic() + COVERED_WITHIN_S + 1
+    pages: list[dict] = []
+    while not pages and time.monotonic() < deadline:
+        pages = [m for m in gateway.received if m["message"].get("type") == "page"]
+        await asyncio.sleep(0.05)
+    assert pages, gateway.received
+    assert time.monotonic() - sent_at <= COVERED_WITHIN_S + 1
+    (page,) = pages
+    assert page["path"] == "/sms" and page["message"]["phone"] == "+821099998888"
+    assert incident_id in page["message"]["text"]
+
+    # The first console to open is given it, flagged, until someone acknowledges it.
+    async with Console(API_PORT, world["disp_b"].token) as con_b:
+        msg = await con_b.wait_for(_about(incident_id, "covered"), COVERED_WITHIN_S + 1)
+        assert msg["incident"]["unwatched"] is True
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{API_PORT}") as http:
+            ack = await http.post(
+                f"/v1/console/incidents/{incident_id}/ack", headers=world["disp_b"].headers
+            )
+        assert ack.json()["unwatched"] is False
+    assert len([m for m in gateway.received if m["message"].get("type") == "page"]) == 1

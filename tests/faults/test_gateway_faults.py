@@ -102,7 +102,8 @@ async def test_failing_gateways_are_retried_recorded_then_escalated_and_nothing_
             "gateway_backoff_s": 0.01,
             "ack_deadline_s": 1.0,
             "deadline_poll_s": 0.2,
-            "escalation_max_levels": 1,
+            "escalation_ladder": [],
+            "escalation_repeat_s": 0.0,
         }
     )
     started = time.monotonic()
