@@ -92,6 +92,7 @@
     if (i.duress) out.push(el('span', { class: 'badge duress' }, 'DURESS'));
     if (i.escalation_level > 0) out.push(el('span', { class: 'badge escalated' }, `ESCALATED L${i.escalation_level}`));
     if (i.silent) out.push(el('span', { class: 'badge silent' }, 'SILENT'));
+    if (i._notifyFailed) out.push(el('span', { class: 'badge duress' }, 'NOT NOTIFIED'));
     for (const f of i.flags || []) {
       if (['no_location', 'location_poor', 'location_stale'].includes(f)) {
         out.push(el('span', { class: 'badge flag' }, f.replace('_', ' ')));
@@ -219,7 +220,12 @@
       state.incidents.delete(summary.id);
       if (state.highlighted === summary.id) state.highlighted = null;
     } else {
-      const merged = { ...summary, _flashUntil: known ? known._flashUntil : 0 };
+      const merged = {
+        ...summary,
+        _flashUntil: known ? known._flashUntil : 0,
+        // A push or SMS that failed for good (the notification deadline passed).
+        _notifyFailed: event === 'notify_failed' || Boolean(known && known._notifyFailed),
+      };
       state.incidents.set(summary.id, merged);
       if (!known) alarm(merged, 'new');
       else if (event === 'escalated' || event === 'duress' || event === 'duress_cancel') alarm(merged, event === 'escalated' ? 'escalated' : 'duress');
@@ -472,7 +478,7 @@
     const bits = [];
     if (e.kind === 'assigned') bits.push(data.kind === 'unit' ? `unit ${data.unit}` : `volunteer ${volunteerName(d, data.volunteer_id)}`);
     if (e.kind === 'escalated') bits.push(`level ${data.level} (${data.reason})`);
-    if (e.kind === 'notified' || e.kind === 'notify_failed') bits.push(`${data.channel} → ${whoIs(d, data.target)}`);
+    if (e.kind === 'notified' || e.kind === 'notify_failed') bits.push(`${data.channel} → ${whoIs(d, data.target, data.recipient)}`);
     if (e.kind === 'location') bits.push(`${data.points || 1} point(s)`);
     if (data.disposition) bits.push(data.disposition);
     return bits.join(' · ');
@@ -481,10 +487,11 @@
     const hit = [...(d.offers || []), ...(d.assignments || [])].find((o) => o.volunteer_id === id);
     return hit ? `${hit.name} (${hit.badge_number || '—'})` : (id || '').slice(0, 8);
   }
-  function whoIs(d, target) {
+  function whoIs(d, target, recipient) {
     const id = String(target || '');
     const offer = (d.offers || []).find((o) => o.volunteer_id === id);
-    return offer ? `volunteer ${offer.name}` : `guardian ${id.slice(0, 8)}`;
+    if (offer) return `volunteer ${offer.name}`;
+    return `${recipient || 'guardian'} ${id.slice(0, 8)}`;
   }
   function actorName(actor) {
     if (!actor) return 'system';
