@@ -8,6 +8,7 @@ from app.api import (
     auth,
     console,
     devices,
+    guardian,
     health,
     maps,
     me,
@@ -31,5 +32,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     volunteers.router,
     admin.router,
     maps.router,
+    guardian.router,
     web.router,
 )

@@ -11,7 +11,15 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, NotFound
-from app.models import Guardian, Incident, IncidentEvent, LocationPoint, Member, MemberToken
+from app.models import (
+    Guardian,
+    Incident,
+    IncidentEvent,
+    LocationPoint,
+    Member,
+    MemberToken,
+    Notification,
+)
 from app.security.passwords import verify_secret
 
 MAX_GUARDIANS = 5
@@ -149,6 +157,8 @@ async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> boo
     await session.execute(delete(Guardian).where(Guardian.member_id == member_id))
     incident_ids = select(Incident.id).where(Incident.member_id == member_id)
     await session.execute(delete(LocationPoint).where(LocationPoint.incident_id.in_(incident_ids)))
+    # Queued texts hold her name and her guardians' numbers (their attempts stay, unlinked).
+    await session.execute(delete(Notification).where(Notification.incident_id.in_(incident_ids)))
     await session.execute(
         update(Incident)
         .where(Incident.member_id == member_id)

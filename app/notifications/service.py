@@ -76,7 +76,7 @@ WHERE i.id = $1 ORDER BY g.created_at LIMIT $2
 """
 
 
-def guardian_text(kind: str, name: str, disposition: str | None = None) -> tuple[str, str] | None:
+def guardian_text(kind: str, name: str) -> tuple[str, str] | None:
     """(dedupe part, text) of the guardians' message for a timeline kind. A duress cancel gets
     exactly the text (and key) of a real cancel: nothing a guardian is told gives it away."""
     if kind == "reported":
@@ -88,7 +88,8 @@ def guardian_text(kind: str, name: str, disposition: str | None = None) -> tuple
     if kind in ("cancelled", "duress_cancel"):
         return "closed", f"{name} cancelled her SOS."
     if kind == "resolved":
-        return "closed", f"Police have closed {name}'s SOS ({disposition or 'resolved'})."
+        # Not the disposition: police's words are not for a text message.
+        return "closed", f"Police have closed {name}'s SOS."
     if kind == "false_alarm":
         return "closed", f"Police have closed {name}'s SOS as a false alarm."
     return None
@@ -148,7 +149,7 @@ async def _enqueue_guardians(
         # Her phone shows a cancelled alert (real or under duress) and so do her guardians'
         # messages: after "she cancelled" they are told nothing more.
         return 0
-    text = guardian_text(kind, guardians[0]["name"], payload.get("disposition"))
+    text = guardian_text(kind, guardians[0]["name"])
     if text is None:
         return 0
     part, body = text

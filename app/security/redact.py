@@ -11,7 +11,8 @@ import logging
 import re
 
 _QUERY_SECRET = re.compile(r"(?i)((?:^|[?&])(?:token|access_token|secret|pin|password)=)[^&\s\"']*")
-_BEARER = re.compile(r"\b(a[ms]_)[A-Za-z0-9_-]{16,}")
+#: Member, staff and guardian-view tokens (``am_``, ``as_``, ``ag_``).
+_BEARER = re.compile(r"\b(a[gms]_)[A-Za-z0-9_-]{16,}")
 REDACTED = "[redacted]"
 
 #: Loggers whose records may carry a request target (path and query string).

@@ -79,9 +79,15 @@ async def test_erase_needs_her_pin_and_a_closed_alert(client, make_member, pool)
     still_open = await client.post("/v1/me/erase", json={"pin": m.pin}, headers=m.headers)
     assert still_open.status_code == 409
     await client.post(f"/v1/alerts/{incident_id}/cancel", json={"pin": m.pin}, headers=m.headers)
+    await pool.execute(  # a text to a guardian, still queued
+        "INSERT INTO notification (incident_id, channel, target, message, dedupe_key,"
+        " deadline_at) VALUES ($1, 'sms', 'guardian:x', '{\"phone\": \"+8210\"}', 'k', now())",
+        uuid.UUID(incident_id),
+    )
     done = await client.post("/v1/me/erase", json={"pin": m.pin}, headers=m.headers)
     assert done.status_code == 204
     assert await pool.fetchval("SELECT count(*) FROM location_point") == 0
+    assert await pool.fetchval("SELECT count(*) FROM notification") == 0
     row = await pool.fetchrow("SELECT name, phone, deleted_at FROM member WHERE id = $1", m.id)
     assert row["name"] == "(erased)" and row["deleted_at"] is not None
     assert await pool.fetchval("SELECT note FROM incident") is None

@@ -1,11 +1,13 @@
-"""Fault (d): the push and SMS gateways fail: one volunteer's pushes get HTTP 500, the other's
-hang past the client timeout, every guardian SMS gets 500. Every attempt is recorded in
-``delivery_attempt``, the failures are on the timeline (``notify_failed``), nobody acknowledges
-so the incident escalates on time and the offers are pushed again, and nothing is stuck: no
-pending stream entry, no unpublished outbox row, no dead letter.
+"""Fault (d): the push and SMS gateways never recover: one volunteer's pushes get HTTP 500, the
+other's hang past the client timeout, every guardian SMS gets 500. Each message is retried from
+PostgreSQL with backoff until its deadline (shortened to 3 s here; 30 minutes by default), every
+attempt is recorded in ``delivery_attempt``, and then it is a visible failure: one
+``notify_failed`` per message on the timeline and on the console. Nobody acknowledges, so the
+incident escalates on time (which queues nothing twice), and nothing is stuck: no pending
+stream entry, no unpublished outbox row, no dead letter, no message still pending.
 
-tests/dispatch/test_routing.py covers the happy paths of the same code (503s then a success,
-a 4xx not retried, the Idempotency-Key); this is the all-fail case end to end."""
+tests/notifications/ covers the recoveries (503s then a success, an outage then delivery, a
+dispatcher killed between attempts); this is the all-fail case end to end."""
 
 from __future__ import annotations
 
@@ -74,7 +76,12 @@ async def gateway(request):
     await asyncio.wait_for(task, 10)
 
 
-async def test_failing_gateways_are_retried_recorded_then_escalated_and_nothing_is_stuck(
+async def _console_has(redis, s, failures: int) -> bool:
+    events = [orjson.loads(f[b"body"])["event"] for _, f in await redis.xrange(s.console_stream)]
+    return events.count("notify_failed") >= failures
+
+
+async def test_failing_gateways_are_retried_until_the_deadline_then_shown_failed(
     pool, redis, settings, gateway, make_member, make_staff, make_district
 ):
     await make_district("A", "District A", 126.90, 37.50, 126.95, 37.55)
@@ -98,8 +105,10 @@ async def test_failing_gateways_are_retried_recorded_then_escalated_and_nothing_
             "push_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/push",
             "sms_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
             "gateway_hmac_key": "faults",
-            "gateway_max_attempts": 3,
-            "gateway_backoff_s": 0.01,
+            "notify_deadline_s": 3.0,
+            "notify_backoff_base_s": 0.2,
+            "notify_backoff_cap_s": 0.5,
+            "notify_poll_s": 0.1,
             "ack_deadline_s": 1.0,
             "deadline_poll_s": 0.2,
             "escalation_ladder": [],
@@ -124,20 +133,21 @@ async def test_failing_gateways_are_retried_recorded_then_escalated_and_nothing_
             )
             assert stored is not None
             worker.relay.kick()
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                attempts = await pool.fetchval(
-                    "SELECT count(*) FROM delivery_attempt WHERE incident_id = $1", stored.id
-                )
                 pending = (await redis.xpending(s.stream_incidents, s.stream_group))["pending"]
-                if attempts >= 9 + 6 and pending == 0:  # reported: 3 × 3, escalated: 2 × 3
+                failed = await pool.fetchval(
+                    "SELECT count(*) FROM notification WHERE status = 'failed'"
+                )
+                if failed == 4 and pending == 0 and await _console_has(redis, s, 4):
                     break
                 await asyncio.sleep(0.1)
         finally:
             worker.stop()
             await asyncio.wait_for(task, 30)
     rows = await pool.fetch(
-        "SELECT channel, target, attempt, ok, http_status, error FROM delivery_attempt"
+        "SELECT channel, target, attempt, ok, http_status, error, notification_id"
+        " FROM delivery_attempt"
         " WHERE incident_id = $1 ORDER BY id",
         stored.id,
     )
@@ -163,7 +173,7 @@ async def test_failing_gateways_are_retried_recorded_then_escalated_and_nothing_
         {
             "faults_injected": sum(1 for r in rows if not r["ok"]),
             "fault": "push gateway: HTTP 500 for one volunteer, hangs past the 0.3 s client"
-            " timeout for the other; SMS gateway: HTTP 500",
+            " timeout for the other; SMS gateway: HTTP 500; notification deadline 3 s",
             "sent": 1,
             "delivery_attempts_recorded": len(rows),
             "http_500": sum(1 for r in rows if r["http_status"] == 500),
@@ -179,15 +189,23 @@ async def test_failing_gateways_are_retried_recorded_then_escalated_and_nothing_
         },
     )
     assert all(not r["ok"] for r in rows)
-    # Retried to the limit each time it was tried: after the report, and after the escalation.
-    assert [r["attempt"] for r in push_500] == [1, 2, 3, 1, 2, 3]
+    # Retried, one attempt per claim, until the deadline: then failed, once per message (the
+    # guardian is texted on the report and on the escalation: two messages).
+    by_message: dict[int, list] = {}
+    for r in rows:
+        by_message.setdefault(r["notification_id"], []).append(r)
+    assert len(by_message) == 4 and len({r["notification_id"] for r in sms}) == 2
+    for attempts in by_message.values():
+        assert [r["attempt"] for r in attempts] == list(range(1, len(attempts) + 1))
+        assert len(attempts) >= 3
     assert {r["http_status"] for r in push_500} == {500}
-    assert [r["attempt"] for r in push_slow] == [1, 2, 3, 1, 2, 3]
     assert {r["error"] for r in push_slow} == {"ReadTimeout"} and not any(
         r["http_status"] for r in push_slow
     )
-    assert [r["attempt"] for r in sms] == [1, 2, 3]  # guardians are texted on the report only
-    assert sum(1 for k, _ in events if k == "notify_failed") == 5
+    statuses = await pool.fetch("SELECT status, count(*) AS n FROM notification GROUP BY 1")
+    assert {r["status"]: r["n"] for r in statuses} == {"failed": 4}
+    assert sum(1 for k, _ in events if k == "notify_failed") == 4
     assert escalations == [{"level": 1, "reason": "ack_timeout"}]
     assert console[:1] == ["reported"] and "escalated" in console
+    assert console.count("notify_failed") == 4  # the console shows each failure
     assert (pending, unpublished, dead) == (0, 0, 0)

@@ -121,6 +121,15 @@ CALLS = [
     Call("GET", "/demo/phone", audience("public")),
     Call("GET", "/demo", audience("public", **every(ROLES, 307))),  # to /demo/phone
     Call("GET", "/v1/web/config", audience("public")),
+    # A guardian's link is its own credential (tests/notifications/test_guardians.py): a token
+    # nobody was texted is a 404 whoever asks.
+    Call("GET", "/guardian/{token}", audience("public"), path_params={"token": "ag_nobody"}),
+    Call(
+        "GET",
+        "/v1/guardian/{token}",
+        audience("public", **every(ROLES, 404)),
+        path_params={"token": "ag_nobody"},
+    ),
     Call("GET", "/static/web/{path:path}", audience("public"), path_params={"path": "common.js"}),
     Call(
         "GET",

@@ -99,6 +99,7 @@
         && !state.staff.district_ids.includes(i.district_id)) {
       out.push(el('span', { class: 'badge coverage' }, `COVERING FOR ${i.district_name || i.district_code}`));
     }
+    if (i._notifyFailed) out.push(el('span', { class: 'badge duress' }, 'NOT NOTIFIED'));
     for (const f of i.flags || []) {
       if (['no_location', 'location_poor', 'location_stale'].includes(f)) {
         out.push(el('span', { class: 'badge flag' }, f.replace('_', ' ')));
@@ -226,7 +227,12 @@
       state.incidents.delete(summary.id);
       if (state.highlighted === summary.id) state.highlighted = null;
     } else {
-      const merged = { ...summary, _flashUntil: known ? known._flashUntil : 0 };
+      const merged = {
+        ...summary,
+        _flashUntil: known ? known._flashUntil : 0,
+        // A push or SMS that failed for good (the notification deadline passed).
+        _notifyFailed: event === 'notify_failed' || Boolean(known && known._notifyFailed),
+      };
       state.incidents.set(summary.id, merged);
       if (!known) alarm(merged, 'new');
       else if (event === 'escalated' || event === 'duress' || event === 'duress_cancel') alarm(merged, event === 'escalated' ? 'escalated' : 'duress');
@@ -497,7 +503,7 @@
     if (e.kind === 'escalated') bits.push(`level ${data.level} (${data.reason})${data.paged ? ` · paged ${data.paged}` : ''}`);
     if (e.kind === 'covered') bits.push(`${data.reason.replace('_', ' ')} → ${(data.districts || []).length} district console(s)`);
     if (e.kind === 'unwatched') bits.push(`no console open · paged ${data.paged}`);
-    if (e.kind === 'notified' || e.kind === 'notify_failed') bits.push(`${data.channel} → ${whoIs(d, data.target)}`);
+    if (e.kind === 'notified' || e.kind === 'notify_failed') bits.push(`${data.channel} → ${whoIs(d, data.target, data.recipient)}`);
     if (e.kind === 'location') bits.push(`${data.points || 1} point(s)`);
     if (data.disposition) bits.push(data.disposition);
     return bits.join(' · ');
@@ -506,10 +512,11 @@
     const hit = [...(d.offers || []), ...(d.assignments || [])].find((o) => o.volunteer_id === id);
     return hit ? `${hit.name} (${hit.badge_number || '—'})` : (id || '').slice(0, 8);
   }
-  function whoIs(d, target) {
+  function whoIs(d, target, recipient) {
     const id = String(target || '');
     const offer = (d.offers || []).find((o) => o.volunteer_id === id);
-    return offer ? `volunteer ${offer.name}` : `guardian ${id.slice(0, 8)}`;
+    if (offer) return `volunteer ${offer.name}`;
+    return `${recipient || 'guardian'} ${id.slice(0, 8)}`;
   }
   function actorName(actor) {
     if (!actor) return 'system';

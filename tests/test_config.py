@@ -1,0 +1,51 @@
+"""Start-up refuses a production configuration that would lose messages or use placeholders."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from app.config import PLACEHOLDER, Settings
+from app.dispatch.gateways import LogGateway, build_gateways
+
+PRODUCTION = {
+    "environment": "production",
+    "secret_key": "s3cret-key-of-production",
+    "gateway_hmac_key": "hmac-key-of-production",
+    "push_gateway_url": "https://push.example/send",
+    "sms_gateway_url": "https://sms.example/send",
+}
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_a_complete_production_configuration_starts():
+    assert _settings(**PRODUCTION).environment == "production"
+
+
+@pytest.mark.parametrize(
+    ("missing", "value", "named"),
+    [
+        ("secret_key", PLACEHOLDER, "ANSIM_SECRET_KEY"),
+        ("gateway_hmac_key", PLACEHOLDER, "ANSIM_GATEWAY_HMAC_KEY"),
+        ("push_gateway_url", "", "ANSIM_PUSH_GATEWAY_URL"),
+        ("sms_gateway_url", "", "ANSIM_SMS_GATEWAY_URL"),
+    ],
+)
+def test_production_refuses_placeholders_and_missing_gateways(missing, value, named):
+    with pytest.raises(ValidationError, match=named):
+        _settings(**{**PRODUCTION, missing: value})
+
+
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_development_and_test_log_messages_without_a_gateway(environment):
+    s = _settings(environment=environment)
+    assert s.secret_key == PLACEHOLDER and s.push_gateway_url == ""
+    gateways = build_gateways(s, http=None)  # type: ignore[arg-type]
+    assert all(isinstance(g, LogGateway) for g in gateways.values())
+
+
+def test_the_default_deadline_outlasts_a_ten_minute_outage():
+    assert _settings().notify_deadline_s >= 3 * 600
