@@ -33,19 +33,13 @@ WITH who AS (
   ORDER BY district.code LIMIT 1
 ), open_alert AS (
   -- A new report from the same member (or button) while its alert is still open is the same
-  -- emergency: fold it in. (Two branches, so that each is a short range of its index.)
+  -- emergency: fold it in. The function (migration 0012_races) first takes an advisory lock
+  -- keyed by her, held to the commit, and then reads with a fresh snapshot: her two reports at
+  -- the same moment (phone and wearable) are one incident, not two.
   SELECT id FROM (
-    SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
-    WHERE member_id = (SELECT member_id FROM who)
-      AND received_at > now() - make_interval(secs => $19)
-    UNION ALL
-    SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
-    WHERE (SELECT member_id FROM who) IS NULL AND device_id = $4::uuid
-      AND received_at > now() - make_interval(secs => $19)
-  ) mine
-  WHERE $19::float8 > 0 AND closed_at IS NULL AND member_cancelled_at IS NULL
-    AND ($6::uuid IS NULL OR client_alert_id IS DISTINCT FROM $6)
-  ORDER BY received_at DESC LIMIT 1
+    SELECT incident_open_alert((SELECT member_id FROM who), $4::uuid, $19::float8, $6::uuid)
+      AS id
+  ) f WHERE id IS NOT NULL
 ), inc AS (
   INSERT INTO incident (id, source, member_id, device_id, safe_place_id, client_alert_id,
                         trigger, silent, location, accuracy_m, location_captured_at,
