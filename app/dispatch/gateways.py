@@ -155,22 +155,26 @@ async def deliver_once(
     incident_id: uuid.UUID,
     target: str,
     message: dict[str, Any],
+    purpose: str | None = None,
 ) -> bool | None:
-    """Send unless already delivered (``None``); record every attempt; True if delivered now."""
-    if await already_delivered(
-        pool, incident_id=incident_id, channel=gateway.channel, target=target
-    ):
+    """Send unless already delivered (``None``); record every attempt; True if delivered now.
+
+    ``purpose`` tells apart a second message to the same person about the same incident (the
+    volunteer offered it, then told it is closed): it is recorded with the target
+    (``target#purpose``) and in the idempotency key; the gateway still gets the bare target."""
+    key = f"{target}#{purpose}" if purpose else target
+    if await already_delivered(pool, incident_id=incident_id, channel=gateway.channel, target=key):
         return None
     attempts = await gateway.send(
         target=target,
         message=message,
-        idempotency_key=f"{incident_id}:{gateway.channel}:{target}",
+        idempotency_key=f"{incident_id}:{gateway.channel}:{key}",
     )
     await pool.executemany(
         "INSERT INTO delivery_attempt (incident_id, channel, target, attempt, ok, http_status,"
         " error) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [
-            (incident_id, gateway.channel, target, a.attempt, a.ok, a.http_status, a.error)
+            (incident_id, gateway.channel, key, a.attempt, a.ok, a.http_status, a.error)
             for a in attempts
         ],
     )

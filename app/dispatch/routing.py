@@ -29,6 +29,8 @@ CLOSED = ("resolved", "false_alarm", "cancelled")
 #: Timeline kinds that escalate at once, and whether we raise the level (the cancel endpoint
 #: already raised it for a duress cancel and for repeated wrong PINs).
 ESCALATING = {"duress": True, "duress_cancel": False, "wrong_pin_escalation": False}
+#: Timeline kinds pushed to the volunteers assigned to the incident: it is over, stand down.
+TELL_ASSIGNED = frozenset(CLOSED)
 
 
 class PoisonEntry(ValueError):
@@ -231,8 +233,10 @@ async def _offer_volunteers(
     lat: float,
     lon: float,
     level: int,
+    count: int | None = None,
 ) -> int:
-    """Offer the incident to the nearest on-duty volunteers; returns how many were offered."""
+    """Offer the incident to the nearest on-duty volunteers not offered it yet (``count`` of
+    them, by default ``volunteers_offered``); returns how many were offered."""
     s = ctx.settings
     radius = s.volunteer_radius_m * s.volunteer_radius_growth**level
     # Redis first: most of the time nobody is near, and then the database is not asked.
@@ -254,7 +258,9 @@ async def _offer_volunteers(
         return 0
     offers = await conn.fetch("SELECT volunteer_id FROM offer WHERE incident_id = $1", incident_id)
     offered = {r["volunteer_id"] for r in offers}
-    found = [(vid, dist) for vid, dist in nearby if vid not in offered][: s.volunteers_offered]
+    found = [(vid, dist) for vid, dist in nearby if vid not in offered][
+        : count or s.volunteers_offered
+    ]
     if not found:
         return 0
     await conn.executemany(
@@ -362,6 +368,18 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                             lon=inc["lon"],
                             level=int(entry.payload.get("level", 1)),
                         )
+                elif entry.kind == "offer_declined":
+                    # The next nearest volunteer not offered it yet takes the declined place.
+                    if inc["located"] and inc["status"] not in CLOSED:
+                        routed.offered = await _offer_volunteers(
+                            ctx,
+                            conn,
+                            incident_id=inc["id"],
+                            lat=inc["lat"],
+                            lon=inc["lon"],
+                            level=inc["escalation_level"],
+                            count=1,
+                        )
                 elif entry.kind in CLOSED:
                     await conn.execute(
                         "UPDATE offer SET status = 'withdrawn', responded_at = now()"
@@ -400,9 +418,28 @@ async def _publish_to_console(
 
 
 async def _notify(ctx: Context, entry: Entry, inc: asyncpg.Record, *, offers: bool) -> None:
+    if entry.kind in TELL_ASSIGNED:
+        for a in await ctx.pool.fetch(
+            "SELECT volunteer_id FROM assignment WHERE incident_id = $1 AND kind = 'volunteer'",
+            entry.incident_id,
+        ):
+            delivered = await deliver_once(
+                ctx.pool,
+                ctx.gateways["push"],
+                incident_id=entry.incident_id,
+                target=f"volunteer:{a['volunteer_id']}",
+                message={
+                    "type": "incident_closed",
+                    "incident_id": str(entry.incident_id),
+                    "status": entry.kind,
+                },
+                purpose="closed",
+            )
+            if delivered is not None:
+                await _record_delivery(ctx, entry.incident_id, "push", a["volunteer_id"], delivered)
     if inc["status"] in CLOSED:
         return
-    if entry.kind not in ("reported", "escalated", *ESCALATING):
+    if entry.kind not in ("reported", "escalated", "offer_declined", *ESCALATING):
         return
     for offer in (
         await ctx.pool.fetch(

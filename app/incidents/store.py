@@ -256,7 +256,8 @@ def outbox_row(row: asyncpg.Record, summary: dict[str, Any] | None = None) -> Ou
 
 _FOLD_SQL = """
 WITH pt AS (
-  SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g
+  SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g,
+         least(coalesce($7::timestamptz, now()), now()) AS at
   WHERE $4::float8 IS NOT NULL AND $5::float8 IS NOT NULL
 ), trail AS (
   INSERT INTO location_point (incident_id, geog, accuracy_m, captured_at)
@@ -264,9 +265,9 @@ WITH pt AS (
 ), upd AS (
   UPDATE incident i
   SET flags = CASE WHEN 'repeated' = ANY(flags) THEN flags ELSE flags || '{repeated}'::text[] END,
-      location = coalesce((SELECT g FROM pt), i.location),
-      accuracy_m = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $6 ELSE i.accuracy_m END,
-      location_captured_at = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $7
+      location = CASE WHEN {NEWER} THEN (SELECT g FROM pt) ELSE i.location END,
+      accuracy_m = CASE WHEN {NEWER} THEN $6 ELSE i.accuracy_m END,
+      location_captured_at = CASE WHEN {NEWER} THEN (SELECT at FROM pt)
                                   ELSE i.location_captured_at END,
       district_id = coalesce(i.district_id, (
         SELECT d.id FROM district d, pt WHERE ST_Covers(d.boundary, pt.g::geometry)
@@ -293,6 +294,13 @@ WITH pt AS (
 SELECT upd.*, d.code AS district_code, d.name AS district_name
 FROM upd LEFT JOIN district d ON d.id = upd.district_id
 """
+#: The report's position is newer than the incident's: the live position never moves backwards
+#: (as for the trail, ``add_trail``). A position without a time dates from its report.
+_NEWER_SQL = (
+    "(EXISTS (SELECT 1 FROM pt) AND (i.location IS NULL"
+    " OR (SELECT at FROM pt) > coalesce(i.location_captured_at, i.received_at)))"
+)
+_FOLD_SQL = _FOLD_SQL.replace("{NEWER}", _NEWER_SQL)
 
 
 async def fold_report(
@@ -306,8 +314,9 @@ async def fold_report(
     accuracy_m: float | None = None,
     captured_at: datetime | None = None,
 ) -> asyncpg.Record:
-    """Join a repeated report to its open incident: flag it ``repeated``, take its position
-    (as a trail point) when it has one, and put at most one entry per 10 s on the timeline."""
+    """Join a repeated report to its open incident: flag it ``repeated``, add its position to
+    the trail when it has one (and move the incident there if it is newer than its position),
+    and put at most one entry per 10 s on the timeline."""
     row: asyncpg.Record = await conn.fetchrow(
         _FOLD_SQL, incident_id, actor, data, lat, lon, accuracy_m, captured_at
     )
