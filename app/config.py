@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     sos_fold_window_s: float = 600.0
     #: Wrong cancel PINs in a row that escalate the incident.
     max_wrong_pins: int = 3
+    #: After this many wrong cancel PINs in a row every cancel is refused (429) for
+    #: ``cancel_pin_lockout_s``, so a 4-digit PIN cannot be guessed; the alert stays open.
+    cancel_pin_lockout_after: int = Field(5, ge=1)
+    cancel_pin_lockout_s: float = Field(900.0, gt=0)
 
     # Devices (panic buttons)
     device_clock_skew_s: int = 300
@@ -101,6 +105,9 @@ class Settings(BaseSettings):
     console_maxlen: int = 100_000
     console_max_lifetime_s: float = 3600.0
     console_ping_s: float = 15.0
+    #: Open incidents in a console's snapshot at most, the most urgent first (duress, escalated,
+    #: silent, then the oldest unacknowledged): in a flood the limit drops the least urgent.
+    console_snapshot_max: int = Field(1000, ge=1)
     #: With many consoles on an API process (``console_log.LINGER_MIN_CONSOLES``), its console
     #: hub waits this long after a read that found entries: under load the next ones then go out
     #: together (one wake-up and one frame per batch console), for at most this much latency.

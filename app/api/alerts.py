@@ -225,10 +225,17 @@ class CancelOut(BaseModel):
     description=(
         "The right PIN cancels. The duress PIN answers exactly like a cancel (and her own view "
         "shows the alert cancelled) but the incident is escalated. A wrong PIN is refused "
-        "(403 `WrongPin`); repeated wrong PINs escalate."
+        "(403 `WrongPin`); repeated wrong PINs escalate. After `cancel_pin_lockout_after` (5) "
+        "wrong PINs in a row every cancel is refused, whatever the PIN, for "
+        "`cancel_pin_lockout_s` (15 min): 429 `CancelLockedOut` with `Retry-After`; the alert "
+        "stays open (her duress PIN still escalates it, silently)."
     ),
     response_model=CancelOut,
-    responses={403: {"description": "Wrong PIN"}, 404: {"description": "No such alert"}},
+    responses={
+        403: {"description": "Wrong PIN"},
+        404: {"description": "No such alert"},
+        429: {"description": "CancelLockedOut: too many wrong PINs; see Retry-After"},
+    },
 )
 async def cancel(
     incident_id: uuid.UUID,
@@ -246,6 +253,13 @@ async def cancel(
         pin=body.pin,
         source_ip=request.client.host if request.client else None,
     )
+    if result.locked_for_s is not None:
+        return error_response(
+            429,
+            "CancelLockedOut",
+            "too many wrong PINs: cancelling is locked for a while",
+            headers={"Retry-After": str(result.locked_for_s)},
+        )
     if result.refused:
         return error_response(403, "WrongPin", "wrong PIN")
     return result.body

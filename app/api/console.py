@@ -417,7 +417,8 @@ async def stream(
                 city_wide=staff.city_wide,
                 district_ids=staff.district_ids,
                 status="open",
-                limit=1000,
+                limit=settings.console_snapshot_max,
+                order="urgent",
             )
             await _send(ws, {"type": "snapshot", "cursor": cursor, "incidents": incidents})
             for incident in incidents:

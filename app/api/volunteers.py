@@ -179,8 +179,9 @@ async def decline(
         incident_id=offer.incident_id,
         kind="offer_declined",
         actor=f"staff:{volunteer.id}",
-        publish=False,
     )
+    # Published (the outbox row): a dispatcher offers the incident to the next nearest volunteer
+    # not offered it yet.
     return {"status": "declined"}
 
 

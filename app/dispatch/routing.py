@@ -233,8 +233,10 @@ async def _offer_volunteers(
     lat: float,
     lon: float,
     level: int,
+    count: int | None = None,
 ) -> int:
-    """Offer the incident to the nearest on-duty volunteers; returns how many were offered."""
+    """Offer the incident to the nearest on-duty volunteers not offered it yet (``count`` of
+    them, by default ``volunteers_offered``); returns how many were offered."""
     s = ctx.settings
     radius = s.volunteer_radius_m * s.volunteer_radius_growth**level
     # Redis first: most of the time nobody is near, and then the database is not asked.
@@ -256,7 +258,9 @@ async def _offer_volunteers(
         return 0
     offers = await conn.fetch("SELECT volunteer_id FROM offer WHERE incident_id = $1", incident_id)
     offered = {r["volunteer_id"] for r in offers}
-    found = [(vid, dist) for vid, dist in nearby if vid not in offered][: s.volunteers_offered]
+    found = [(vid, dist) for vid, dist in nearby if vid not in offered][
+        : count or s.volunteers_offered
+    ]
     if not found:
         return 0
     await conn.executemany(
@@ -405,6 +409,18 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                             lat=inc["lat"],
                             lon=inc["lon"],
                             level=int(entry.payload.get("level", 1)),
+                        )
+                elif entry.kind == "offer_declined":
+                    # The next nearest volunteer not offered it yet takes the declined place.
+                    if inc["located"] and inc["status"] not in CLOSED:
+                        routed.offered = await _offer_volunteers(
+                            ctx,
+                            conn,
+                            incident_id=inc["id"],
+                            lat=inc["lat"],
+                            lon=inc["lon"],
+                            level=inc["escalation_level"],
+                            count=1,
                         )
                 elif entry.kind in STAGES or entry.kind in CLOSED:
                     await conn.execute(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -177,8 +178,11 @@ WITH owned AS (
   SELECT id, status, member_cancelled_at, duress FROM incident
   WHERE id = $1 AND member_id = $2
 ), pts AS (
-  SELECT * FROM unnest($3::float8[], $4::float8[], $5::float8[], $6::timestamptz[])
-    AS p(lat, lon, accuracy_m, captured_at)
+  -- ``at``: when the point was where it says (a point without a time, or dated in the future
+  -- by a wrong clock, counts as now).
+  SELECT p.*, least(coalesce(p.captured_at, now()), now()) AS at
+  FROM unnest($3::float8[], $4::float8[], $5::float8[], $6::timestamptz[])
+    WITH ORDINALITY AS p(lat, lon, accuracy_m, captured_at, n)
 ), ins AS (
   INSERT INTO location_point (incident_id, geog, accuracy_m, captured_at)
   SELECT owned.id, ST_SetSRID(ST_MakePoint(pts.lon, pts.lat), 4326)::geography,
@@ -187,13 +191,15 @@ WITH owned AS (
   WHERE owned.status IN ('new','acknowledged','responding','on_scene')
   RETURNING incident_id
 ), latest AS (
-  SELECT lat, lon, accuracy_m, captured_at FROM pts
-  ORDER BY captured_at DESC NULLS LAST LIMIT 1
+  SELECT lat, lon, accuracy_m, at FROM pts ORDER BY at DESC, n DESC LIMIT 1
 ), upd AS (
+  -- The live position never moves backwards: a late batch (buffered while she was offline)
+  -- goes into the trail but moves the incident only if it is newer than its position. (In the
+  -- WHERE clause, so that it is checked again on the newest row if a writer got there first.)
   UPDATE incident i SET
     location = ST_SetSRID(ST_MakePoint(latest.lon, latest.lat), 4326)::geography,
     accuracy_m = latest.accuracy_m,
-    location_captured_at = latest.captured_at,
+    location_captured_at = latest.at,
     district_id = coalesce(i.district_id, (
       SELECT d.id FROM district d
       WHERE ST_Covers(d.boundary, ST_SetSRID(ST_MakePoint(latest.lon, latest.lat), 4326))
@@ -201,6 +207,7 @@ WITH owned AS (
     updated_at = now()
   FROM latest
   WHERE i.id = $1 AND EXISTS (SELECT 1 FROM ins)
+    AND (i.location IS NULL OR latest.at > coalesce(i.location_captured_at, i.received_at))
   RETURNING i.id
 ), ob AS (
   INSERT INTO outbox (topic, incident_id, payload)
@@ -224,7 +231,8 @@ class TrailPoint:
 async def add_trail(
     *, pool: asyncpg.Pool, member_id: uuid.UUID, incident_id: uuid.UUID, points: list[TrailPoint]
 ) -> int:
-    """Store trail points and move the incident's position to the newest one (one statement)."""
+    """Store trail points and move the incident's position to the newest one, if that is newer
+    than its position (one statement)."""
     row = await pool.fetchrow(
         _TRAIL_SQL,
         incident_id,
@@ -326,6 +334,8 @@ def _iso(value: datetime | None) -> str | None:
 class CancelResult:
     refused: bool
     body: dict[str, Any]
+    #: Set while her cancels are locked out (too many wrong PINs): seconds until they are not.
+    locked_for_s: int | None = None
 
 
 async def cancel_alert(
@@ -340,7 +350,9 @@ async def cancel_alert(
     """The right PIN cancels. The duress PIN answers exactly the same, but escalates.
 
     A wrong PIN is refused; ``max_wrong_pins`` in a row escalate the incident too (someone may
-    be forcing her to guess)."""
+    be forcing her to guess), and ``cancel_pin_lockout_after`` in a row lock her cancels out for
+    ``cancel_pin_lockout_s``: every cancel is then refused alike, whatever the PIN, so the
+    lockout gives nothing away, but her duress PIN still escalates, silently."""
     incident = await session.scalar(
         select(Incident)
         .where(Incident.id == incident_id, Incident.member_id == member_id)
@@ -357,9 +369,29 @@ async def cancel_alert(
     now = datetime.now(UTC)
     actor = f"member:{member_id}"
 
+    if member.pin_locked_until is not None and member.pin_locked_until > now:
+        if is_duress:
+            await _duress(session, incident, actor=actor, now=now, during_lockout=True)
+        session.add(
+            SecurityEvent(
+                kind="cancel_locked_out",
+                member_id=member_id,
+                source_ip=source_ip,
+                detail={"incident_id": str(incident_id)},
+            )
+        )
+        await session.flush()
+        return CancelResult(
+            refused=True,
+            body={},
+            locked_for_s=math.ceil((member.pin_locked_until - now).total_seconds()),
+        )
+
     if not (is_pin or is_duress):
         member.wrong_pin_count += 1
         escalate = member.wrong_pin_count >= settings.max_wrong_pins
+        if member.wrong_pin_count >= settings.cancel_pin_lockout_after:
+            member.pin_locked_until = now + timedelta(seconds=settings.cancel_pin_lockout_s)
         session.add(
             SecurityEvent(
                 kind="wrong_cancel_pin",
@@ -383,30 +415,20 @@ async def cancel_alert(
         return CancelResult(refused=True, body={})
 
     member.wrong_pin_count = 0
+    member.pin_locked_until = None
     if incident.member_cancelled_at is None:
         incident.member_cancelled_at = now
         incident.updated_at = now
         if is_duress:
-            incident.duress = True
-            incident.escalation_level += 1
-            await timeline.record(
-                session, incident_id=incident.id, kind="duress_cancel", actor=actor
-            )
+            await _duress(session, incident, actor=actor, now=now)
         elif incident.status in OPEN and not incident.duress:
             incident.status = "cancelled"
             incident.closed_at = now
             incident.disposition = "cancelled_by_member"
             await timeline.record(session, incident_id=incident.id, kind="cancelled", actor=actor)
-    elif is_duress and not incident.duress:
+    elif is_duress:
         # A duress PIN after a real cancel: she is being forced; reopen quietly.
-        incident.duress = True
-        incident.escalation_level += 1
-        if incident.status == "cancelled":
-            incident.status = "new"
-            incident.closed_at = None
-            incident.disposition = None
-        incident.updated_at = now
-        await timeline.record(session, incident_id=incident.id, kind="duress_cancel", actor=actor)
+        await _duress(session, incident, actor=actor, now=now)
     cancelled_at = incident.member_cancelled_at or now
     await session.flush()
     return CancelResult(
@@ -416,4 +438,31 @@ async def cancel_alert(
             "status": "cancelled",
             "cancelled_at": cancelled_at.isoformat(),
         },
+    )
+
+
+async def _duress(
+    session: AsyncSession,
+    incident: Incident,
+    *,
+    actor: str,
+    now: datetime,
+    during_lockout: bool = False,
+) -> None:
+    """Her duress PIN: escalate (once), reopening an alert she had cancelled herself."""
+    if incident.duress:
+        return
+    incident.duress = True
+    incident.escalation_level += 1
+    if incident.status == "cancelled":
+        incident.status = "new"
+        incident.closed_at = None
+        incident.disposition = None
+    incident.updated_at = now
+    await timeline.record(
+        session,
+        incident_id=incident.id,
+        kind="duress_cancel",
+        actor=actor,
+        data={"during_lockout": True} if during_lockout else None,
     )

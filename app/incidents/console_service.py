@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
@@ -94,6 +94,16 @@ def in_scope(
     return not ids.isdisjoint(district_ids)
 
 
+#: ``list_incidents(order=...)``. ``urgent``, for a console's snapshot in a flood (where the limit
+#: cuts): a duress first, then by escalation level, then the silent ones, then the unacknowledged
+#: ``new`` ones oldest first (the most overdue), then the rest newest first.
+_ORDER_SQL = {
+    "newest": "i.received_at DESC",
+    "urgent": "i.duress DESC, i.escalation_level DESC, i.silent DESC, (i.status = 'new') DESC,"
+    " CASE WHEN i.status = 'new' THEN i.received_at END ASC, i.received_at DESC",
+}
+
+
 async def list_incidents(
     pool: asyncpg.Pool,
     *,
@@ -104,8 +114,10 @@ async def list_incidents(
     source: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
+    order: Literal["newest", "urgent"] = "newest",
 ) -> list[dict[str, Any]]:
-    """Incidents in the caller's scope, newest first."""
+    """Incidents in the caller's scope, newest first (or the most urgent first: see
+    ``_ORDER_SQL``)."""
     args: list[Any] = []
     where = ["true"]
     if status == "open":
@@ -130,7 +142,7 @@ async def list_incidents(
     args.append(limit)
     rows = await pool.fetch(
         f"SELECT {SUMMARY_COLUMNS}{_FROM} WHERE {' AND '.join(where)}"
-        f" ORDER BY i.received_at DESC LIMIT ${len(args)}",
+        f" ORDER BY {_ORDER_SQL[order]}, i.id LIMIT ${len(args)}",
         *args,
     )
     return [summary_from_row(r) for r in rows]

@@ -33,19 +33,13 @@ WITH who AS (
   ORDER BY district.code LIMIT 1
 ), open_alert AS (
   -- A new report from the same member (or button) while its alert is still open is the same
-  -- emergency: fold it in. (Two branches, so that each is a short range of its index.)
+  -- emergency: fold it in. The function (migration 0012_races) first takes an advisory lock
+  -- keyed by her, held to the commit, and then reads with a fresh snapshot: her two reports at
+  -- the same moment (phone and wearable) are one incident, not two.
   SELECT id FROM (
-    SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
-    WHERE member_id = (SELECT member_id FROM who)
-      AND received_at > now() - make_interval(secs => $19)
-    UNION ALL
-    SELECT id, received_at, client_alert_id, closed_at, member_cancelled_at FROM incident
-    WHERE (SELECT member_id FROM who) IS NULL AND device_id = $4::uuid
-      AND received_at > now() - make_interval(secs => $19)
-  ) mine
-  WHERE $19::float8 > 0 AND closed_at IS NULL AND member_cancelled_at IS NULL
-    AND ($6::uuid IS NULL OR client_alert_id IS DISTINCT FROM $6)
-  ORDER BY received_at DESC LIMIT 1
+    SELECT incident_open_alert((SELECT member_id FROM who), $4::uuid, $19::float8, $6::uuid)
+      AS id
+  ) f WHERE id IS NOT NULL
 ), inc AS (
   INSERT INTO incident (id, source, member_id, device_id, safe_place_id, client_alert_id,
                         trigger, silent, location, accuracy_m, location_captured_at,
@@ -262,7 +256,8 @@ def outbox_row(row: asyncpg.Record, summary: dict[str, Any] | None = None) -> Ou
 
 _FOLD_SQL = """
 WITH pt AS (
-  SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g
+  SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g,
+         least(coalesce($7::timestamptz, now()), now()) AS at
   WHERE $4::float8 IS NOT NULL AND $5::float8 IS NOT NULL
 ), trail AS (
   INSERT INTO location_point (incident_id, geog, accuracy_m, captured_at)
@@ -270,9 +265,9 @@ WITH pt AS (
 ), upd AS (
   UPDATE incident i
   SET flags = CASE WHEN 'repeated' = ANY(flags) THEN flags ELSE flags || '{repeated}'::text[] END,
-      location = coalesce((SELECT g FROM pt), i.location),
-      accuracy_m = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $6 ELSE i.accuracy_m END,
-      location_captured_at = CASE WHEN EXISTS (SELECT 1 FROM pt) THEN $7
+      location = CASE WHEN {NEWER} THEN (SELECT g FROM pt) ELSE i.location END,
+      accuracy_m = CASE WHEN {NEWER} THEN $6 ELSE i.accuracy_m END,
+      location_captured_at = CASE WHEN {NEWER} THEN (SELECT at FROM pt)
                                   ELSE i.location_captured_at END,
       district_id = coalesce(i.district_id, (
         SELECT d.id FROM district d, pt WHERE ST_Covers(d.boundary, pt.g::geometry)
@@ -299,6 +294,13 @@ WITH pt AS (
 SELECT upd.*, d.code AS district_code, d.name AS district_name
 FROM upd LEFT JOIN district d ON d.id = upd.district_id
 """
+#: The report's position is newer than the incident's: the live position never moves backwards
+#: (as for the trail, ``add_trail``). A position without a time dates from its report.
+_NEWER_SQL = (
+    "(EXISTS (SELECT 1 FROM pt) AND (i.location IS NULL"
+    " OR (SELECT at FROM pt) > coalesce(i.location_captured_at, i.received_at)))"
+)
+_FOLD_SQL = _FOLD_SQL.replace("{NEWER}", _NEWER_SQL)
 
 
 async def fold_report(
@@ -312,8 +314,9 @@ async def fold_report(
     accuracy_m: float | None = None,
     captured_at: datetime | None = None,
 ) -> asyncpg.Record:
-    """Join a repeated report to its open incident: flag it ``repeated``, take its position
-    (as a trail point) when it has one, and put at most one entry per 10 s on the timeline."""
+    """Join a repeated report to its open incident: flag it ``repeated``, add its position to
+    the trail when it has one (and move the incident there if it is newer than its position),
+    and put at most one entry per 10 s on the timeline."""
     row: asyncpg.Record = await conn.fetchrow(
         _FOLD_SQL, incident_id, actor, data, lat, lon, accuracy_m, captured_at
     )

@@ -35,6 +35,8 @@ class Member(UUIDPK, CreatedAt, Base):
     duress_pin_hash: Mapped[str | None] = mapped_column(Text)
     #: Wrong cancel PINs since the last right one; reaching the limit escalates.
     wrong_pin_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    #: After ``cancel_pin_lockout_after`` wrong PINs in a row every cancel is refused until then.
+    pin_locked_until: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
 
 

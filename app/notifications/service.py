@@ -24,11 +24,15 @@ from app.notifications import guardian_view
 
 ACTOR = "dispatch"
 MAX_GUARDIANS = 5
-#: Events a volunteer's offer is pushed on (the first routing and each widening).
+#: Events a volunteer's offer is pushed on (the first routing, each widening, a decline that
+#: offered the next nearest).
 OFFER_EVENTS = frozenset(
-    {"reported", "escalated", "duress", "duress_cancel", "wrong_pin_escalation"}
+    {"reported", "escalated", "duress", "duress_cancel", "wrong_pin_escalation", "offer_declined"}
 )
 CLOSING = frozenset({"resolved", "false_alarm", "cancelled", "duress_cancel"})
+#: Events pushed to the volunteers assigned to the incident: it is over, stand down (not a
+#: duress cancel, which keeps it open).
+TELL_ASSIGNED = frozenset({"resolved", "false_alarm", "cancelled"})
 GUARDIAN_EVENTS = frozenset({"reported", "acknowledged", "escalated"}) | CLOSING
 
 
@@ -68,6 +72,10 @@ async def enqueue(
 _OFFERS_SQL = """
 SELECT o.id, o.volunteer_id, o.distance_m FROM offer o
 WHERE o.incident_id = $1 AND o.status = 'offered'
+"""
+_ASSIGNED_SQL = """
+SELECT DISTINCT volunteer_id FROM assignment
+WHERE incident_id = $1 AND kind = 'volunteer' AND volunteer_id IS NOT NULL
 """
 _GUARDIANS_SQL = """
 SELECT g.id, g.phone, m.name, i.member_cancelled_at, i.status
@@ -110,10 +118,26 @@ async def enqueue_for_event(
     texts. Safe to run again for the same event (dedupe keys); returns how many are new."""
     push_offers = offers and not closed and kind in OFFER_EVENTS
     tell_guardians = has_guardians and kind in GUARDIAN_EVENTS
-    if not (push_offers or tell_guardians):
+    tell_assigned = kind in TELL_ASSIGNED
+    if not (push_offers or tell_guardians or tell_assigned):
         return 0
     queued = 0
     async with pool.acquire() as conn, conn.transaction():
+        for row in await conn.fetch(_ASSIGNED_SQL, incident_id) if tell_assigned else []:
+            target = f"volunteer:{row['volunteer_id']}"
+            queued += await enqueue(
+                conn,
+                incident_id=incident_id,
+                channel="push",
+                target=target,
+                message={
+                    "type": "incident_closed",
+                    "incident_id": str(incident_id),
+                    "status": kind,
+                },
+                dedupe_key=f"{incident_id}:closed:{target}",
+                deadline_s=settings.notify_deadline_s,
+            )
         for offer in await conn.fetch(_OFFERS_SQL, incident_id) if push_offers else []:
             target = f"volunteer:{offer['volunteer_id']}"
             queued += await enqueue(

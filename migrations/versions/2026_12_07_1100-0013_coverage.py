@@ -2,7 +2,7 @@
 whether nobody at all did, and the deadline of the stage after the acknowledgement
 
 Revision ID: 0013_coverage
-Revises: 0010_notifications
+Revises: 0012_races
 Create Date: 2026-12-07 11:00:00
 
 ``covered_by``: the districts whose consoles were given the incident because its own channel
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0013_coverage"
-down_revision: str | None = "0010_notifications"
+down_revision: str | None = "0012_races"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
