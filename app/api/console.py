@@ -29,6 +29,7 @@ from app.api.deps import (
     staff_from_token,
 )
 from app.api.schemas import StrictModel
+from app.devices import health as device_health
 from app.dispatch import console_log
 from app.dispatch.console_log import ConsoleEntry, ConsoleHub, Wake
 from app.dispatch.coverage import ConsolePresence, console_channels, coverage_status
@@ -420,7 +421,13 @@ async def stream(
                 limit=settings.console_snapshot_max,
                 order="urgent",
             )
-            await _send(ws, {"type": "snapshot", "cursor": cursor, "incidents": incidents})
+            devices = await device_health.console_devices(
+                ws.app.state.pool, city_wide=staff.city_wide, district_ids=staff.district_ids
+            )
+            await _send(
+                ws,
+                {"type": "snapshot", "cursor": cursor, "incidents": incidents, "devices": devices},
+            )
             for incident in incidents:
                 access.note(incident)
         last = console_log.cursor_key(cursor)

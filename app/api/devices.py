@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
-from app.devices import service
+from app.devices import health, service
 from app.devices.service import AuthenticatedDevice
 from app.devices.signals import PANIC_TYPES, SignalBody, SignalType, parse_signal
 from app.errors import ServiceUnavailable
@@ -116,20 +116,33 @@ async def post_signal(
             kick_relay(request)
         return _json(result.body, 201 if result.created else 200)
     if not device.nonce_checked:
+        if kind is SignalType.duress:
+            # A cancel would be refused now, so the duress is refused alike (the store must not
+            # tell them apart), but it is acted on first: a replay of it is harmless (the
+            # incident is under duress already), and losing it is not.
+            await service.duress_from_device(
+                session=session, pool=pool, device=device, signal=signal
+            )
+            await session.commit()
+            kick_relay(request)
         # Without the nonce check a captured cancel could be replayed against a later, real
         # panic; only a panic is worth accepting unprotected (its signal_id makes a replay
         # harmless).
         raise ServiceUnavailable("replay protection is unavailable; retry shortly")
 
     extra: dict[str, Any] = {}
-    if kind is SignalType.cancel:
-        outcome = await service.cancel_from_device(
-            session=session, settings=settings, device=device, signal=signal
-        )
+    if kind in (SignalType.cancel, SignalType.duress):
+        if kind is SignalType.cancel:
+            outcome = await service.cancel_from_device(
+                session=session, pool=pool, settings=settings, device=device, signal=signal
+            )
+        else:
+            outcome = await service.duress_from_device(
+                session=session, pool=pool, device=device, signal=signal
+            )
         # Commit here rather than in the dependency's teardown so the relay is kicked after it.
         await session.commit()
-        if outcome.incident_id is not None:
-            kick_relay(request)
+        kick_relay(request)
         extra = {
             "incident_id": str(outcome.incident_id) if outcome.incident_id else None,
             "status": outcome.status,
@@ -147,18 +160,23 @@ async def post_signal(
         # An installer pressing "test" sees which store the button is registered to.
         extra = {"store": device.store.as_json()}
 
-    at = await service.update_health(
-        pool=pool,
+    signal_health = await health.record_signal(
+        pool,
         device_id=device.id,
         battery_pct=signal.body.battery_pct,
         heartbeat=kind is SignalType.heartbeat,
         tampered=kind is SignalType.tamper,
         tested=kind is SignalType.test,
+        low_battery=kind is SignalType.low_battery,
     )
+    if signal_health.reported:
+        kick_relay(request)
+    at = signal_health.at
     return _json(
         {
             "device_id": str(device.id),
-            "type": kind.value,
+            # A duress is answered as the cancel it looks like at the store.
+            "type": SignalType.cancel.value if kind is SignalType.duress else kind.value,
             "received_at": at.isoformat(),
             "server_time": int(at.timestamp()),
             **extra,

@@ -16,7 +16,7 @@ import typer
 
 from app.config import get_settings
 from app.devices import service
-from app.errors import NotFound
+from app.errors import BadRequest, NotFound
 
 devices_app = typer.Typer(help="Panic buttons installed in safe places.", no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except NotFound as exc:
+    except (NotFound, BadRequest) as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
 
@@ -42,15 +42,55 @@ def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
 def create(
     place_id: Annotated[uuid.UUID, typer.Option("--place-id", help="The safe place (store).")],
     label: Annotated[str | None, typer.Option(help="e.g. 'counter, left'")] = None,
+    duress_double_cancel: Annotated[
+        bool,
+        typer.Option(
+            "--duress-double-cancel",
+            help="A cancel pressed twice within --duress-window-s is a silent duress alarm.",
+        ),
+    ] = False,
+    duress_window_s: Annotated[
+        float, typer.Option(min=0.5, max=60, help="The double-cancel window in seconds.")
+    ] = service.DEFAULT_DOUBLE_CANCEL_S,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Register a button at a safe place and print its id and secret (shown only this once)."""
-    creds = _run(lambda c: service.create_device(c, place_id=place_id, label=label))
+    window = duress_window_s if duress_double_cancel else None
+    creds = _run(
+        lambda c: service.create_device(
+            c, place_id=place_id, label=label, duress_double_cancel_s=window
+        )
+    )
     if as_json:
-        typer.echo(json.dumps({"device_id": str(creds.device_id), "secret": creds.secret}))
+        out: dict[str, object] = {"device_id": str(creds.device_id), "secret": creds.secret}
+        if window is not None:
+            out["duress_double_cancel_s"] = window
+        typer.echo(json.dumps(out))
     else:
         typer.echo(f"device_id: {creds.device_id}\nsecret:    {creds.secret}")
+        if window is not None:
+            typer.echo(f"duress: a double cancel within {window:g} s")
         typer.echo("Store the secret in the button now; it cannot be shown again.", err=True)
+
+
+@devices_app.command("duress")
+def duress(
+    device_id: uuid.UUID,
+    double_cancel_s: Annotated[
+        float | None,
+        typer.Option(
+            "--double-cancel-s", min=0.5, max=60, help="Turn the double cancel on (seconds)."
+        ),
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="Turn the double cancel off.")] = False,
+) -> None:
+    """Set up a button's double-cancel duress sequence (the `duress` signal always works)."""
+    if off == (double_cancel_s is not None):
+        typer.echo("error: give --double-cancel-s SECONDS or --off", err=True)
+        raise typer.Exit(2)
+    _run(lambda c: service.set_double_cancel(c, device_id=device_id, seconds=double_cancel_s))
+    state = "off" if off else f"a double cancel within {double_cancel_s:g} s"
+    typer.echo(f"{device_id}: duress {state}")
 
 
 @devices_app.command("rotate-secret")

@@ -1,16 +1,22 @@
-"""Panic-button health: a button whose heartbeats stop is reported offline on its district's
-consoles, once per outage (the next heartbeat re-arms it: ``service.update_health`` clears
-``offline_reported_at``).
+"""Panic-button health, both ways, on the district's consoles (type ``device`` messages):
 
-Every dispatcher runs ``report_offline`` periodically. The devices are taken ``FOR UPDATE SKIP
-LOCKED`` and marked in the same statement that writes the outbox rows, so several dispatchers
-never report one outage twice, and a report is never lost: the console message goes through the
-outbox → stream → dispatcher path like every incident message, at least once, deduplicated by the
-outbox id on the console log."""
+- ``offline``: a button whose heartbeats stop, once per outage. Every dispatcher runs
+  ``report_offline`` periodically; the devices are taken ``FOR UPDATE SKIP LOCKED`` and marked
+  in the same statement that writes the outbox rows, so several dispatchers never report one
+  outage twice.
+- ``online``: its next heartbeat, once per outage (the heartbeat clears the report and writes
+  the message in one statement, ``record_signal``).
+- ``low_battery`` and ``tamper``: once per episode, not on every signal that repeats them.
+
+Every message goes through the outbox → stream → dispatcher path like every incident message,
+at least once, deduplicated by the outbox id on the console log. ``console_devices`` lists the
+buttons that are in trouble now, for the console snapshot (a reload must not hide them)."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -21,9 +27,40 @@ from app.dispatch import console_log
 from app.dispatch.routing import Context, PoisonEntry
 
 TOPIC_DEVICE_OFFLINE = "device.offline"
+#: ``online``, ``low_battery`` and ``tamper`` messages (written on a button's own signal).
+TOPIC_DEVICE_HEALTH = "device.health"
+_TOPICS = frozenset({TOPIC_DEVICE_OFFLINE.encode(), TOPIC_DEVICE_HEALTH.encode()})
 EV_OFFLINE = "device_offline"
 
-_REPORT_SQL = """
+#: A ``low_battery`` or ``tamper`` signal this long after the previous one of its kind starts a
+#: new episode (reported again); one that repeats sooner (firmware that sends it with every
+#: heartbeat) is the same episode. A tamper is shown on consoles for this long.
+EPISODE_QUIET_S = 3600.0
+#: A signal reporting at least this battery level ends a low-battery episode (new batteries).
+BATTERY_RECOVERED_PCT = 50
+
+_DISTRICT_LATERAL = """
+  LEFT JOIN LATERAL (
+    SELECT x.id, x.code, x.name FROM district x WHERE ST_Covers(x.boundary, p.geog::geometry)
+    ORDER BY x.code LIMIT 1
+  ) dist ON true
+"""
+
+
+def _device_json(d: str) -> str:
+    """The ``device`` object of a console message, from device alias ``d`` and its store
+    ``p`` (docs/dispatch.md)."""
+    return f"""jsonb_build_object(
+      'id', {d}.id, 'label', {d}.label, 'battery_pct', {d}.battery_pct,
+      'last_heartbeat_at', {d}.last_heartbeat_at, 'last_seen_at', {d}.last_seen_at,
+      'offline_since', {d}.offline_reported_at, 'low_battery_at', {d}.low_battery_at,
+      'tampered_at', {d}.tampered_at,
+      'store', jsonb_build_object('id', p.id, 'name', p.name, 'address', p.address,
+                                  'phone', p.phone, 'lat', ST_Y(p.geog::geometry),
+                                  'lon', ST_X(p.geog::geometry)))"""
+
+
+_REPORT_SQL = f"""
 WITH due AS (
   SELECT d.id FROM device d
   WHERE d.enabled AND d.offline_reported_at IS NULL
@@ -34,17 +71,12 @@ WITH due AS (
 ), upd AS (
   UPDATE device d SET offline_reported_at = now()
   FROM due WHERE d.id = due.id
-  RETURNING d.id, d.label, d.safe_place_id, d.last_heartbeat_at, d.last_seen_at, d.battery_pct,
-            d.offline_reported_at
+  RETURNING d.*
 ), info AS (
-  SELECT upd.*, p.name AS store_name, p.address, p.phone,
-         ST_Y(p.geog::geometry) AS lat, ST_X(p.geog::geometry) AS lon, dist.id AS district_id,
-         dist.code AS district_code, dist.name AS district_name
+  SELECT upd.id, upd.last_heartbeat_at, dist.id AS district_id, dist.code AS district_code,
+         dist.name AS district_name, {_device_json("upd")} AS device
   FROM upd JOIN safe_place p ON p.id = upd.safe_place_id
-  LEFT JOIN LATERAL (
-    SELECT x.id, x.code, x.name FROM district x WHERE ST_Covers(x.boundary, p.geog::geometry)
-    ORDER BY x.code LIMIT 1
-  ) dist ON true
+  {_DISTRICT_LATERAL}
 ), ev AS (
   INSERT INTO security_event (kind, device_id, detail)
   SELECT $4, id, jsonb_build_object('last_heartbeat_at', last_heartbeat_at,
@@ -53,15 +85,9 @@ WITH due AS (
 ), ob AS (
   INSERT INTO outbox (topic, incident_id, payload)
   SELECT $3, NULL, jsonb_build_object(
-    'kind', 'device_offline',
+    'kind', 'device_offline', 'event', 'offline',
     'district_id', district_id, 'district_code', district_code, 'district_name', district_name,
-    'offline_after_s', $1::float8,
-    'device', jsonb_build_object(
-      'id', id, 'label', label, 'battery_pct', battery_pct,
-      'last_heartbeat_at', last_heartbeat_at, 'last_seen_at', last_seen_at,
-      'offline_since', offline_reported_at,
-      'store', jsonb_build_object('id', safe_place_id, 'name', store_name, 'address', address,
-                                  'phone', phone, 'lat', lat, 'lon', lon)))
+    'offline_after_s', $1::float8, 'device', device)
   FROM info
   RETURNING id
 )
@@ -82,26 +108,157 @@ async def report_offline(pool: asyncpg.Pool, settings: Settings, *, batch: int =
             return total
 
 
+# $1 device, $2 battery_pct, $3 heartbeat, $4 tamper, $5 test, $6 low_battery, $7 the episode
+# gap, $8 the recovered battery level, $9 the topic. The row lock first, so that of two
+# heartbeats at once only one sees the offline report it clears.
+_SIGNAL_SQL = f"""
+WITH old AS (
+  SELECT id, offline_reported_at, low_battery_at, tampered_at FROM device WHERE id = $1
+  FOR UPDATE
+), upd AS (
+  UPDATE device d SET
+    last_seen_at = now(),
+    battery_pct = coalesce($2::int, d.battery_pct),
+    last_heartbeat_at = CASE WHEN $3::bool THEN now() ELSE d.last_heartbeat_at END,
+    offline_reported_at = CASE WHEN $3::bool THEN NULL ELSE d.offline_reported_at END,
+    tampered_at = CASE WHEN $4::bool THEN now() ELSE d.tampered_at END,
+    last_test_at = CASE WHEN $5::bool THEN now() ELSE d.last_test_at END,
+    low_battery_at = CASE WHEN $6::bool THEN now() WHEN $2::int >= $8::int THEN NULL
+                          ELSE d.low_battery_at END
+  FROM old WHERE d.id = old.id
+  RETURNING d.*, old.offline_reported_at AS was_offline_since,
+    array_remove(ARRAY[
+      CASE WHEN $3::bool AND old.offline_reported_at IS NOT NULL THEN 'online' END,
+      CASE WHEN $6::bool AND (old.low_battery_at IS NULL
+                              OR old.low_battery_at < now() - make_interval(secs => $7::float8))
+           THEN 'low_battery' END,
+      CASE WHEN $4::bool AND (old.tampered_at IS NULL
+                              OR old.tampered_at < now() - make_interval(secs => $7::float8))
+           THEN 'tamper' END
+    ], NULL) AS events
+), info AS (
+  SELECT upd.events, upd.was_offline_since, upd.battery_pct, dist.id AS district_id,
+         dist.code AS district_code, dist.name AS district_name, {_device_json("upd")} AS device
+  FROM upd JOIN safe_place p ON p.id = upd.safe_place_id
+  {_DISTRICT_LATERAL}
+  WHERE cardinality(upd.events) > 0
+), ob AS (
+  INSERT INTO outbox (topic, incident_id, payload)
+  SELECT $9, NULL, jsonb_build_object(
+    'kind', 'device_' || e, 'event', e,
+    'district_id', district_id, 'district_code', district_code, 'district_name', district_name,
+    'device', device,
+    'data', CASE e WHEN 'online' THEN jsonb_build_object('offline_since', was_offline_since)
+                   WHEN 'low_battery' THEN jsonb_build_object('battery_pct', battery_pct)
+                   ELSE '{{}}'::jsonb END)
+  FROM info, unnest(info.events) AS e
+  RETURNING id
+)
+SELECT (SELECT now()) AS at, (SELECT count(*) FROM ob) AS reported
+"""
+
+
+@dataclass(frozen=True)
+class SignalHealth:
+    at: datetime
+    #: Console messages written to the outbox (kick the relay when > 0).
+    reported: int
+
+
+async def record_signal(
+    pool: asyncpg.Pool,
+    *,
+    device_id: uuid.UUID,
+    battery_pct: int | None = None,
+    heartbeat: bool = False,
+    tampered: bool = False,
+    tested: bool = False,
+    low_battery: bool = False,
+) -> SignalHealth:
+    """A signal's proof of life (``last_seen_at``, battery), and its console messages: a
+    heartbeat after an offline report is ``online``; a ``low_battery`` or ``tamper`` that
+    starts an episode is reported. One statement: the messages commit with the update."""
+    row = await pool.fetchrow(
+        _SIGNAL_SQL,
+        device_id,
+        battery_pct,
+        heartbeat,
+        tampered,
+        tested,
+        low_battery,
+        EPISODE_QUIET_S,
+        BATTERY_RECOVERED_PCT,
+        TOPIC_DEVICE_HEALTH,
+    )
+    return SignalHealth(at=row["at"], reported=row["reported"])
+
+
+_TROUBLE_SQL = f"""
+SELECT {_device_json("d")} AS device, dist.id AS district_id, dist.code AS district_code,
+       dist.name AS district_name,
+       array_remove(ARRAY[
+         CASE WHEN d.offline_reported_at IS NOT NULL THEN 'offline' END,
+         CASE WHEN d.low_battery_at IS NOT NULL THEN 'low_battery' END,
+         CASE WHEN d.tampered_at > now() - make_interval(secs => $3::float8) THEN 'tamper' END
+       ], NULL) AS problems
+FROM device d JOIN safe_place p ON p.id = d.safe_place_id
+{_DISTRICT_LATERAL}
+WHERE d.enabled
+  AND (d.offline_reported_at IS NOT NULL OR d.low_battery_at IS NOT NULL
+       OR d.tampered_at > now() - make_interval(secs => $3::float8))
+  AND ($1::bool OR dist.id = ANY($2::uuid[]))
+ORDER BY d.offline_reported_at NULLS LAST, p.name, d.id
+LIMIT $4
+"""
+
+
+async def console_devices(
+    pool: asyncpg.Pool | asyncpg.Connection,
+    *,
+    city_wide: bool,
+    district_ids: frozenset[uuid.UUID],
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """The buttons in trouble now (offline, low battery, tampered with lately) that a console
+    with this scope sees: city-wide, all; otherwise those of stores in its districts. Each is
+    the ``device`` object of a message with its district and ``problems``."""
+    rows = await pool.fetch(_TROUBLE_SQL, city_wide, list(district_ids), EPISODE_QUIET_S, limit)
+    return [
+        {
+            **r["device"],
+            "district_id": str(r["district_id"]) if r["district_id"] else None,
+            "district_code": r["district_code"],
+            "district_name": r["district_name"],
+            "problems": list(r["problems"]),
+        }
+        for r in rows
+    ]
+
+
 def is_device_entry(fields: dict[bytes, bytes]) -> bool:
-    return fields.get(b"topic") == TOPIC_DEVICE_OFFLINE.encode()
+    return fields.get(b"topic") in _TOPICS
 
 
 def console_body(payload: dict[str, Any]) -> dict[str, Any]:
     """The console message (docs/dispatch.md, type ``device``)."""
+    event = payload.get("event", "offline")
+    data = payload.get("data")
+    if data is None:
+        data = {"offline_after_s": payload.get("offline_after_s")} if event == "offline" else {}
     return {
         "type": "device",
-        "event": "offline",
+        "event": event,
         "device": payload["device"],
         "district_id": payload.get("district_id"),
         "district_code": payload.get("district_code"),
         "district_name": payload.get("district_name"),
-        "data": {"offline_after_s": payload.get("offline_after_s")},
+        "data": data,
     }
 
 
 async def publish_device_entry(ctx: Context, fields: dict[bytes, bytes]) -> None:
-    """A dispatcher's handler for a ``device.offline`` stream entry: one console message for the
-    store's district (city-wide consoles only when the store is outside every district)."""
+    """A dispatcher's handler for a device stream entry: one console message for the store's
+    district (city-wide consoles only when the store is outside every district)."""
     try:
         outbox_id = int(fields[b"outbox_id"])
         payload = orjson.loads(fields[b"payload"])

@@ -2,8 +2,12 @@
 operator's device life cycle (create, rotate the secret, disable).
 
 The intake runs on the raw asyncpg pool (a panic is the hot path: a device look-up, one
-incident statement, one nearest-police query, one health update); only ``cancel`` uses the ORM
-session, because it goes through the timeline helper.
+incident statement, one nearest-police query, one health update); only ``cancel`` and
+``duress`` use the ORM session, because they go through the timeline helper.
+
+A button's cancel never closes an incident (a robber can make the clerk press it): it asks a
+dispatcher to call the store. A duress (its own signal, or a double cancel on a device set up
+for it) answers the store exactly like a cancel and escalates silently.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,8 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.devices.signals import ParsedSignal, SignalType
-from app.errors import NotFound, Unauthorized
+from app.errors import BadRequest, NotFound, Unauthorized
 from app.geo.nearest import nearest_places
+from app.incidents.lifecycle import lock_incident
 from app.incidents.store import (
     Folded,
     NewIncident,
@@ -36,7 +41,7 @@ from app.incidents.store import (
     insert_incident,
 )
 from app.incidents.timeline import record
-from app.models import POLICE_KINDS, Incident
+from app.models import POLICE_KINDS, Device, Incident
 from app.security import device_signature
 from app.security.tokens import new_device_secret
 
@@ -104,6 +109,8 @@ class AuthenticatedDevice:
     nonce: str
     #: False when Redis could not be asked; only a panic proceeds then (see ``authenticate``).
     nonce_checked: bool
+    #: A second cancel within this many seconds of the first is duress (None: not set up).
+    duress_double_cancel_s: float | None = None
 
     @property
     def actor(self) -> str:
@@ -111,7 +118,7 @@ class AuthenticatedDevice:
 
 
 _DEVICE_SQL = """
-SELECT d.id, d.label, d.secret, d.enabled,
+SELECT d.id, d.label, d.secret, d.enabled, d.duress_double_cancel_s,
        CASE WHEN d.previous_secret_until > now() THEN d.previous_secret END AS previous_secret,
        p.id AS place_id, p.name, p.address, p.phone,
        ST_Y(p.geog::geometry) AS lat, ST_X(p.geog::geometry) AS lon
@@ -245,6 +252,7 @@ async def authenticate(
         key="current" if matched == 0 else "previous",
         nonce=headers.nonce,
         nonce_checked=nonce_checked,
+        duress_double_cancel_s=row["duress_double_cancel_s"],
     )
 
 
@@ -258,14 +266,10 @@ FROM incident i LEFT JOIN district dist ON dist.id = i.district_id
 WHERE i.device_id = $1 AND i.client_alert_id = $2
 """
 
+# A panic's proof of life; every other signal goes through ``health.record_signal``, which
+# also writes the health messages for the consoles.
 _HEALTH_SQL = """
-UPDATE device SET
-  last_seen_at = now(),
-  battery_pct = coalesce($2, battery_pct),
-  last_heartbeat_at = CASE WHEN $3 THEN now() ELSE last_heartbeat_at END,
-  offline_reported_at = CASE WHEN $3 THEN NULL ELSE offline_reported_at END,
-  tampered_at = CASE WHEN $4 THEN now() ELSE tampered_at END,
-  last_test_at = CASE WHEN $5 THEN now() ELSE last_test_at END
+UPDATE device SET last_seen_at = now(), battery_pct = coalesce($2, battery_pct)
 WHERE id = $1
 RETURNING now() AS at
 """
@@ -419,71 +423,189 @@ def _district(code: str | None, name: str | None) -> dict[str, str] | None:
 
 
 async def update_health(
-    *,
-    pool: asyncpg.Pool,
-    device_id: uuid.UUID,
-    battery_pct: int | None = None,
-    heartbeat: bool = False,
-    tampered: bool = False,
-    tested: bool = False,
+    *, pool: asyncpg.Pool, device_id: uuid.UUID, battery_pct: int | None = None
 ) -> datetime:
-    """Every accepted signal is proof of life (``last_seen_at``); a heartbeat also clears an
-    offline report."""
-    at: datetime = await pool.fetchval(
-        _HEALTH_SQL, device_id, battery_pct, heartbeat, tampered, tested
-    )
+    """A panic is proof of life (``last_seen_at``) but not a heartbeat: it clears no offline
+    report (app/devices/health.py)."""
+    at: datetime = await pool.fetchval(_HEALTH_SQL, device_id, battery_pct)
     return at
 
 
 @dataclass(frozen=True)
 class CancelResult:
+    """What the store is told: the same after a cancel request and after a duress."""
+
     incident_id: uuid.UUID | None
     status: str | None
     cancelled: bool
 
 
-async def cancel_from_device(
-    *, session: AsyncSession, settings: Settings, device: AuthenticatedDevice, signal: ParsedSignal
-) -> CancelResult:
-    """The clerk pressed cancel after a false press.
+#: What a store's cancel (or duress) answers when it reached an incident; the incident itself
+#: stays open until a dispatcher closes it.
+_ANSWERED = "cancelled"
+CANCEL_REQUESTED = "cancel_requested"
 
-    Reaches the device's most recent open incident received within the cancel window. It is
-    cancelled only while still ``new``; once a dispatcher has acknowledged it, the cancel is
-    only noted on the timeline (a dispatcher decides, and a forced cancel must not stop help).
-    """
-    stmt = (
-        select(Incident)
-        .where(
-            Incident.device_id == device.id,
-            Incident.closed_at.is_(None),
-            Incident.received_at > func.now() - timedelta(seconds=settings.device_cancel_window_s),
-        )
-        .order_by(Incident.received_at.desc())
-        .limit(1)
-        .with_for_update()
+
+def _open_incident_stmt(device_id: uuid.UUID, within_s: float | None) -> Any:
+    stmt = select(Incident).where(Incident.device_id == device_id, Incident.closed_at.is_(None))
+    if within_s is not None:
+        stmt = stmt.where(Incident.received_at > func.now() - timedelta(seconds=within_s))
+    return stmt.order_by(Incident.received_at.desc()).limit(1).with_for_update()
+
+
+def _store_message(device: AuthenticatedDevice) -> dict[str, Any]:
+    return {
+        "store": {
+            "id": str(device.store.id),
+            "name": device.store.name,
+            "phone": device.store.phone,
+            "address": device.store.address,
+        },
+        "device_label": device.label,
+    }
+
+
+async def _is_second_press(
+    session: AsyncSession, device: AuthenticatedDevice, signal: ParsedSignal
+) -> bool:
+    """Remember this cancel press; True when it is the second of a double cancel (within the
+    device's ``duress_double_cancel_s`` of the previous one). A retry of the same press (same
+    ``signal_id``) is not a second press."""
+    window = device.duress_double_cancel_s
+    if window is None:
+        return False
+    row = await session.get(Device, device.id, with_for_update=True)
+    if row is None:
+        return False
+    signal_id = signal.body.signal_id
+    if signal_id is not None and signal_id == row.last_cancel_signal_id:
+        return False
+    now = datetime.now(UTC)
+    second = row.last_cancel_at is not None and now - row.last_cancel_at <= timedelta(
+        seconds=window
     )
+    # A double cancel is used up: a third press starts a new sequence.
+    row.last_cancel_at = None if second else now
+    row.last_cancel_signal_id = signal_id
+    await session.flush()
+    return second
+
+
+async def cancel_from_device(
+    *,
+    session: AsyncSession,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    device: AuthenticatedDevice,
+    signal: ParsedSignal,
+) -> CancelResult:
+    """The clerk pressed cancel: a request, never a close (a robber can make the clerk press it).
+
+    Reaches the device's most recent open incident received within the cancel window: it gets
+    a ``cancel_requested`` event and flag, and the console is told to call the store to verify;
+    a dispatcher closes it. The store is told "cancelled" all the same. On a device set up for
+    it, a second cancel within ``duress_double_cancel_s`` is a duress instead."""
+    if await _is_second_press(session, device, signal):
+        return await duress_from_device(
+            session=session, pool=pool, device=device, signal=signal, via="double_cancel"
+        )
+    stmt = _open_incident_stmt(device.id, settings.device_cancel_window_s)
     incident = (await session.execute(stmt)).scalar_one_or_none()
     if incident is None:
         return CancelResult(incident_id=None, status=None, cancelled=False)
-    applied = incident.status == "new"
-    await record(
-        session,
-        incident_id=incident.id,
-        kind="device_cancel",
-        actor=device.actor,
-        data={
-            "signal_id": str(signal.body.signal_id) if signal.body.signal_id else None,
-            "applied": applied,
-            "status_before": incident.status,
-        },
-    )
-    if applied:
-        incident.status = "cancelled"
-        incident.closed_at = func.now()
+    data = {
+        "signal_id": str(signal.body.signal_id) if signal.body.signal_id else None,
+        "status_before": incident.status,
+    }
+    if incident.duress:
+        # Under duress, nobody must call the store to "verify": only noted.
+        await record(
+            session, incident_id=incident.id, kind="device_cancel", actor=device.actor,
+            data=data, publish=False,
+        )  # fmt: skip
+    else:
+        if CANCEL_REQUESTED not in incident.flags:
+            incident.flags = [*incident.flags, CANCEL_REQUESTED]
         incident.updated_at = func.now()
-        incident.disposition = "cancelled_by_device"
-        await session.flush()
-    return CancelResult(incident_id=incident.id, status=incident.status, cancelled=applied)
+        await record(
+            session,
+            incident_id=incident.id,
+            kind=CANCEL_REQUESTED,
+            actor=device.actor,
+            data={**data, **_store_message(device)},
+            message=_store_message(device),
+        )
+    return CancelResult(incident_id=incident.id, status=_ANSWERED, cancelled=True)
+
+
+async def duress_from_device(
+    *,
+    session: AsyncSession,
+    pool: asyncpg.Pool,
+    device: AuthenticatedDevice,
+    signal: ParsedSignal,
+    via: str = "signal",
+) -> CancelResult:
+    """The clerk's duress sequence: answered like a cancel, never closes or shows as cancelled.
+
+    The device's most recent open incident (however old) is marked ``duress`` and silent, its
+    ``cancel_requested`` flag dropped (nobody must call the store), and a ``duress`` event goes
+    through the outbox: dispatch escalates it exactly like a member's duress. With no open
+    incident a new silent one is raised; the store is then answered as a cancel that found
+    nothing to cancel."""
+    incident = (await session.execute(_open_incident_stmt(device.id, None))).scalar_one_or_none()
+    reached = incident is not None
+    if incident is None:
+        stored = await _insert(
+            pool,
+            NewIncident(
+                source="button",
+                trigger="duress",
+                silent=True,
+                actor=device.actor,
+                device_id=device.id,
+                safe_place_id=device.store.id,
+                lat=device.store.lat,
+                lon=device.store.lon,
+                battery_pct=signal.body.battery_pct,
+                event_data={
+                    "device_label": device.label,
+                    "store_name": device.store.name,
+                    "key": device.key,
+                    "via": via,
+                },
+            ),
+        )
+        if not isinstance(stored, StoredIncident):
+            raise RuntimeError("duress incident without signal_id was not inserted")
+        incident = await lock_incident(session, stored.id)
+    data = {
+        "via": via,
+        "signal_id": str(signal.body.signal_id) if signal.body.signal_id else None,
+        "status_before": incident.status,
+    }
+    if incident.duress:
+        await record(
+            session, incident_id=incident.id, kind="device_duress", actor=device.actor,
+            data=data, publish=False,
+        )  # fmt: skip
+    else:
+        incident.duress = True
+        incident.silent = True
+        incident.flags = [f for f in incident.flags if f != CANCEL_REQUESTED]
+        incident.updated_at = func.now()
+        # ``duress`` escalates in dispatch (app/dispatch/routing.py ESCALATING), as a member's.
+        await record(
+            session,
+            incident_id=incident.id,
+            kind="duress",
+            actor=device.actor,
+            data={**data, **_store_message(device)},
+            message={**_store_message(device), "via": via},
+        )
+    if not reached:
+        return CancelResult(incident_id=None, status=None, cancelled=False)
+    return CancelResult(incident_id=incident.id, status=_ANSWERED, cancelled=True)
 
 
 # --- operator life cycle (the CLI) ----------------------------------------------------------
@@ -495,23 +617,53 @@ class DeviceCredentials:
     secret: str
 
 
+DEFAULT_DOUBLE_CANCEL_S = 5.0
+
+
 async def create_device(
-    conn: asyncpg.Connection | asyncpg.Pool, *, place_id: uuid.UUID, label: str | None = None
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    place_id: uuid.UUID,
+    label: str | None = None,
+    duress_double_cancel_s: float | None = None,
 ) -> DeviceCredentials:
-    """Register a button at a safe place; the secret is returned once and never shown again."""
+    """Register a button at a safe place; the secret is returned once and never shown again.
+    ``duress_double_cancel_s``: a second cancel within that many seconds is duress."""
+    _check_window(duress_double_cancel_s)
     if not await conn.fetchval("SELECT true FROM safe_place WHERE id = $1", place_id):
         raise NotFound(f"no safe place {place_id}")
     device_id = uuid.uuid4()
     secret = new_device_secret()
     await conn.execute(
-        "INSERT INTO device (id, safe_place_id, label, secret, enabled)"
-        " VALUES ($1, $2, $3, $4, true)",
+        "INSERT INTO device (id, safe_place_id, label, secret, enabled, duress_double_cancel_s)"
+        " VALUES ($1, $2, $3, $4, true, $5)",
         device_id,
         place_id,
         label,
         secret,
+        duress_double_cancel_s,
     )
     return DeviceCredentials(device_id, secret)
+
+
+def _check_window(seconds: float | None) -> None:
+    if seconds is not None and not 0 < seconds <= 60:
+        raise BadRequest("the double-cancel window must be between 0 and 60 seconds")
+
+
+async def set_double_cancel(
+    conn: asyncpg.Connection | asyncpg.Pool, *, device_id: uuid.UUID, seconds: float | None
+) -> None:
+    """Turn the double-cancel duress sequence on (a window in seconds) or off (None)."""
+    _check_window(seconds)
+    done = await conn.fetchval(
+        "UPDATE device SET duress_double_cancel_s = $2, last_cancel_at = NULL,"
+        " last_cancel_signal_id = NULL WHERE id = $1 RETURNING true",
+        device_id,
+        seconds,
+    )
+    if not done:
+        raise NotFound(f"no device {device_id}")
 
 
 async def rotate_secret(

@@ -24,6 +24,8 @@ class SignalType(enum.StrEnum):
     panic = "panic"
     silent_panic = "silent_panic"
     cancel = "cancel"
+    #: The clerk's duress sequence: answered exactly like a cancel, escalates silently.
+    duress = "duress"
     test = "test"
     heartbeat = "heartbeat"
     low_battery = "low_battery"

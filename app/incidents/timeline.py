@@ -25,8 +25,11 @@ async def record(
     actor: str | None,
     data: dict[str, Any] | None = None,
     publish: bool = True,
+    message: dict[str, Any] | None = None,
 ) -> IncidentEvent:
-    """Add a timeline event (and, when ``publish``, its outbox row); flushes, never commits."""
+    """Add a timeline event (and, when ``publish``, its outbox row); flushes, never commits.
+    ``message``: more fields for the outbox payload, which consoles get as the message's
+    ``data`` (e.g. the store's phone to call)."""
     event = IncidentEvent(incident_id=incident_id, kind=kind, actor=actor, data=data or {})
     session.add(event)
     if publish:
@@ -35,7 +38,7 @@ async def record(
             Outbox(
                 topic=TOPIC_UPDATED,
                 incident_id=incident_id,
-                payload={"incident_id": str(incident_id), "kind": kind},
+                payload={**(message or {}), "incident_id": str(incident_id), "kind": kind},
             )
         )
     await session.flush()

@@ -128,6 +128,13 @@ class Device(UUIDPK, CreatedAt, Base):
     #: The last ``test`` signal (installers and monthly checks press the button in test mode).
     last_test_at: Mapped[datetime | None]
     offline_reported_at: Mapped[datetime | None]
+    #: The last ``low_battery`` signal (a new episode is reported once; app/devices/health.py).
+    low_battery_at: Mapped[datetime | None]
+    #: A second cancel within this many seconds of the first is duress (None: off).
+    duress_double_cancel_s: Mapped[float | None]
+    #: The previous cancel press, for the double-cancel duress sequence.
+    last_cancel_at: Mapped[datetime | None]
+    last_cancel_signal_id: Mapped[uuid.UUID | None]
 
 
 class SecurityEvent(CreatedAt, Base):

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -372,34 +373,228 @@ async def test_test_press_is_recorded_creates_no_incident_and_names_the_store(cl
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
 
-async def test_cancel_after_a_false_press_cancels_the_new_incident(client, pool, device):
+def _as_the_store_sees_it(r) -> bytes:
+    """The answer with its per-request values blanked: what tells a cancel from a duress (if
+    anything did) is left, byte for byte."""
+    assert r.status_code == 200, r.text
+    body = r.json()
+    for key in ("device_id", "received_at", "server_time", "incident_id"):
+        if body.get(key) is not None:
+            body[key] = "…"
+    return orjson.dumps(body)
+
+
+async def _events(pool, incident_id=None):
+    rows = await pool.fetch(
+        "SELECT kind, actor, data FROM incident_event"
+        " WHERE $1::uuid IS NULL OR incident_id = $1 ORDER BY id",
+        incident_id,
+    )
+    return rows
+
+
+async def _outbox_kinds(pool):
+    rows = await pool.fetch(
+        "SELECT payload FROM outbox WHERE topic = 'incident.updated' ORDER BY id"
+    )
+    return [r["payload"]["kind"] for r in rows]
+
+
+async def test_a_store_cancel_asks_a_dispatcher_and_never_closes_the_incident(
+    client, pool, device, make_staff
+):
     panic = await send_signal(client, device, {"type": "panic", "signal_id": str(uuid.uuid4())})
     r = await send_signal(client, device, {"type": "cancel"})
     assert r.status_code == 200, r.text
+    # The store sees what it always saw after a cancel.
+    assert list(r.json()) == [
+        "device_id", "type", "received_at", "server_time", "incident_id", "status", "cancelled"
+    ]  # fmt: skip
     assert r.json()["incident_id"] == panic.json()["incident_id"]
-    assert r.json()["cancelled"] is True
-    assert r.json()["status"] == "cancelled"
+    assert (r.json()["type"], r.json()["status"], r.json()["cancelled"]) == (
+        "cancel", "cancelled", True
+    )  # fmt: skip
     inc = await pool.fetchrow("SELECT * FROM incident")
-    assert inc["status"] == "cancelled"
-    assert inc["closed_at"] is not None
-    ev = await pool.fetchrow("SELECT * FROM incident_event WHERE kind = 'device_cancel'")
+    assert (inc["status"], inc["closed_at"], inc["duress"]) == ("new", None, False)
+    assert "cancel_requested" in inc["flags"]
+    ev = (await _events(pool))[-1]
+    assert ev["kind"] == "cancel_requested"
     assert ev["actor"] == f"device:{device.id}"
-    assert ev["data"]["applied"] is True
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'incident.updated'") == 1
+    assert ev["data"]["store"]["phone"] == "02-555-0100"
+    # The console hears of it with the store's phone, to call the store and verify.
+    (row,) = await pool.fetch(
+        "SELECT payload FROM outbox WHERE topic = 'incident.updated' ORDER BY id"
+    )
+    assert row["payload"]["kind"] == "cancel_requested"
+    assert row["payload"]["store"] == {
+        "id": str(device.place_id),
+        "name": "GS25 Gangnam Station",
+        "phone": "02-555-0100",
+        "address": "396 Gangnam-daero, Seoul",
+    }
+
+    # A dispatcher closes it, through the console's ordinary status endpoint.
+    district = await pool.fetchval("SELECT id FROM district")
+    dispatcher = await make_staff("dispatcher", district_ids=(district,))
+    closed = await client.post(
+        f"/v1/console/incidents/{inc['id']}/status",
+        headers={"Authorization": f"Bearer {dispatcher.token}"},
+        json={"status": "false_alarm"},
+    )
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "false_alarm"
+    assert "cancel_requested" in closed.json()["flags"]
+    assert await pool.fetchval("SELECT closed_at IS NOT NULL FROM incident")
 
 
-async def test_cancel_after_acknowledgement_is_only_noted(client, pool, device):
+async def test_a_cancel_after_acknowledgement_is_a_request_too_and_looks_the_same(
+    client, pool, device
+):
     await send_signal(client, device, {"type": "panic"})
+    fresh = await send_signal(client, device, {"type": "cancel"})
     await pool.execute("UPDATE incident SET status = 'acknowledged', acknowledged_at = now()")
     r = await send_signal(client, device, {"type": "cancel"})
-    assert r.status_code == 200, r.text
-    assert r.json()["cancelled"] is False
-    assert r.json()["status"] == "acknowledged"
+    assert _as_the_store_sees_it(r) == _as_the_store_sees_it(fresh)
     inc = await pool.fetchrow("SELECT * FROM incident")
     assert (inc["status"], inc["closed_at"]) == ("acknowledged", None)
-    assert (
-        await pool.fetchval("SELECT count(*) FROM incident_event WHERE kind = 'device_cancel'") == 1
+    assert list(inc["flags"]).count("cancel_requested") == 1
+    assert await _outbox_kinds(pool) == ["cancel_requested", "cancel_requested"]
+
+
+# --- duress ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def other_store_cancel(client, pool, store):
+    """A real cancel's answer at another button of the same store, to compare with."""
+    other = await make_device(pool, store, label="other")
+    await send_signal(client, other, {"type": "panic"})
+    return await send_signal(client, other, {"type": "cancel"})
+
+
+async def _duress_state(pool, incident_id):
+    return await pool.fetchrow(
+        "SELECT status, closed_at, duress, silent, flags FROM incident WHERE id = $1",
+        uuid.UUID(incident_id),
     )
+
+
+async def test_the_duress_signal_answers_like_a_cancel_and_escalates_silently(
+    client, pool, device, other_store_cancel
+):
+    panic = await send_signal(client, device, {"type": "panic"})
+    r = await send_signal(client, device, {"type": "duress"})
+    assert _as_the_store_sees_it(r) == _as_the_store_sees_it(other_store_cancel)
+    assert r.json()["incident_id"] == panic.json()["incident_id"]
+    inc = await _duress_state(pool, panic.json()["incident_id"])
+    assert (inc["status"], inc["closed_at"], inc["duress"], inc["silent"]) == (
+        "new", None, True, True
+    )  # fmt: skip
+    assert "cancel_requested" not in inc["flags"]  # nobody is asked to call the store
+    ev = (await _events(pool, uuid.UUID(panic.json()["incident_id"])))[-1]
+    assert (ev["kind"], ev["data"]["via"]) == ("duress", "signal")
+    # The same outbox kind as a member's duress: dispatch escalates and pages alike.
+    assert (await _outbox_kinds(pool))[-1] == "duress"
+
+
+async def test_a_duress_after_a_cancel_request_drops_the_call_the_store_flag(
+    client, pool, device, other_store_cancel
+):
+    panic = await send_signal(client, device, {"type": "panic"})
+    await send_signal(client, device, {"type": "cancel"})
+    r = await send_signal(client, device, {"type": "duress"})
+    assert _as_the_store_sees_it(r) == _as_the_store_sees_it(other_store_cancel)
+    inc = await _duress_state(pool, panic.json()["incident_id"])
+    assert inc["duress"] and "cancel_requested" not in inc["flags"]
+    # A further cancel under duress is only noted: the console is not told to call the store.
+    again = await send_signal(client, device, {"type": "cancel"})
+    assert _as_the_store_sees_it(again) == _as_the_store_sees_it(other_store_cancel)
+    inc = await _duress_state(pool, panic.json()["incident_id"])
+    assert inc["status"] == "new" and "cancel_requested" not in inc["flags"]
+    assert (await _events(pool))[-1]["kind"] == "device_cancel"
+    assert (await _outbox_kinds(pool))[-1] == "duress"
+
+
+async def test_a_duress_with_no_open_alert_raises_a_silent_one(client, pool, device):
+    nothing = await send_signal(client, device, {"type": "cancel"})
+    r = await send_signal(client, device, {"type": "duress"})
+    assert _as_the_store_sees_it(r) == _as_the_store_sees_it(nothing)
+    assert r.json()["incident_id"] is None
+    inc = await pool.fetchrow("SELECT * FROM incident")
+    assert (inc["trigger"], inc["duress"], inc["silent"], inc["status"]) == (
+        "duress", True, True, "new"
+    )  # fmt: skip
+    assert inc["safe_place_id"] == device.place_id
+    assert await _outbox_kinds(pool) == ["duress"]
+
+
+@pytest.fixture
+async def double_cancel_device(pool, store) -> DeviceCreds:
+    device = await make_device(pool, store, label="double")
+    await service.set_double_cancel(pool, device_id=device.id, seconds=5)
+    return device
+
+
+async def test_a_double_cancel_is_duress_and_answers_like_a_cancel(
+    client, pool, double_cancel_device
+):
+    device = double_cancel_device
+    panic = await send_signal(client, device, {"type": "panic"})
+    first = await send_signal(client, device, {"type": "cancel", "signal_id": str(uuid.uuid4())})
+    second = await send_signal(client, device, {"type": "cancel", "signal_id": str(uuid.uuid4())})
+    assert _as_the_store_sees_it(second) == _as_the_store_sees_it(first)
+    inc = await _duress_state(pool, panic.json()["incident_id"])
+    assert (inc["status"], inc["duress"]) == ("new", True)
+    assert "cancel_requested" not in inc["flags"]
+    ev = (await _events(pool))[-1]
+    assert (ev["kind"], ev["data"]["via"]) == ("duress", "double_cancel")
+    assert await _outbox_kinds(pool) == ["cancel_requested", "duress"]
+
+
+async def test_a_second_cancel_after_the_window_is_a_normal_cancel_request(
+    client, pool, double_cancel_device
+):
+    device = double_cancel_device
+    await send_signal(client, device, {"type": "panic"})
+    await send_signal(client, device, {"type": "cancel"})
+    await pool.execute("UPDATE device SET last_cancel_at = last_cancel_at - interval '6 seconds'")
+    r = await send_signal(client, device, {"type": "cancel"})
+    assert r.json()["cancelled"] is True
+    inc = await pool.fetchrow("SELECT * FROM incident")
+    assert (inc["duress"], inc["status"]) == (False, "new")
+    assert "cancel_requested" in inc["flags"]
+    assert await _outbox_kinds(pool) == ["cancel_requested", "cancel_requested"]
+
+
+async def test_a_retried_cancel_is_not_a_second_press_and_plain_devices_have_no_double_cancel(
+    client, pool, device, double_cancel_device
+):
+    await send_signal(client, double_cancel_device, {"type": "panic"})
+    press = {"type": "cancel", "signal_id": str(uuid.uuid4())}
+    await send_signal(client, double_cancel_device, press)
+    await send_signal(client, double_cancel_device, press)  # the same press, retried
+    await send_signal(client, device, {"type": "panic"})
+    await send_signal(client, device, {"type": "cancel"})
+    await send_signal(client, device, {"type": "cancel"})
+    assert await pool.fetchval("SELECT count(*) FROM incident WHERE duress") == 0
+
+
+async def test_a_duress_while_redis_is_down_is_refused_like_a_cancel_but_acted_on(
+    app, client, pool, device
+):
+    await send_signal(client, device, {"type": "panic"})
+    working = app.state.redis
+    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        cancel = await send_signal(client, device, {"type": "cancel"})
+        duress = await send_signal(client, device, {"type": "duress"})
+    finally:
+        await app.state.redis.aclose()
+        app.state.redis = working
+    assert (cancel.status_code, duress.status_code) == (503, 503)
+    assert cancel.json() == duress.json()
+    inc = await pool.fetchrow("SELECT * FROM incident")
+    assert inc["duress"] is True and "cancel_requested" not in inc["flags"]
 
 
 async def test_cancel_does_not_reach_an_incident_outside_the_window(client, pool, device):

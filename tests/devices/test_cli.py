@@ -73,3 +73,22 @@ async def test_unknown_device_id_is_reported(pool):
     result = await _run(*["disable", str(uuid.uuid4())])
     assert result.exit_code == 1
     assert "no device" in result.output
+
+
+async def test_create_with_the_double_cancel_duress_and_turn_it_off(pool, make_place):
+    place_id = await make_place("CU Hapjeong", 37.549, 126.913)
+    out = json.loads(
+        (
+            await _invoke("create", "--place-id", str(place_id), "--duress-double-cancel", "--json")
+        ).stdout
+    )
+    assert out["duress_double_cancel_s"] == 5.0  # the default window
+    device_id = uuid.UUID(out["device_id"])
+    sql = "SELECT duress_double_cancel_s FROM device WHERE id = $1"
+    assert await pool.fetchval(sql, device_id) == 5.0
+    await _invoke("duress", str(device_id), "--double-cancel-s", "3")
+    assert await pool.fetchval(sql, device_id) == 3.0
+    await _invoke("duress", str(device_id), "--off")
+    assert await pool.fetchval(sql, device_id) is None
+    assert (await _run("duress", str(device_id))).exit_code == 2
+    assert (await _run("duress", str(uuid.uuid4()), "--off")).exit_code == 1

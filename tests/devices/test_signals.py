@@ -34,7 +34,7 @@ def test_any_object_with_a_panic_type_parses_and_its_warnings_are_storable(kind,
     assert len(parsed.flags) <= len(parsed.warnings)
 
 
-@pytest.mark.parametrize("kind", ["cancel", "test", "heartbeat", "low_battery", "tamper"])
+@pytest.mark.parametrize("kind", ["cancel", "duress", "test", "heartbeat", "low_battery", "tamper"])
 def test_other_types_refuse_unknown_fields(kind):
     with pytest.raises(RequestValidationError):
         parse_signal(orjson.dumps({"type": kind, "extra": 1}))

@@ -11,6 +11,7 @@ import httpx
 import orjson
 import pytest
 
+from app.devices.signing import sign_request
 from app.incidents.console_service import incident_summary
 from app.incidents.store import NewIncident, insert_incident
 from tests.web.conftest import (
@@ -330,3 +331,64 @@ async def test_a_silent_panic_button_shows_on_its_district_console(
     # District B's console is not told about a store in A.
     assert await lee.locator(f"#device-{device_id}").count() == 0
     await screenshot(kim, "console-device-offline")
+
+
+async def _signal(secret: str, device_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
+    raw = orjson.dumps(body)
+    async with httpx.AsyncClient(base_url=BASE, timeout=5) as http:
+        r = await http.post(
+            f"/v1/devices/{device_id}/signals", content=raw, headers=sign_request(secret, raw)
+        )
+    assert r.status_code in (200, 201), r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def test_the_devices_panel_survives_a_reload_and_shows_a_button_back_online(
+    stack: Stack, world: dict[str, Any], pages: Pages, pool: Any, make_place: Any
+) -> None:
+    kim = await sign_in(pages, world["disp_a"])
+    lee = await sign_in(pages, world["disp_b"])
+    store = await make_place("GS25 Reload Corner", IN_A[0], IN_A[1], phone="02-777-8888")
+    device_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO device (id, safe_place_id, label, secret, last_heartbeat_at)"
+        " VALUES ($1, $2, 'counter', 'x', now() - interval '2 hours')",
+        device_id,
+        store,
+    )
+    item = kim.locator(f"#device-{device_id}")
+    await item.wait_for(timeout=8000)
+    # A reload starts from a snapshot: the offline button is still there.
+    await kim.reload()
+    await kim.wait_for_function("window.ansimConsole.connected && window.ansimConsole.snapshots")
+    await kim.locator(f"#device-{device_id}.device-offline").wait_for(timeout=3000)
+    assert "OFFLINE" in await item.inner_text()
+    await _signal("x", device_id, {"type": "low_battery", "battery_pct": 6})
+    await _signal("x", device_id, {"type": "heartbeat", "battery_pct": 6})
+    # Two messages (low_battery, then online), in that order but not necessarily one frame.
+    await kim.locator(f"#device-{device_id}.device-low_battery:not(.device-offline)").wait_for(
+        timeout=3000
+    )
+    text = await item.inner_text()
+    assert "LOW BATTERY" in text and "OFFLINE" not in text and "6%" in text
+
+    # A store's cancel is a request: the incident stays, the dispatcher is told to call.
+    panic = await _signal("x", device_id, {"type": "panic", "signal_id": str(uuid.uuid4())})
+    await row(kim, panic["incident_id"]).wait_for(timeout=3000)
+    cancel = await _signal("x", device_id, {"type": "cancel"})
+    assert (cancel["status"], cancel["cancelled"]) == ("cancelled", True)
+    note = row(kim, panic["incident_id"]).locator(".store-note")
+    await note.wait_for(timeout=3000)
+    assert "call the store to verify" in await note.inner_text()
+    assert "02-777-8888" in await note.inner_text()
+    await screenshot(kim, "console-store-cancel-requested")
+    # Then the clerk's duress: the note turns into the duress, nobody calls the store.
+    await _signal("x", device_id, {"type": "duress"})
+    await (
+        row(kim, panic["incident_id"])
+        .locator(".store-note[data-note=duress]")
+        .wait_for(timeout=3000)
+    )
+    assert await lee.locator(f"#device-{device_id}").count() == 0
+    assert await row(lee, panic["incident_id"]).count() == 0

@@ -20,7 +20,11 @@
     name: sessionStorage.getItem('ansim.console.name') || '',
     staff: null,
     incidents: new Map(),
-    offlineDevices: new Map(),
+    // Panic buttons in trouble (offline, low battery, tampered with), from the snapshot and
+    // the `device` messages; a button back online stays listed for a minute.
+    devices: new Map(),
+    // Store phones learnt from `cancel_requested` messages, by safe place id.
+    storePhones: new Map(),
     cursor: null,
     highlighted: null,
     openId: null,
@@ -100,6 +104,8 @@
       out.push(el('span', { class: 'badge coverage' }, `COVERING FOR ${i.district_name || i.district_code}`));
     }
     if (i._notifyFailed) out.push(el('span', { class: 'badge duress' }, 'NOT NOTIFIED'));
+    const note = storeNote(i);
+    if (note) out.push(note);
     for (const f of i.flags || []) {
       if (['no_location', 'location_poor', 'location_stale'].includes(f)) {
         out.push(el('span', { class: 'badge flag' }, f.replace('_', ' ')));
@@ -107,6 +113,23 @@
     }
     return out;
   }
+  // A store's cancel is a request a dispatcher verifies; under duress nobody calls the store.
+  function storeNote(i) {
+    if (i.source !== 'button') return null;
+    if (i.duress) {
+      return el('span', { class: 'badge duress store-note', dataset: { note: 'duress' } },
+        'DURESS AT THE STORE — do not call the store; send units silently');
+    }
+    if (!(i.flags || []).includes('cancel_requested')) return null;
+    const phone = state.storePhones.get(i.safe_place_id);
+    return el('span', { class: 'badge cancel-requested store-note', dataset: { note: 'cancel_requested' } },
+      `Cancel requested by the store — call the store to verify${phone ? ` ☎ ${phone}` : ''}`);
+  }
+  function learnStorePhone(i, data) {
+    const store = data && data.store;
+    if (i && i.safe_place_id && store && store.phone) state.storePhones.set(i.safe_place_id, store.phone);
+  }
+
   function deadlineText(i, now) {
     if (i.status !== 'new' || !i.ack_deadline_at) return '';
     const left = Date.parse(i.ack_deadline_at) - now;
@@ -163,6 +186,7 @@
       node.textContent = text;
       node.classList.toggle('overdue', text.startsWith('ACK OVERDUE'));
     }
+    if ([...state.devices.values()].some((d) => !d.problems.length && d._onlineUntil <= now)) renderDevices();
     if (state.connected && state.lastFrameAt && now - state.lastFrameAt > SILENCE_AFTER_MS) {
       state.ws.close(); // a silent drop (no pings): reconnect with the cursor
     }
@@ -243,14 +267,29 @@
     }
   }
 
+  const PROBLEM_LABEL = { offline: 'OFFLINE', low_battery: 'LOW BATTERY', tamper: 'TAMPERED', online: 'back online' };
+  const ONLINE_SHOWN_MS = 60000;
   function renderDevices() {
     const banner = $('banner-devices');
-    const devices = [...state.offlineDevices.values()];
+    const now = Date.now();
+    for (const [id, d] of state.devices) {
+      if (!d.problems.length && !(d._onlineUntil > now)) state.devices.delete(id);
+    }
+    const devices = [...state.devices.values()];
     banner.hidden = devices.length === 0;
+    const troubled = devices.filter((d) => d.problems.length).length;
     banner.replaceChildren(
-      el('span', {}, `Panic button offline (${devices.length}):`),
-      ...devices.map((d) => el('span', { class: 'device-offline', id: `device-${d.id}` },
-        `${d.store.name}${d.label ? ` · ${d.label}` : ''} · last heartbeat ${clock(d.last_heartbeat_at)}`)),
+      el('span', {}, `Panic buttons needing attention (${troubled}):`),
+      ...devices.map((d) => {
+        const shown = d.problems.length ? d.problems : ['online'];
+        return el('span', {
+          class: `device ${shown.map((p) => `device-${p}`).join(' ')}`, id: `device-${d.id}`, dataset: { problems: shown.join(' ') },
+        },
+        `${d.store.name}${d.label ? ` · ${d.label}` : ''} · ${shown.map((p) => PROBLEM_LABEL[p] || p).join(', ')}`,
+        d.problems.includes('offline') ? ` · last heartbeat ${clock(d.last_heartbeat_at)}` : '',
+        d.problems.includes('low_battery') && d.battery_pct !== null ? ` · ${d.battery_pct}%` : '',
+        d.store.phone ? ` · ☎ ${d.store.phone}` : '');
+      }),
     );
   }
 
@@ -267,6 +306,17 @@
       el('span', {}, `No console open in ${names.length} district${names.length === 1 ? '' : 's'} (covered by neighbours and this console):`),
       ...names.map((n) => el('span', { class: 'district-unwatched' }, n)),
     );
+  }
+
+  function applyDevice(msg) {
+    const known = state.devices.get(msg.device.id);
+    const problems = new Set(known ? known.problems : []);
+    if (msg.event === 'online') problems.delete('offline');
+    else problems.add(msg.event);
+    state.devices.set(msg.device.id, {
+      ...msg.device, problems: [...problems], _onlineUntil: msg.event === 'online' ? Date.now() + ONLINE_SHOWN_MS : 0,
+    });
+    renderDevices();
   }
 
   function onMessage(msg) {
@@ -304,18 +354,25 @@
           const first = sorted().find((i) => i.status === 'new');
           alarm(first, isUrgent(first) ? (first.duress ? 'duress' : 'escalated') : 'new');
         }
+        if (msg.devices) {
+          state.devices = new Map(msg.devices.map((d) => [d.id, d]));
+          renderDevices();
+        }
         state.cursor = msg.cursor;
         break;
       }
       case 'incident':
+        if (msg.event === 'cancel_requested') {
+          learnStorePhone(msg.incident, msg.data);
+          const phone = msg.data && msg.data.store ? msg.data.store.phone : null;
+          toast(`Cancel requested by the store — call the store to verify${phone ? ` ☎ ${phone}` : ''}`);
+        }
         apply(msg.incident, msg.event);
         state.cursor = msg.cursor;
         break;
       case 'device':
-        // A panic button stopped sending heartbeats: the store has no working button.
-        if (msg.event === 'offline') state.offlineDevices.set(msg.device.id, msg.device);
-        else state.offlineDevices.delete(msg.device.id);
-        renderDevices();
+        // offline / online / low_battery / tamper: the store's button needs a look.
+        applyDevice(msg);
         state.cursor = msg.cursor;
         break;
       case 'ping':
@@ -491,7 +548,10 @@
     ]);
     if (state.openId !== id) return;
     if (detail.status === 401) return signOut('Your session has ended: sign in again.');
-    if (detail.ok) state.detail = detail.data;
+    if (detail.ok) {
+      state.detail = detail.data;
+      for (const e of detail.data.timeline || []) if (e.kind === 'cancel_requested') learnStorePhone(detail.data, e.data);
+    }
     if (nearby.ok) state.nearby = nearby.data;
     renderDetail();
   }
