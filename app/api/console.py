@@ -48,6 +48,13 @@ from app.models import Assignment, Staff
 router = APIRouter(prefix="/v1/console", tags=["console"])
 
 
+#: ``status`` of the incident list: open, closed, all, or one status.
+IncidentFilter = Literal[
+    "open", "closed", "all", "new", "acknowledged", "responding", "on_scene", "resolved",
+    "false_alarm", "cancelled",
+]  # fmt: skip
+
+
 class AckIn(StrictModel):
     pass
 
@@ -78,7 +85,7 @@ async def _in_scope(pool: Any, staff: StaffPrincipal, incident_id: uuid.UUID) ->
 async def get_incidents(
     staff: CurrentDispatcher,
     pool: PoolDep,
-    status: str = "open",
+    status: IncidentFilter = "open",
     district_id: uuid.UUID | None = None,
     source: Literal["app", "button", "sensor"] | None = None,
     since: datetime | None = None,

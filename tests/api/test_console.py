@@ -144,3 +144,15 @@ async def test_dead_letters_refuses_a_count_below_one_and_caps_a_large_one(
         "/v1/console/dead-letters", params={"count": 10**12}, headers=operator.headers
     )
     assert r.status_code == 200 and isinstance(r.json()["entries"], list)
+
+
+async def test_the_list_filters_on_every_status_and_refuses_others(client, make_staff):
+    from typing import get_args
+
+    from app.api.console import IncidentFilter
+    from app.incidents.lifecycle import CLOSED, OPEN
+
+    assert set(get_args(IncidentFilter)) == {"open", "closed", "all"} | OPEN | CLOSED
+    staff = await make_staff("dispatcher", city_wide=True)
+    bad = await client.get("/v1/console/incidents?status=ne%00w", headers=staff.headers)
+    assert bad.status_code == 422 and bad.json()["error"]

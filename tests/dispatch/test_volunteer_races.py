@@ -11,7 +11,7 @@ import httpx
 from app.dispatch import presence, routing
 from app.dispatch.relay import publish_pending
 from app.incidents.store import NewIncident, insert_incident
-from tests.dispatch.test_routing import ctx, gateway  # noqa: F401  (the fixtures)
+from tests.dispatch.test_routing import _send_due, ctx, gateway  # noqa: F401  (the fixtures)
 from tests.security.live_server import serve
 
 PORT = 8672
@@ -39,8 +39,8 @@ async def _offer(pool, incident_id, volunteer_id, distance_m=100.0) -> uuid.UUID
 
 
 async def _route_all(ctx, pool, redis, settings, kind: str) -> None:  # noqa: F811
-    """Publish what is committed and route every entry (the test's dispatcher) until one of
-    ``kind`` has been routed."""
+    """Publish what is committed, route every entry and send what they queued (the test's
+    dispatcher) until one of ``kind`` has been routed."""
     deadline = time.monotonic() + 5
     while True:
         await publish_pending(pool, redis, settings)
@@ -50,6 +50,7 @@ async def _route_all(ctx, pool, redis, settings, kind: str) -> None:  # noqa: F8
         ]
         for entry in entries:
             await routing.handle(ctx, entry)
+        await _send_due(ctx)
         if any(e.kind == kind for e in entries):
             return
         assert time.monotonic() < deadline, f"no {kind} entry reached the stream"
