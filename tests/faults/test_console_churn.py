@@ -70,7 +70,7 @@ async def test_every_sos_is_seen_by_a_console_or_a_paged_supervisor_while_consol
     sent: dict[str, float] = {}
 
     async def sos(where: str, n: int) -> None:
-        for i in range(n):
+        for _ in range(n):
             at = IN[where]
             stored = await insert_incident(
                 pool,
