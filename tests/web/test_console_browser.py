@@ -392,3 +392,15 @@ async def test_the_devices_panel_survives_a_reload_and_shows_a_button_back_onlin
     )
     assert await lee.locator(f"#device-{device_id}").count() == 0
     assert await row(lee, panic["incident_id"]).count() == 0
+
+
+async def test_a_district_nobody_watches_shows_on_the_neighbours_console_marked_covering(
+    stack: Stack, world: dict[str, Any], pages: Pages
+) -> None:
+    lee = await sign_in(pages, world["disp_b"])  # nobody signed in for A
+    in_a = await post_sos(world["member"], IN_A)
+    covered = row(lee, in_a["incident_id"])
+    await covered.wait_for(timeout=4000)
+    badge = covered.locator(".badge.coverage")
+    assert await badge.inner_text() == "COVERING FOR District A"
+    await screenshot(lee, "console-covering")
