@@ -36,7 +36,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.dispatch.routing import _event
+from app.dispatch.routing import record_event
 from app.notifications import sender as notification_sender
 from app.notifications.service import page_on_call
 
@@ -249,7 +249,7 @@ class Coverage:
                 )
                 added = set(row["covered_by"]) - set(row["was_covered"])
                 if added:
-                    await _event(
+                    await record_event(
                         conn,
                         row["id"],
                         "covered",
@@ -264,7 +264,7 @@ class Coverage:
                         level=0,
                         dedupe=f"unwatched:{row['id']}",
                     )
-                    await _event(
+                    await record_event(
                         conn,
                         row["id"],
                         "unwatched",

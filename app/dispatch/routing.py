@@ -79,7 +79,7 @@ class Context:
     gateways: dict[str, Gateway]
 
 
-async def _event(
+async def record_event(
     conn: asyncpg.Connection,
     incident_id: uuid.UUID,
     kind: str,
@@ -87,6 +87,7 @@ async def _event(
     *,
     publish: bool = False,
 ) -> None:
+    """A dispatch timeline event; with ``publish``, its outbox row too (consoles hear of it)."""
     await conn.execute(
         "INSERT INTO incident_event (incident_id, kind, actor, data) VALUES ($1, $2, $3, $4)",
         incident_id,
@@ -221,8 +222,8 @@ async def _link(
         other_emergency_id,
         inc["emergency_id"] or inc["id"],
     )
-    await _event(conn, inc["id"], "linked", {"with": str(other_id)}, publish=False)
-    await _event(conn, other_id, "linked", {"with": str(inc["id"])}, publish=True)
+    await record_event(conn, inc["id"], "linked", {"with": str(other_id)}, publish=False)
+    await record_event(conn, other_id, "linked", {"with": str(inc["id"])}, publish=True)
 
 
 async def _offer_volunteers(
@@ -268,7 +269,7 @@ async def _offer_volunteers(
         " VALUES ($1, $2, $3, 'offered', $4) ON CONFLICT DO NOTHING",
         [(uuid.uuid4(), incident_id, vid, dist) for vid, dist in found],
     )
-    await _event(
+    await record_event(
         conn,
         incident_id,
         "volunteers_offered",
@@ -319,7 +320,7 @@ async def _escalate(
             level=level,
             dedupe=f"escalated:{inc['id']}:{level}:{reason}",
         )
-    await _event(conn, inc["id"], "escalated", data, publish=True)
+    await record_event(conn, inc["id"], "escalated", data, publish=True)
 
 
 #: An overdue stage after the acknowledgement, by status (and whether a unit is assigned).

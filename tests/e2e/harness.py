@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,15 @@ from app.dispatch.gateways import verify
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_KEY = "e2e-gateway-key"
+
+
+#: Coverage at test speed: a sweep every 0.2 s, consoles refreshed every 0.5 s and forgotten 2 s
+#: after their process stops refreshing them.
+FAST_COVERAGE = {
+    "ANSIM_COVERAGE_POLL_S": "0.2",
+    "ANSIM_CONSOLE_PRESENCE_REFRESH_S": "0.5",
+    "ANSIM_CONSOLE_PRESENCE_TTL_S": "2",
+}
 
 
 def stack_env(*, redis_url: str, gateway_port: int | None, **extra: str) -> dict[str, str]:
@@ -192,6 +202,16 @@ class GatewayReceiver:
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
             await asyncio.sleep(0.02)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, port: int) -> AsyncIterator[GatewayReceiver]:
+        receiver = cls(port)
+        await receiver.start()
+        try:
+            yield receiver
+        finally:
+            await receiver.stop()
 
     async def stop(self) -> None:
         if self._server is not None:

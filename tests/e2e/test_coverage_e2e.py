@@ -10,7 +10,14 @@ import httpx
 import pytest
 
 from app.incidents.store import NewIncident, insert_incident
-from tests.e2e.harness import Console, GatewayReceiver, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import (
+    FAST_COVERAGE,
+    Console,
+    GatewayReceiver,
+    stack_env,
+    start_api,
+    start_dispatcher,
+)
 
 API_PORT = 8321
 OTHER_API_PORT = 8322
@@ -27,10 +34,8 @@ COVERED_WITHIN_S = 2.0
 
 @pytest.fixture(scope="module")
 async def gateway():
-    receiver = GatewayReceiver(GATEWAY_PORT)
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
+    async with GatewayReceiver.running(GATEWAY_PORT) as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +43,7 @@ async def stack(migrated, settings, gateway):
     env = stack_env(
         redis_url=settings.redis_url,
         gateway_port=GATEWAY_PORT,
-        ANSIM_COVERAGE_POLL_S="0.2",
-        ANSIM_CONSOLE_PRESENCE_REFRESH_S="0.5",
-        ANSIM_CONSOLE_PRESENCE_TTL_S="2",
+        **FAST_COVERAGE,
     )
     api = await asyncio.to_thread(start_api, API_PORT, env)
     dispatcher = start_dispatcher("e2e-coverage", env)

@@ -10,7 +10,14 @@ import time
 import pytest
 
 from app.incidents.store import NewIncident, insert_incident
-from tests.e2e.harness import Console, GatewayReceiver, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import (
+    FAST_COVERAGE,
+    Console,
+    GatewayReceiver,
+    stack_env,
+    start_api,
+    start_dispatcher,
+)
 
 API_PORT = 8331
 GATEWAY_PORT = 8393
@@ -25,10 +32,8 @@ SEEN_WITHIN_S = 3.0
 
 @pytest.fixture(scope="module")
 async def gateway():
-    receiver = GatewayReceiver(GATEWAY_PORT)
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
+    async with GatewayReceiver.running(GATEWAY_PORT) as receiver:
+        yield receiver
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +41,7 @@ async def stack(migrated, settings, gateway):
     env = stack_env(
         redis_url=settings.redis_url,
         gateway_port=GATEWAY_PORT,
-        ANSIM_COVERAGE_POLL_S="0.2",
-        ANSIM_CONSOLE_PRESENCE_REFRESH_S="0.5",
-        ANSIM_CONSOLE_PRESENCE_TTL_S="2",
+        **FAST_COVERAGE,
         ANSIM_ACK_DEADLINE_S="600",  # no escalation pages: only the coverage pages count here
     )
     api = await asyncio.to_thread(start_api, API_PORT, env)
