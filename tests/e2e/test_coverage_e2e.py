@@ -111,6 +111,7 @@ async def test_a_district_whose_consoles_all_close_mid_incident_is_covered_withi
         closed_at = time.monotonic()
         msg = await con_b.wait_for(_about(incident_id, "covered"), COVERED_WITHIN_S)
         took = time.monotonic() - closed_at
+        print(f"\ncoverage: on the neighbour's console {took:.2f} s after the last console closed")
         assert took <= COVERED_WITHIN_S
         assert msg["incident"]["coverage"] == "covering"
         assert msg["incident"]["district_code"] == "A"
