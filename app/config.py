@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     #: Processed outbox rows (and their dispatch receipts) are deleted after this (7 days);
     #: keep it longer than ``relay_reconcile_window_s``.
     outbox_retention_s: float = 7 * 24 * 3600
+    #: Redis copies of her position, trimmed by age in the same job (app/dispatch/
+    #: stream_retention.py; docs/security.md "Where her position is held"): entries of the
+    #: incidents stream every consumer group has processed, after a day (never one still
+    #: pending or undelivered); the console log after a day (a console reconnecting with an
+    #: older cursor gets a snapshot instead of a replay); dead letters, for people to look at,
+    #: after a week. Each must be shorter than ``trail_retention_s``.
+    stream_retention_s: float = Field(24 * 3600, gt=0)
+    console_retention_s: float = Field(24 * 3600, gt=0)
+    dead_letter_retention_s: float = Field(7 * 24 * 3600, gt=0)
 
     # Abuse limits (never applied to raising an alert)
     rate_limit_per_credential_per_min: int = 600
@@ -205,6 +214,12 @@ class Settings(BaseSettings):
                 if not getattr(self, name):
                     # Without it a message would only be logged: nobody would be told.
                     raise ValueError(f"ANSIM_{name.upper()} must be set in production")
+        for name in ("stream_retention_s", "console_retention_s", "dead_letter_retention_s"):
+            if getattr(self, name) >= self.trail_retention_s:
+                raise ValueError(f"ANSIM_{name.upper()} must be shorter than the trail retention")
+        if self.console_retention_s < self.console_max_lifetime_s:
+            # A console replays from its cursor on every reconnect, at least once a lifetime.
+            raise ValueError("ANSIM_CONSOLE_RETENTION_S must cover ANSIM_CONSOLE_MAX_LIFETIME_S")
         if self.fault and self.environment != "test":
             raise ValueError("ANSIM_FAULT is for the test environment only")
         return self

@@ -49,3 +49,20 @@ def test_development_and_test_log_messages_without_a_gateway(environment):
 
 def test_the_default_deadline_outlasts_a_ten_minute_outage():
     assert _settings().notify_deadline_s >= 3 * 600
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"stream_retention_s": 30 * 24 * 3600}, "ANSIM_STREAM_RETENTION_S"),
+        ({"console_retention_s": 31 * 24 * 3600}, "ANSIM_CONSOLE_RETENTION_S"),
+        ({"dead_letter_retention_s": 30 * 24 * 3600}, "ANSIM_DEAD_LETTER_RETENTION_S"),
+        # A console replays from its cursor at least once a lifetime.
+        ({"console_retention_s": 600, "console_max_lifetime_s": 3600}, "CONSOLE_MAX_LIFETIME"),
+    ],
+)
+def test_redis_keeps_her_position_for_less_than_the_trail(values, named):
+    with pytest.raises(ValidationError, match=named):
+        _settings(**values)
+    defaults = _settings()
+    assert max(defaults.stream_retention_s, defaults.console_retention_s) <= 24 * 3600

@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 from app.devices import health
-from app.dispatch import routing
+from app.dispatch import routing, stream_retention
 from app.dispatch.coverage import Coverage
 from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay, republish_unrouted
@@ -283,6 +283,14 @@ class Dispatcher:
         )
         if outbox:
             log.info("retention: deleted %d processed outbox rows", outbox)
+        trimmed = await stream_retention.trim_streams(self.redis, self.settings)
+        if trimmed.incidents or trimmed.dead_letters or trimmed.console:
+            log.info(
+                "retention: trimmed %d incidents-stream, %d dead-letter, %d console entries",
+                trimmed.incidents,
+                trimmed.dead_letters,
+                trimmed.console,
+            )
 
     @property
     def _health_key(self) -> str:
@@ -318,7 +326,15 @@ class Dispatcher:
         s = self.settings
         async with self._sem:
             try:
-                if health.is_device_entry(fields):
+                if stream_retention.is_erase_entry(fields):
+                    await self._handle_through_outages(
+                        entry_id,
+                        lambda: stream_retention.handle_erase_entry(
+                            self.pool, self.redis, s, entry_id, fields
+                        ),
+                    )
+                    acked = False
+                elif health.is_device_entry(fields):
                     await self._handle_through_outages(
                         entry_id, lambda: health.publish_device_entry(self.ctx, fields)
                     )

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, NotFound
+from app.incidents.retention import forget_positions
 from app.models import (
     Guardian,
     Incident,
@@ -138,8 +139,9 @@ async def export(session: AsyncSession, *, member_id: uuid.UUID) -> dict[str, An
 
 async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> bool:
     """Delete her account: tokens revoked, identity and guardians removed, trails deleted and
-    positions coarsened. Refused while an alert of hers is open (it may be a rescue in
-    progress). Returns False for a wrong PIN."""
+    positions coarsened, the outbox's positions dropped and the Redis streams' entries of her
+    incidents deleted after the commit (``forget_positions``). Refused while an alert of hers
+    is open (it may be a rescue in progress). Returns False for a wrong PIN."""
     member = await session.get_one(Member, member_id, with_for_update=True)
     if not await asyncio.to_thread(verify_secret, member.pin_hash, pin):
         return False
@@ -156,6 +158,8 @@ async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> boo
     )
     await session.execute(delete(Guardian).where(Guardian.member_id == member_id))
     incident_ids = select(Incident.id).where(Incident.member_id == member_id)
+    # The outbox's and Redis's copies of her positions (the streams, after the commit).
+    await forget_positions(session, incident_ids=list(await session.scalars(incident_ids)))
     await session.execute(delete(LocationPoint).where(LocationPoint.incident_id.in_(incident_ids)))
     # Queued texts hold her name and her guardians' numbers (their attempts stay, unlinked).
     await session.execute(delete(Notification).where(Notification.incident_id.in_(incident_ids)))

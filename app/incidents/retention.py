@@ -2,13 +2,25 @@
 
 The incident keeps its district and a position coarsened to about a kilometre (for statistics);
 the precise trail and the precise position are gone. Processed outbox rows are deleted after
-their own retention. Every dispatcher runs both periodically."""
+their own retention. Every dispatcher runs both periodically, and trims the Redis copies
+(app/dispatch/stream_retention.py). An erasure reaches the outbox and Redis through
+``forget_positions``."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.incidents.timeline import OUTBOX_WRITTEN
+from app.models import Outbox
+
+#: The outbox topic of an erasure; its payload lists her incidents and holds nothing else.
+TOPIC_ERASED = "member.erased"
 
 #: Grid (degrees) the position of a purged incident is snapped to: ~1.1 km north-south.
 COARSE_GRID_DEG = 0.01
@@ -84,3 +96,30 @@ async def purge_processed_outbox(
         deleted += count
         if count < batch:
             return deleted
+
+
+# The outbox keeps a processed row for ``outbox_retention_s``; the position in a report's
+# payload served only the dispatcher's volunteer lookup, long done for a closed incident.
+_FORGET_OUTBOX_SQL = text(
+    "UPDATE outbox SET payload = payload - 'lat' - 'lon'"
+    " WHERE incident_id = ANY(:ids) AND (payload ? 'lat' OR payload ? 'lon')"
+)
+
+
+async def forget_positions(session: AsyncSession, *, incident_ids: Sequence[uuid.UUID]) -> None:
+    """Part of an erasure (same transaction): drop the positions from the outbox rows of her
+    incidents, and queue the deletion of every Redis stream entry that names one of them (an
+    outbox row of topic ``TOPIC_ERASED``, relayed after the commit; the dispatcher that reads
+    it deletes them, app/dispatch/stream_retention.py)."""
+    if not incident_ids:
+        return
+    await session.execute(_FORGET_OUTBOX_SQL, {"ids": list(incident_ids)})
+    session.info[OUTBOX_WRITTEN] = True
+    session.add(
+        Outbox(
+            topic=TOPIC_ERASED,
+            incident_id=None,
+            payload={"kind": "erased", "incidents": sorted(str(i) for i in incident_ids)},
+        )
+    )
+    await session.flush()

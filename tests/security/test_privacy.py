@@ -1,10 +1,11 @@
-"""Promise: logs never contain tokens, secrets, PINs, passwords or precise locations.
+"""Promise: logs never contain tokens, secrets, PINs, passwords, precise locations or phones.
 
 Two nets: every log record of the in-process app and an in-process dispatcher at DEBUG
 (caplog), and the whole stdout/stderr of the production command (``ansim serve --dispatchers
 1``: uvicorn at its default INFO level plus a dispatcher) while a console connects with its
 token in the query string, an SOS with a position is raised, trailed and cancelled with a PIN,
-staff sign in and a panic button signs its requests."""
+staff sign in and a panic button signs its requests. Positions and phone numbers are found by
+the detector the Redis scan uses (tests/security/leaks.py): anybody's, at 4 decimals or more."""
 
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ import orjson
 import pytest
 
 from app.devices.signing import sign_request
+from app.dispatch import presence
 from app.dispatch.worker import Dispatcher
 from app.security.passwords import hash_secret
 from app.security.redact import redact
 from tests.devices.helpers import make_device
 from tests.e2e.harness import ROOT, stack_env
+from tests.security.leaks import phones_in, positions_in, traces_of
 from tests.security.live_server import ws_session
 
 PORT = 8630
@@ -40,6 +43,9 @@ TRAIL = (37.5219871, 126.9277632)
 STORE = (37.5223456, 126.9281234)
 
 
+PHONE, GUARDIAN_PHONE = "+821055501234", "010-7770-1234"
+
+
 def secrets_in(text: str, secrets: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in secrets.items() if value and value in text}
 
@@ -49,17 +55,38 @@ def location_digits() -> dict[str, str]:
     return {f"coordinate {v}": f"{v:.7f}".split(".")[1][1:] for v in (LAT, LON, *TRAIL)}
 
 
+def leaks_in(text: str) -> list[str]:
+    """Positions and phone numbers, hers or anybody's (a store's too: it is where she ran)."""
+    return (
+        traces_of(text, points=((LAT, LON), TRAIL, STORE), phone=PHONE)
+        + traces_of(text, phone="+82" + GUARDIAN_PHONE.replace("-", "")[1:])
+        + positions_in(text)
+        + phones_in(text)
+    )
+
+
 @pytest.fixture
-async def people(pool, make_district, make_place):
+async def people(pool, redis, settings, make_district, make_place, make_staff):
     district = await make_district("A", "District A", 126.90, 37.50, 126.95, 37.55)
     member_id, staff_id = uuid.uuid4(), uuid.uuid4()
     await pool.execute(
         "INSERT INTO member (id, phone, name, pin_hash, duress_pin_hash, wrong_pin_count)"
-        " VALUES ($1, '+821055501234', 'Jiyoung', $2, $3, 0)",
+        " VALUES ($1, $4, 'Jiyoung', $2, $3, 0)",
         member_id,
         hash_secret(PIN),
         hash_secret(DURESS),
+        PHONE,
     )
+    # Her guardian is texted and a volunteer near her is offered the alert: both messages go
+    # through the logging gateway here, and neither may log a number or a position.
+    await pool.execute(
+        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mother', $3)",
+        uuid.uuid4(),
+        member_id,
+        GUARDIAN_PHONE,
+    )
+    volunteer = await make_staff("volunteer")
+    await presence.report(redis, settings, volunteer_id=volunteer.id, lat=37.5221, lon=126.9281)
     from app.security.tokens import MEMBER_PREFIX, hash_token, new_token
 
     member_token = new_token(MEMBER_PREFIX)
@@ -174,7 +201,9 @@ async def test_no_secret_or_position_reaches_the_in_process_logs(
         "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
         + caplog.text
     )
+    assert "sms to guardian:" in text and "push to volunteer:" in text, "no message was logged"
     assert secrets_in(text, secrets) == {}
+    assert leaks_in(text) == []
 
 
 def test_redaction_keeps_the_shape_of_uvicorn_records():
@@ -274,3 +303,4 @@ async def test_no_secret_or_position_reaches_the_output_of_real_processes(
     assert "WebSocket /v1/console/stream" in output, "uvicorn did not log: the net caught nothing"
     assert "dispatcher" in output
     assert secrets_in(output, secrets) == {}
+    assert leaks_in(output) == []
