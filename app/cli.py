@@ -27,11 +27,15 @@ members_app = typer.Typer(help="Members (women with the app).", no_args_is_help=
 dispatchers_app = typer.Typer(help="Police dispatchers.", no_args_is_help=True)
 volunteers_app = typer.Typer(help="Escort volunteers.", no_args_is_help=True)
 operators_app = typer.Typer(help="City operators.", no_args_is_help=True)
+staff_app = typer.Typer(
+    help="Any staff account (dispatchers, volunteers, operators).", no_args_is_help=True
+)
 cli.add_typer(db_app, name="db")
 cli.add_typer(members_app, name="members")
 cli.add_typer(dispatchers_app, name="dispatchers")
 cli.add_typer(volunteers_app, name="volunteers")
 cli.add_typer(operators_app, name="operators")
+cli.add_typer(staff_app, name="staff")
 cli.add_typer(places_app, name="places")
 cli.add_typer(districts_app, name="districts")
 cli.add_typer(devices_app, name="devices")
@@ -102,22 +106,43 @@ def members_create(
     emit(run_in_session(work), as_json)
 
 
-def _create_staff(role: str, **kwargs: Any) -> dict[str, Any]:
-    from app.security.accounts import create_staff, issue_staff_token
+def _enrolment(enrolment: Any) -> dict[str, Any]:
+    return {
+        "otpauth_uri": enrolment.otpauth_uri,
+        "totp_secret": enrolment.secret,
+        "recovery_codes": enrolment.recovery_codes,
+    }
+
+
+_SHOWN_ONCE = (
+    "The otpauth URI (scan it into an authenticator app), the secret and the recovery codes "
+    "are shown this once: keep the codes somewhere safe; each signs in once without the app."
+)
+
+
+def _create_staff(role: str, *, totp: bool = False, **kwargs: Any) -> dict[str, Any]:
+    from app.security.accounts import create_staff, enrol_totp, issue_staff_token
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         staff = await create_staff(session, role=role, **kwargs)
         token, expires_at = await issue_staff_token(
             session, staff_id=staff.id, ttl_s=get_settings().staff_token_ttl_s
         )
-        return {
+        out = {
             "staff_id": str(staff.id),
             "username": staff.username,
             "token": token,
             "expires_at": expires_at.isoformat(),
         }
+        if totp:
+            enrolment = await enrol_totp(session, staff=staff, secret_key=get_settings().secret_key)
+            out.update(_enrolment(enrolment))
+        return out
 
-    return run_in_session(work)
+    result = run_in_session(work)
+    if totp:
+        typer.echo(_SHOWN_ONCE, err=True)
+    return result
 
 
 Username = Annotated[str, typer.Option(help="Sign-in name")]
@@ -139,6 +164,9 @@ def dispatchers_create(
     on_call: Annotated[
         bool, typer.Option(help="Paged (SMS to --phone) when nobody acts on an incident")
     ] = False,
+    totp: Annotated[
+        bool, typer.Option(help="Sign-in needs a TOTP code too (prints the enrolment once)")
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
     """Create a dispatcher for one or more districts (or city-wide) and print a session token."""
@@ -158,6 +186,7 @@ def dispatchers_create(
             city_wide=city_wide,
             phone=phone,
             on_call=on_call,
+            totp=totp,
         ),
         as_json,
     )
@@ -190,8 +219,26 @@ def volunteers_create(
 def operators_create(
     username: Username, name: Name, password: Password, as_json: AsJson = False
 ) -> None:
-    """Create a city operator (loads data, manages devices and staff)."""
-    emit(_create_staff("operator", username=username, name=name, password=password), as_json)
+    """Create a city operator (loads data, manages devices and staff) with a TOTP second
+    factor, which operators must use to sign in."""
+    emit(
+        _create_staff("operator", username=username, name=name, password=password, totp=True),
+        as_json,
+    )
+
+
+@staff_app.command("enrol-totp")
+def staff_enrol_totp(username: Username, as_json: AsJson = False) -> None:
+    """Give an account a (new) TOTP second factor and recovery codes; earlier ones stop working."""
+    from app.security.accounts import enrol_totp, staff_by_username
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        staff = await staff_by_username(session, username)
+        enrolment = await enrol_totp(session, staff=staff, secret_key=get_settings().secret_key)
+        return {"username": staff.username, **_enrolment(enrolment)}
+
+    emit(run_in_session(work), as_json)
+    typer.echo(_SHOWN_ONCE, err=True)
 
 
 @cli.command("demo")
@@ -248,6 +295,9 @@ def serve(
             ws_per_message_deflate=False,  # console fan-out cost (docs/performance.md)
             access_log=False,
             backlog=2048,
+            # The client behind a proxy is found by the app (ANSIM_TRUSTED_PROXIES,
+            # app/security/client_ip.py); uvicorn's own rule would trust 127.0.0.1.
+            proxy_headers=False,
         )
     finally:
         for child in children:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER = "change-me"
 
@@ -99,6 +100,12 @@ class Settings(BaseSettings):
     rate_limit_per_credential_per_min: int = 600
     rate_limit_per_ip_per_min: int = 3000
     rate_limit_login_per_ip_per_min: int = 20
+    #: Wrong TOTP or recovery codes an account may send in a minute (app/security/signin.py).
+    rate_limit_second_factor_per_min: int = Field(5, ge=1)
+    #: Proxies whose ``X-Forwarded-For`` names the client, as IPs or CIDRs separated by commas
+    #: (``ANSIM_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.7``); from any other peer the header is
+    #: ignored (app/security/client_ip.py). Default: none, the peer is the client.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Prefix for every Redis key this service writes (streams excepted: they are named).
     redis_prefix: str = "ansim:"
 
@@ -203,6 +210,19 @@ class Settings(BaseSettings):
     #: ``environment`` is ``test``. ``kill_after_commit``: the SOS handler SIGKILLs its own
     #: process after the incident is committed, before answering.
     fault: str = ""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for entry in value:
+                try:
+                    ipaddress.ip_network(str(entry).strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"ANSIM_TRUSTED_PROXIES: {entry!r} is no IP or CIDR") from exc
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

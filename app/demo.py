@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
 from app.models import Device, District, Member, SafePlace, Staff
+from app.security import totp
 from app.security.accounts import (
     create_member,
     create_staff,
+    enrol_totp,
     issue_member_token,
     issue_staff_token,
 )
@@ -147,6 +149,38 @@ async def _staff(
     }
 
 
+async def _operator(session: AsyncSession) -> dict[str, Any]:
+    """The demo operator signs in with a second factor, as every operator must in production;
+    its secret is printed so that the demo stays usable without an authenticator app."""
+    creds = await _staff(session, "operator", "operator", "City Operator")
+    staff = await session.scalar(select(Staff).where(Staff.username == "operator"))
+    assert staff is not None
+    secret_key = get_settings().secret_key
+    secret = None
+    if staff.totp_secret is not None:
+        try:
+            secret = totp.decrypt_secret(
+                staff.totp_secret, secret_key=secret_key, staff_id=staff.id
+            )
+        except totp.UndecryptableSecret:  # seeded under another ANSIM_SECRET_KEY
+            secret = None
+    recovery_codes = None
+    if secret is None:
+        enrolment = await enrol_totp(session, staff=staff, secret_key=secret_key)
+        secret, recovery_codes = enrolment.secret, enrolment.recovery_codes
+    return {
+        **creds,
+        "totp_secret": secret,
+        "otpauth_uri": totp.otpauth_uri(secret, staff.username),
+        "totp_hint": (
+            "sign in with the password and the current code: scan otpauth_uri into an "
+            "authenticator app, or run: .venv/bin/python -c "
+            f"\"import pyotp; print(pyotp.TOTP('{secret}').now())\""
+        ),
+        **({"recovery_codes": recovery_codes} if recovery_codes else {}),
+    }
+
+
 async def _device(session: AsyncSession) -> dict[str, Any]:
     place = await session.scalar(
         select(SafePlace).where(SafePlace.source == SOURCE, SafePlace.external_ref == "store-1")
@@ -202,6 +236,6 @@ async def seed_demo(session: AsyncSession) -> dict[str, Any]:
             )
             for i in (1, 2)
         ],
-        "operator": await _staff(session, "operator", "operator", "City Operator"),
+        "operator": await _operator(session),
         "device": await _device(session),
     }

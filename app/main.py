@@ -20,6 +20,7 @@ from app.errors import error_response, install_error_handlers
 from app.redis import create_redis
 from app.runtime import settle_heap
 from app.security import redact
+from app.security.client_ip import TrustedProxies
 from app.security.ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
@@ -116,4 +117,6 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
         app.include_router(router)
     app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: everything inside sees the client behind the balancer.
+    app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     return app

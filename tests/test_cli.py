@@ -141,3 +141,66 @@ async def test_demo_is_idempotent_and_its_credentials_work(client, pool, tmp_pat
     )
     assert r.status_code == 201 and r.json()["district"]["code"] == "DEMO-NW"
     assert len(r.json()["nearest_safe_places"]) == 5
+    # The demo operator has a second factor; the printed secret signs it in.
+    import pyotp
+
+    operator = second["operator"]
+    assert operator["totp_secret"] == first["operator"]["totp_secret"]
+    assert "recovery_codes" in first["operator"] and "recovery_codes" not in operator
+    r = await client.post(
+        "/v1/auth/login",
+        json={
+            "username": operator["username"],
+            "password": operator["password"],
+            "totp": pyotp.TOTP(operator["totp_secret"]).now(),
+        },
+    )
+    assert r.status_code == 200 and r.json()["role"] == "operator"
+
+
+async def test_operators_are_enrolled_with_totp_and_recovery_codes_shown_once(client, pool):
+    import pyotp
+
+    out = ansim(
+        "operators", "create", "--username", "ops", "--name", "Ops", "--password", "pw", "--json"
+    )
+    created = json.loads(out.stdout)
+    assert "shown this once" in out.stderr
+    assert created["otpauth_uri"].startswith("otpauth://totp/Ansim:ops?")
+    assert f"secret={created['totp_secret']}" in created["otpauth_uri"]
+    assert len(created["recovery_codes"]) == 10
+    stored = await pool.fetchrow("SELECT totp_secret FROM staff WHERE username = 'ops'")
+    assert created["totp_secret"] not in stored["totp_secret"]
+    hashes = " ".join(r["code_hash"] for r in await pool.fetch("SELECT * FROM staff_recovery_code"))
+    assert not any(c in hashes or c.replace("-", "") in hashes for c in created["recovery_codes"])
+    alone = await client.post("/v1/auth/login", json={"username": "ops", "password": "pw"})
+    assert alone.status_code == 401 and alone.json()["error"] == "SecondFactorRequired"
+    code = pyotp.TOTP(created["totp_secret"]).now()
+    ok = await client.post(
+        "/v1/auth/login", json={"username": "ops", "password": "pw", "totp": code}
+    )
+    assert ok.status_code == 200 and ok.json()["role"] == "operator"
+
+    # Enrolling again voids the old recovery codes.
+    again = json.loads(ansim("staff", "enrol-totp", "--username", "ops", "--json").stdout)
+    assert again["totp_secret"] != created["totp_secret"]
+    old = await client.post(
+        "/v1/auth/login",
+        json={"username": "ops", "password": "pw", "recovery_code": created["recovery_codes"][0]},
+    )
+    assert old.status_code == 401 and old.json()["error"] == "SecondFactorInvalid"
+    assert ansim("staff", "enrol-totp", "--username", "nobody", check=False).returncode == 1
+
+
+async def test_dispatchers_choose_a_second_factor_with_totp(make_district, client):
+    await make_district("11680", "강남구", 127.0, 37.45, 127.1, 37.53)
+    common = ["--name", "N", "--password", "pw", "--district", "11680", "--json"]
+    plain = json.loads(ansim("dispatchers", "create", "--username", "d1", *common).stdout)
+    assert "otpauth_uri" not in plain
+    with_code = json.loads(
+        ansim("dispatchers", "create", "--username", "d2", "--totp", *common).stdout
+    )
+    assert len(with_code["recovery_codes"]) == 10
+    for username, error in (("d1", None), ("d2", "SecondFactorRequired")):
+        r = await client.post("/v1/auth/login", json={"username": username, "password": "pw"})
+        assert (r.json().get("error") if r.status_code != 200 else None) == error

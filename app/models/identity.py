@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -93,10 +94,28 @@ class Staff(UUIDPK, CreatedAt, Base):
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     #: A dispatcher who is paged (SMS to ``phone``) when nobody else acts on an incident.
     on_call: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: The TOTP secret, AES-GCM encrypted under a key derived from ``ANSIM_SECRET_KEY``
+    #: (app/security/totp.py). Enrolled means required: the password alone no longer signs in.
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    #: The last TOTP time step accepted: a code of that step or an earlier one is a replay.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint("role IN ('dispatcher','volunteer','operator')", name="role"),
     )
+
+
+class StaffRecoveryCode(UUIDPK, CreatedAt, Base):
+    """A one-time code that stands in for the TOTP code (a lost phone); shown once at enrolment."""
+
+    __tablename__ = "staff_recovery_code"
+
+    staff_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("staff.id", ondelete="CASCADE"), index=True
+    )
+    #: Argon2id, like passwords (app/security/passwords.py).
+    code_hash: Mapped[str] = mapped_column(Text)
+    used_at: Mapped[datetime | None]
 
 
 class StaffToken(UUIDPK, CreatedAt, Base):

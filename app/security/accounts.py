@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import BadRequest, Conflict
-from app.models import District, Member, MemberToken, Staff, StaffToken, staff_district
+from app.errors import BadRequest, Conflict, NotFound
+from app.models import (
+    District,
+    Member,
+    MemberToken,
+    Staff,
+    StaffRecoveryCode,
+    StaffToken,
+    staff_district,
+)
+from app.security import totp
 from app.security.passwords import hash_secret
 from app.security.tokens import MEMBER_PREFIX, STAFF_PREFIX, hash_token, new_token
 
@@ -89,6 +99,33 @@ async def set_staff_districts(
     await session.execute(
         staff_district.insert(), [{"staff_id": staff_id, "district_id": r.id} for r in rows]
     )
+
+
+async def enrol_totp(session: AsyncSession, *, staff: Staff, secret_key: str) -> totp.Enrolment:
+    """A new TOTP secret and ten recovery codes for ``staff``, replacing any earlier ones; from
+    now on the password alone does not sign in. The answer is the only time they are shown."""
+    secret = totp.new_secret()
+    codes = totp.new_recovery_codes()
+    hashes = await asyncio.to_thread(
+        lambda: [hash_secret(totp.normalize_recovery_code(c)) for c in codes]
+    )
+    staff.totp_secret = totp.encrypt_secret(secret, secret_key=secret_key, staff_id=staff.id)
+    staff.totp_last_step = None
+    await session.execute(delete(StaffRecoveryCode).where(StaffRecoveryCode.staff_id == staff.id))
+    session.add_all(StaffRecoveryCode(staff_id=staff.id, code_hash=h) for h in hashes)
+    await session.flush()
+    return totp.Enrolment(
+        secret=secret,
+        otpauth_uri=totp.otpauth_uri(secret, staff.username),
+        recovery_codes=codes,
+    )
+
+
+async def staff_by_username(session: AsyncSession, username: str) -> Staff:
+    staff = await session.scalar(select(Staff).where(Staff.username == username))
+    if staff is None:
+        raise NotFound(f"no staff user {username}")
+    return staff
 
 
 async def issue_staff_token(

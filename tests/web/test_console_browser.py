@@ -404,3 +404,49 @@ async def test_a_district_nobody_watches_shows_on_the_neighbours_console_marked_
     badge = covered.locator(".badge.coverage")
     assert await badge.inner_text() == "COVERING FOR District A"
     await screenshot(lee, "console-covering")
+
+
+async def test_a_dispatcher_with_a_second_factor_signs_in_with_the_current_code(
+    stack: Stack, world: dict[str, Any], pages: Pages, sessionmaker: Any, settings: Any
+) -> None:
+    import pyotp
+
+    from app.security.accounts import create_staff, enrol_totp
+
+    async with sessionmaker() as session, session.begin():
+        staff = await create_staff(
+            session,
+            role="dispatcher",
+            username="park-totp",
+            name="Park 2FA",
+            password="pw-2fa",
+            district_codes=["A"],
+        )
+        enrolment = await enrol_totp(session, staff=staff, secret_key=settings.secret_key)
+    # The browser logs each 401 of the sign-in exchange as a failed resource load.
+    pages.allowed.append("401")
+    page = await pages.new("/console")
+    assert await page.locator("#login-code-row").is_hidden()
+    await page.fill("#login-username", "park-totp")
+    await page.fill("#login-password", "pw-2fa")
+    await page.click("#login-submit")
+    await page.locator("#login-code-row").wait_for(state="visible")
+    assert "authenticator" in await page.locator("#login-error").inner_text()
+    assert await page.locator("#app").is_hidden()
+
+    code = pyotp.TOTP(enrolment.secret).now()
+    await page.fill("#login-code", f"{(int(code) + 500_000) % 1_000_000:06d}")
+    await page.click("#login-submit")
+    await page.wait_for_function(
+        "document.getElementById('login-error').textContent.includes('Wrong or already used')"
+    )
+    assert await page.locator("#app").is_hidden()
+
+    await page.fill("#login-code", pyotp.TOTP(enrolment.secret).now())
+    await page.click("#login-submit")
+    await page.wait_for_function(
+        "window.ansimConsole.connected && window.ansimConsole.snapshots > 0"
+    )
+    assert await page.locator("#who").inner_text() == "Park 2FA"
+    sos = await post_sos(world["member"], IN_A)
+    await row(page, sos["incident_id"]).wait_for(timeout=3000)

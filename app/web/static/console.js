@@ -826,11 +826,11 @@
     $('login-error').textContent = '';
     $('login-submit').disabled = true;
     const res = await api('POST', '/v1/auth/login', {
-      body: { username: $('login-username').value.trim(), password: $('login-password').value },
+      body: { username: $('login-username').value.trim(), password: $('login-password').value, ...secondFactor() },
     });
     $('login-submit').disabled = false;
     if (!res.ok) {
-      $('login-error').textContent = res.status === 401 ? 'Wrong username or password.' : `Sign-in failed (${res.data.detail || res.status}).`;
+      $('login-error').textContent = loginError(res);
       return;
     }
     if (res.data.role !== 'dispatcher') {
@@ -842,7 +842,31 @@
     sessionStorage.setItem('ansim.console.token', state.token);
     sessionStorage.setItem('ansim.console.name', state.name);
     $('login-password').value = '';
+    $('login-code').value = '';
+    $('login-code-row').hidden = true;
     start();
+  }
+
+  // An account with a second factor answers SecondFactorRequired to the password alone: the
+  // code field then shows, and the next submit sends both (6 digits: TOTP, else a recovery code).
+  function secondFactor() {
+    const code = $('login-code').value.trim();
+    if ($('login-code-row').hidden || !code) return {};
+    return /^[0-9]{6}$/.test(code) ? { totp: code } : { recovery_code: code };
+  }
+
+  function loginError(res) {
+    const error = res.data && res.data.error;
+    if (error === 'SecondFactorRequired' || error === 'SecondFactorInvalid') {
+      $('login-code-row').hidden = false;
+      $('login-code').value = '';
+      $('login-code').focus();
+      return error === 'SecondFactorRequired'
+        ? 'Enter the 6-digit code from your authenticator app (or a recovery code).'
+        : 'Wrong or already used code: wait for the next one.';
+    }
+    if (res.status === 401) return 'Wrong username or password.';
+    return `Sign-in failed (${(res.data && res.data.detail) || res.status}).`;
   }
 
   function start() {
