@@ -3,7 +3,7 @@ one-time recovery codes
 
 Revision ID: 0014_staff_totp
 Revises: 0013_coverage
-Create Date: 2026-12-08 09:00:00
+Create Date: 2026-12-07 12:00:00
 
 ``staff.totp_secret`` is AES-GCM ciphertext under a key derived from ``ANSIM_SECRET_KEY``
 (app/security/totp.py); an account that has one must give a code at sign-in.
