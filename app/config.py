@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     #: ``cancel_pin_lockout_s``, so a 4-digit PIN cannot be guessed; the alert stays open.
     cancel_pin_lockout_after: int = Field(5, ge=1)
     cancel_pin_lockout_s: float = Field(900.0, gt=0)
+    #: Her export shows an alert she cancelled as it stood at her cancel until it has been
+    #: closed this long: what was written after (police at work on a duress cancel) would tell
+    #: a duress cancel from a real one to whoever holds her phone.
+    cancel_hold_s: float = Field(7 * 24 * 3600.0, ge=0)
 
     # Devices (panic buttons)
     device_clock_skew_s: int = 300

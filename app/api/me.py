@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import Field
 
-from app.api.deps import CurrentMember, SessionDep
+from app.api.deps import CurrentMember, SessionDep, SettingsDep
 from app.api.schemas import StrictModel
 from app.errors import error_response
 from app.incidents import member_data
@@ -53,8 +53,12 @@ async def remove_guardian(
 
 
 @router.get("/export", summary="Everything the service holds about her")
-async def export(member_id: CurrentMember, session: SessionDep) -> dict[str, Any]:
-    return await member_data.export(session, member_id=member_id)
+async def export(
+    member_id: CurrentMember, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    return await member_data.export(
+        session, member_id=member_id, cancel_hold_s=settings.cancel_hold_s
+    )
 
 
 class EraseIn(StrictModel):

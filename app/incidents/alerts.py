@@ -245,10 +245,11 @@ async def add_trail(
     )
     if row is None:
         raise NotFound("no such alert")
+    if row["member_cancelled_at"] is not None:
+        # After her cancel the answer is the same whether the points were stored (a duress
+        # cancel: police need them) or not (a real one closed the alert): every point taken.
+        return len(points)
     if row["stored"] == 0 and points:
-        if row["member_cancelled_at"] is not None:
-            # Her app shows "cancelled"; the trail is welcome but closed alerts take none.
-            return 0
         raise Conflict(f"the alert is {row['status']}; it takes no more locations")
     stored: int = row["stored"]
     return stored
@@ -287,12 +288,16 @@ async def view_alert(
             "accuracy_m": row["accuracy_m"],
             "captured_at": _iso(row["location_captured_at"]),
         }
-        if row["lat"] is not None
+        if row["lat"] is not None and not cancelled_for_her
         else None
+    )
+    district = (
+        None if cancelled_for_her else _district_json(row["district_code"], row["district_name"])
     )
     if cancelled_for_her:
         # After a cancel (real or under duress) her screen shows a closed alert and nothing
-        # about responders: someone may be looking at it.
+        # about responders, nor a position or district (the trail she keeps sending moves them
+        # only under duress): someone may be looking at it.
         responders: list[dict[str, Any]] = []
         police_acknowledged = False
     else:
@@ -314,7 +319,7 @@ async def view_alert(
         "trigger": row["trigger"],
         "silent": row["silent"],
         "location": location,
-        "district": _district_json(row["district_code"], row["district_name"]),
+        "district": district,
         "police_acknowledged": police_acknowledged,
         "responders": responders,
         "nearest_safe_places": []

@@ -182,6 +182,33 @@ async def log_location_reads(
     )
 
 
+#: How a linked incident the dispatcher may not see is shown (see ``linked_summary``).
+OTHER_DISTRICT = "another district's incident"
+
+
+def linked_summary(
+    summary: dict[str, Any], *, city_wide: bool, district_ids: frozenset[uuid.UUID]
+) -> dict[str, Any]:
+    """A linked report (one emergency, e.g. a phone SOS 300 m from a button press across a
+    district boundary) as a dispatcher may see it: whole when it is in their scope, else only
+    that it exists, its source and status and the district that handles it; no position, no
+    person, nothing its own district's dispatchers have not chosen to share."""
+    if in_scope(
+        city_wide=city_wide,
+        district_ids=district_ids,
+        district_id=summary["district_id"],
+        covered_by=summary["covered_by"],
+    ):
+        return summary
+    return {
+        "id": summary["id"],
+        "linked": OTHER_DISTRICT,
+        "source": summary["source"],
+        "status": summary["status"],
+        "district_name": summary["district_name"],
+    }
+
+
 async def incident_detail(
     pool: asyncpg.Pool,
     *,
@@ -190,7 +217,9 @@ async def incident_detail(
     city_wide: bool,
     district_ids: frozenset[uuid.UUID],
 ) -> dict[str, Any]:
-    """One incident with timeline, location trail, offers, assignments and linked reports."""
+    """One incident with timeline, location trail, offers, assignments and linked reports
+    (those out of the dispatcher's scope without position: ``linked_summary``). Every position
+    shown is logged in ``location_access``."""
     async with pool.acquire() as conn, conn.transaction():
         summary = await incident_summary(conn, incident_id)
         if summary is None or not in_scope(
@@ -222,13 +251,20 @@ async def incident_detail(
             " WHERE a.incident_id = $1 ORDER BY a.created_at",
             incident_id,
         )
-        linked = await conn.fetch(
-            f"SELECT {SUMMARY_COLUMNS}{_FROM} WHERE i.emergency_id = $1 AND i.id <> $2",
+        linked_rows = await conn.fetch(
+            f"SELECT {SUMMARY_COLUMNS}{_FROM} WHERE i.emergency_id = $1 AND i.id <> $2"
+            " ORDER BY i.received_at, i.id",
             uuid.UUID(summary["emergency_id"]),
             incident_id,
         )
+        linked = [
+            linked_summary(summary_from_row(r), city_wide=city_wide, district_ids=district_ids)
+            for r in linked_rows
+        ]
+        shown = [incident_id] if summary["lat"] is not None else []
+        shown += [uuid.UUID(x["id"]) for x in linked if x.get("lat") is not None]
         await log_location_access(
-            conn, staff_id=staff_id, incident_ids=[incident_id], reason="console_detail"
+            conn, staff_id=staff_id, incident_ids=shown, reason="console_detail"
         )
     return {
         **summary,
@@ -277,5 +313,5 @@ async def incident_detail(
             }
             for a in assignments
         ],
-        "linked": [summary_from_row(r) for r in linked],
+        "linked": linked,
     }

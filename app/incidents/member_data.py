@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, NotFound
 from app.incidents.retention import forget_positions
 from app.models import (
+    District,
     Guardian,
     Incident,
     IncidentEvent,
+    LocationAccess,
     LocationPoint,
     Member,
     MemberToken,
     Notification,
+    Staff,
+    staff_district,
 )
 from app.security.passwords import verify_secret
 
@@ -70,9 +74,34 @@ async def profile(session: AsyncSession, *, member_id: uuid.UUID) -> dict[str, A
     }
 
 
-async def export(session: AsyncSession, *, member_id: uuid.UUID) -> dict[str, Any]:
-    """Everything we hold about her, in one document."""
+#: Why her position was read (``location_access.reason``), in the words her export uses.
+READ_REASONS = {
+    "console_detail": "a police dispatcher opened your alert",
+    "console_list": "your alert was on a police console's list of incidents",
+    "console_stream": "your alert was shown live on police consoles",
+    "console_nearby": "a police dispatcher looked up safe places and police near you",
+    "volunteer_assigned": "an escort volunteer was assigned to your alert",
+    "volunteer_view": "the escort volunteer assigned to you looked at your position",
+    "guardian_view": "a guardian of yours opened the link texted to them",
+}
+
+#: Timeline entries her export leaves out: they would tell a duress cancel from a real one
+#: (a real cancel's own entry is left out too, and one ``cancelled`` entry stands for either).
+_HIDDEN_KINDS = frozenset({"duress_cancel", "wrong_pin_escalation"})
+
+
+async def export(
+    session: AsyncSession, *, member_id: uuid.UUID, cancel_hold_s: float
+) -> dict[str, Any]:
+    """Everything we hold about her, in one document, with every read of her positions by
+    staff or guardians (who by role, badge and unit, when, why: Korea's Location Information
+    Act, Art. 16).
+
+    An alert she cancelled shows as it stood at her cancel (no position beyond its trail up to
+    then, no entry or read after it) until it has been closed for ``cancel_hold_s``: under
+    duress the police go on working on it, and whoever holds her phone may ask for this."""
     data = await profile(session, member_id=member_id)
+    now = datetime.now(UTC)
     lat = func.ST_Y(func.ST_GeomFromWKB(func.ST_AsBinary(Incident.location)))
     lon = func.ST_X(func.ST_GeomFromWKB(func.ST_AsBinary(Incident.location)))
     incidents = (
@@ -82,15 +111,31 @@ async def export(session: AsyncSession, *, member_id: uuid.UUID) -> dict[str, An
             .order_by(Incident.received_at)
         )
     ).all()
+    reads = await _reads(session, [i.id for i, _, _ in incidents])
     alerts = []
     for incident, i_lat, i_lon in incidents:
+        cancelled_at = incident.member_cancelled_at
+        held = cancelled_at is not None and (
+            incident.closed_at is None
+            or incident.closed_at > now - timedelta(seconds=cancel_hold_s)
+        )
+        until = cancelled_at if held else None
         events = (
             await session.scalars(
                 select(IncidentEvent)
                 .where(IncidentEvent.incident_id == incident.id)
-                .order_by(IncidentEvent.id)
+                .order_by(IncidentEvent.at, IncidentEvent.id)
             )
         ).all()
+        timeline = [
+            (e.at, e.kind)
+            for e in events
+            if e.kind not in _HIDDEN_KINDS
+            and not (e.kind == "cancelled" and (e.actor or "").startswith("member:"))
+            and (until is None or e.at <= until)
+        ]
+        if cancelled_at is not None:
+            timeline = sorted([*timeline, (cancelled_at, "cancelled")])
         points = (
             await session.execute(
                 select(
@@ -100,7 +145,10 @@ async def export(session: AsyncSession, *, member_id: uuid.UUID) -> dict[str, An
                     LocationPoint.captured_at,
                     LocationPoint.received_at,
                 )
-                .where(LocationPoint.incident_id == incident.id)
+                .where(
+                    LocationPoint.incident_id == incident.id,
+                    true() if until is None else LocationPoint.received_at <= until,
+                )
                 .order_by(LocationPoint.id)
             )
         ).all()
@@ -109,17 +157,14 @@ async def export(session: AsyncSession, *, member_id: uuid.UUID) -> dict[str, An
                 "incident_id": str(incident.id),
                 "received_at": incident.received_at.isoformat(),
                 # Her own export shows what her app showed: a duress cancel stays a cancel.
-                "status": "cancelled" if incident.member_cancelled_at else incident.status,
+                "status": "cancelled" if cancelled_at else incident.status,
                 "trigger": incident.trigger,
+                # The free text she wrote with her SOS (erased with her account).
                 "note": incident.note,
                 "location": {"lat": i_lat, "lon": i_lon, "accuracy_m": incident.accuracy_m}
-                if i_lat is not None
+                if i_lat is not None and not held
                 else None,
-                "timeline": [
-                    {"kind": e.kind, "at": e.at.isoformat()}
-                    for e in events
-                    if e.kind not in {"duress_cancel", "wrong_pin_escalation"}
-                ],
+                "timeline": [{"kind": kind, "at": at.isoformat()} for at, kind in timeline],
                 "trail": [
                     {
                         "lat": p[0],
@@ -130,11 +175,77 @@ async def export(session: AsyncSession, *, member_id: uuid.UUID) -> dict[str, An
                     }
                     for p in points
                 ],
+                "location_reads": [
+                    r["read"]
+                    for r in reads.get(incident.id, [])
+                    if until is None or r["at"] <= until
+                ],
             }
         )
     data["alerts"] = alerts
-    data["exported_at"] = datetime.now(UTC).isoformat()
+    data["exported_at"] = now.isoformat()
     return data
+
+
+async def _reads(
+    session: AsyncSession, incident_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Every logged read of these incidents' positions, oldest first, by incident. A staff
+    reader is named by role, badge number and unit (the districts of a dispatcher), never by
+    name or account id; a guardian as ``guardian`` (with the name she gave, while she has
+    them)."""
+    if not incident_ids:
+        return {}
+    rows = (
+        await session.scalars(
+            select(LocationAccess)
+            .where(LocationAccess.incident_id.in_(incident_ids))
+            .order_by(LocationAccess.at, LocationAccess.id)
+        )
+    ).all()
+    staff_ids = {s for r in rows for s in r.staff_ids}
+    guardian_ids = {r.guardian_id for r in rows if r.guardian_id is not None}
+    found = await session.scalars(select(Staff).where(Staff.id.in_(staff_ids)))
+    staff = {s.id: s for s in found}
+    units: dict[uuid.UUID, list[str]] = {}
+    for staff_id, name in (
+        await session.execute(
+            select(staff_district.c.staff_id, District.name)
+            .join(District, District.id == staff_district.c.district_id)
+            .where(staff_district.c.staff_id.in_(staff_ids))
+            .order_by(District.code)
+        )
+    ).all():
+        units.setdefault(staff_id, []).append(name)
+    guardians = {
+        g.id: g.name
+        for g in (await session.scalars(select(Guardian).where(Guardian.id.in_(guardian_ids))))
+    }
+
+    def reader(staff_id: uuid.UUID) -> dict[str, Any]:
+        s = staff.get(staff_id)
+        if s is None:  # the account is gone; the record of its read is not
+            return {"role": "staff", "badge_number": None, "unit": None}
+        unit = "city-wide" if s.city_wide else ", ".join(units.get(s.id, [])) or None
+        return {"role": s.role, "badge_number": s.badge_number, "unit": unit}
+
+    by_incident: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for r in rows:
+        readers = [reader(s) for s in r.staff_ids]
+        if r.guardian_id is not None:
+            readers.append({"role": "guardian", "name": guardians.get(r.guardian_id)})
+        by_incident.setdefault(r.incident_id, []).append(
+            {
+                "at": r.at,
+                "read": {
+                    "at": r.at.isoformat(),
+                    "reason": r.reason,
+                    "why": READ_REASONS.get(r.reason, r.reason),
+                    "by": readers,
+                },
+            }
+        )
+    return by_incident
 
 
 async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> bool:

@@ -122,3 +122,73 @@ async def test_retention_purges_trails_of_incidents_closed_long_enough(client, m
     assert row["lat"] == pytest.approx(37.50) and "location_purged" in row["flags"]
     # Running again finds nothing more to do.
     assert (await purge_closed_trails(pool, retention_s=30 * 24 * 3600)).incidents == 0
+
+
+async def test_export_shows_who_read_her_positions_by_role_badge_and_unit(
+    client, make_member, make_staff, make_district, pool
+):
+    """Korea's Location Information Act, Art. 16: every read of her positions is hers to see,
+    who by role, badge number and unit (never a staff member's name or account id), when and
+    why."""
+    gangnam = await make_district("11680", "강남구", 127.00, 37.45, 127.10, 37.53)
+    dispatcher = await make_staff(district_ids=(gangnam,), name="Officer Park", badge_number="P-31")
+    supervisor = await make_staff(city_wide=True, name="Chief Lee", badge_number="C-1")
+    scout = await make_staff("volunteer", name="Scout Choi", badge_number="V-77")
+    m = await make_member()
+    incident_id = await _alert_with_trail(client, m)
+    for staff in (dispatcher, supervisor):
+        r = await client.get(f"/v1/console/incidents/{incident_id}", headers=staff.headers)
+        assert r.status_code == 200
+    guardian_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO guardian (id, member_id, name, phone) VALUES ($1, $2, 'Mom', '+821012345678')",
+        guardian_id,
+        m.id,
+    )
+    # As the volunteer's and the guardian's views write them.
+    await pool.execute(
+        "INSERT INTO location_access (incident_id, staff_ids, guardian_id, reason) VALUES"
+        " ($1, ARRAY[$2]::uuid[], NULL, 'volunteer_view'), ($1, '{}', $3, 'guardian_view')",
+        uuid.UUID(incident_id),
+        scout.id,
+        guardian_id,
+    )
+    data = (await client.get("/v1/me/export", headers=m.headers)).json()
+    [alert] = data["alerts"]
+    reads = alert["location_reads"]
+    assert [(r["reason"], r["by"]) for r in reads] == [
+        ("console_detail", [{"role": "dispatcher", "badge_number": "P-31", "unit": "강남구"}]),
+        ("console_detail", [{"role": "dispatcher", "badge_number": "C-1", "unit": "city-wide"}]),
+        ("volunteer_view", [{"role": "volunteer", "badge_number": "V-77", "unit": None}]),
+        ("guardian_view", [{"role": "guardian", "name": "Mom"}]),
+    ]
+    assert all(r["at"] and r["why"] for r in reads)
+    assert reads[-1]["why"] == "a guardian of yours opened the link texted to them"
+    text = str(reads)
+    for staff in (dispatcher, supervisor, scout):
+        assert str(staff.id) not in text
+    assert not any(name in text for name in ("Officer Park", "Chief Lee", "Scout Choi"))
+    # Another woman's export lists none of these reads.
+    other = await make_member()
+    await _alert_with_trail(client, other)
+    [theirs] = (await client.get("/v1/me/export", headers=other.headers)).json()["alerts"]
+    assert theirs["location_reads"] == []
+
+
+async def test_her_notes_are_in_her_export_and_erase_leaves_them_nowhere(client, make_member, pool):
+    m = await make_member()
+    incident_id = await _alert_with_trail(client, m)
+    [alert] = (await client.get("/v1/me/export", headers=m.headers)).json()["alerts"]
+    assert alert["note"] == "on Gangnam-daero"
+    await client.post(f"/v1/alerts/{incident_id}/cancel", json={"pin": m.pin}, headers=m.headers)
+    assert (
+        await client.post("/v1/me/erase", json={"pin": m.pin}, headers=m.headers)
+    ).status_code == 204
+    # Not in any table that could hold her words.
+    for sql in (
+        "SELECT count(*) FROM incident WHERE note IS NOT NULL",
+        "SELECT count(*) FROM incident_event WHERE data::text LIKE '%Gangnam-daero%'",
+        "SELECT count(*) FROM outbox WHERE payload::text LIKE '%Gangnam-daero%'",
+        "SELECT count(*) FROM notification WHERE message::text LIKE '%Gangnam-daero%'",
+    ):
+        assert await pool.fetchval(sql) == 0, sql

@@ -675,7 +675,9 @@
     const timeline = (d.timeline || []).map((e) => el('li', { class: `ev ev-${e.kind}` },
       el('span', { class: 'time' }, clock(e.at)), el('span', { class: 'kind' }, e.kind.replace('_', ' ')),
       el('span', { class: 'muted' }, ` ${describeEvent(e, d)} · ${actorName(e.actor)}`)));
-    const linked = (d.linked || []).map((l) => el('li', {},
+    // A linked report of a district this console may not see comes without position or time.
+    const linked = (d.linked || []).map((l) => l.linked ? el('li', { class: 'muted' },
+      `${SOURCE_LABEL[l.source] || l.source} · ${STATUS_LABEL[l.status] || l.status} · ${l.linked} (${l.district_name || 'no district'})`) : el('li', {},
       el('a', { href: '#', onclick: (ev) => { ev.preventDefault(); highlight(l.id); openIncident(l.id); } },
         `${SOURCE_LABEL[l.source] || l.source} · ${STATUS_LABEL[l.status] || l.status} · ${clock(l.received_at)}`)));
 
