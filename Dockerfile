@@ -1,5 +1,6 @@
 # The API image. PostgreSQL (with PostGIS) and Redis run elsewhere: set DATABASE_URL, REDIS_URL.
-# Leaflet for the console pages comes from npm in a build stage; only its dist files are kept.
+# Leaflet (console pages) and Swagger UI (/docs) come from npm in a build stage; only the files
+# served are kept.
 FROM node:20-bookworm-slim AS web
 WORKDIR /web
 COPY app/web/package.json app/web/package-lock.json ./
@@ -13,6 +14,7 @@ WORKDIR /srv/ansim
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY --from=web /web/node_modules/leaflet/dist ./app/web/node_modules/leaflet/dist
+COPY --from=web /web/node_modules/swagger-ui-dist ./app/web/node_modules/swagger-ui-dist
 COPY migrations ./migrations
 RUN pip install . && useradd --system --uid 10001 ansim
 USER ansim

@@ -111,6 +111,9 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
             'Every error has the body `{"error": "Name", "detail": "..."}`.'
         ),
         lifespan=lifespan,
+        # /docs is served from our own copy of Swagger UI (app/api/web.py); ReDoc needs a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     for router in ROUTERS:

@@ -1,8 +1,8 @@
 """The browser pages: the police console (/console) and the phone simulator (/demo/phone).
 
-Plain HTML and JavaScript from app/web/ (no build step); Leaflet comes from npm
-(app/web/node_modules/leaflet/dist, installed by scripts/setup.sh and the Dockerfile) and is
-served from here, so the pages work without internet."""
+Plain HTML and JavaScript from app/web/ (no build step); Leaflet and Swagger UI (the API's
+/docs) come from npm (app/web/node_modules, installed by scripts/setup.sh and the Dockerfile)
+and are served from here, so the pages work without internet: on a police network too."""
 
 from __future__ import annotations
 
@@ -12,15 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from app.api.deps import SettingsDep
+from app.errors import NotFound
 
 log = logging.getLogger(__name__)
 
 WEB = Path(__file__).resolve().parent.parent / "web"
-LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
+#: The npm packages the pages use, by the name they are served under (/static/vendor/<name>/).
+VENDOR = {
+    "leaflet": WEB / "node_modules" / "leaflet" / "dist",
+    "swagger-ui": WEB / "node_modules" / "swagger-ui-dist",
+}
 DEMO_CREDENTIALS = WEB.parent.parent / ".demo" / "credentials.json"
 
 router = APIRouter(include_in_schema=False)
@@ -86,9 +92,10 @@ async def web_config(settings: SettingsDep) -> dict[str, Any]:
 # StaticFiles guards against path traversal and answers ETag / If-None-Match; routes (not a mount)
 # keep the whole web edge in this one router.
 _static = StaticFiles(directory=WEB / "static", check_dir=False)
-_leaflet = StaticFiles(directory=LEAFLET, check_dir=False)
-if not LEAFLET.is_dir():
-    log.warning("Leaflet missing at %s: run scripts/setup.sh (it runs npm ci)", LEAFLET)
+_vendor = {name: StaticFiles(directory=path, check_dir=False) for name, path in VENDOR.items()}
+for _name, _path in VENDOR.items():
+    if not _path.is_dir():
+        log.warning("%s missing at %s: run scripts/setup.sh (it runs npm ci)", _name, _path)
 
 
 @router.get("/static/web/{path:path}")
@@ -96,6 +103,21 @@ async def web_static(path: str, request: Request) -> Response:
     return await _static.get_response(path, request.scope)
 
 
-@router.get("/static/vendor/leaflet/{path:path}")
-async def leaflet_static(path: str, request: Request) -> Response:
-    return await _leaflet.get_response(path, request.scope)
+@router.get("/static/vendor/{package}/{path:path}")
+async def vendor_static(package: str, path: str, request: Request) -> Response:
+    files = _vendor.get(package)
+    if files is None:
+        raise NotFound(f"no vendored package {package!r}")
+    return await files.get_response(path, request.scope)
+
+
+@router.get("/docs")
+async def api_docs() -> HTMLResponse:
+    """Swagger UI from our own copy, not a CDN (FastAPI's default page is blank offline)."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Ansim API",
+        swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+        swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+    )

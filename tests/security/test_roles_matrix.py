@@ -115,8 +115,6 @@ class Call:
 CALLS = [
     Call("GET", "/openapi.json", audience("public")),
     Call("GET", "/docs", audience("public")),
-    Call("GET", "/docs/oauth2-redirect", audience("public")),
-    Call("GET", "/redoc", audience("public")),
     Call("GET", "/console", audience("public")),
     Call("GET", "/demo/phone", audience("public")),
     Call("GET", "/demo", audience("public", **every(ROLES, 307))),  # to /demo/phone
@@ -133,9 +131,9 @@ CALLS = [
     Call("GET", "/static/web/{path:path}", audience("public"), path_params={"path": "common.js"}),
     Call(
         "GET",
-        "/static/vendor/leaflet/{path:path}",
+        "/static/vendor/{package}/{path:path}",
         audience("public"),
-        path_params={"path": "leaflet.js"},
+        path_params={"package": "swagger-ui", "path": "swagger-ui-bundle.js"},
     ),
     Call("GET", "/healthz", audience("public")),
     Call("GET", "/readyz", audience("public")),
