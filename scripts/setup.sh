@@ -67,23 +67,32 @@ if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null; then
   apt_install chromium
 fi
 
-# --- Leaflet for the console and phone pages (npm, served locally: the pages work offline) ---
-if command -v npm >/dev/null; then
-  lock_stamp=app/web/node_modules/.installed-$(sha256sum app/web/package-lock.json | cut -c1-16)
-  if [ ! -f "$lock_stamp" ]; then
-    say "installing Leaflet (npm ci in app/web)"
-    npm ci --prefix app/web --no-audit --no-fund --silent
-    touch "$lock_stamp"
-  fi
-else
-  echo "warning: npm not found: the console map needs app/web/node_modules/leaflet (apt-get install npm)" >&2
+# --- Leaflet and Swagger UI for the pages and /docs (npm, served locally: they work offline) -
+if ! command -v npm >/dev/null; then
+  say "installing npm (Debian's) for the pages' browser packages"; apt_install npm
+fi
+lock_stamp=app/web/node_modules/.installed-$(sha256sum app/web/package-lock.json | cut -c1-16)
+if [ ! -f "$lock_stamp" ]; then
+  say "installing the pages' browser packages (npm ci in app/web)"
+  npm ci --prefix app/web --no-audit --no-fund --silent
+  touch "$lock_stamp"
+fi
+
+# --- Tools the tests run (tests only) -------------------------------------------------------
+# Some fault tests start a redis-server of their own; the harness reads processes with ps.
+if [ "$want_browser" = 1 ]; then
+  command -v redis-server >/dev/null || { say "installing redis-server for the fault tests"; apt_install redis-server; }
+  command -v ps >/dev/null || { say "installing procps"; apt_install procps; }
 fi
 
 # --- Python ---------------------------------------------------------------------------------
 py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
-  "$py" -m venv .venv
+  if ! "$py" -m venv .venv; then
+    # Debian's python3 has venv (and ensurepip) in a package of its own.
+    rm -rf .venv; say "installing python3-venv"; apt_install python3-venv; "$py" -m venv .venv
+  fi
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
