@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     #: Prefix for every Redis key this service writes (streams excepted: they are named).
     redis_prefix: str = "ansim:"
 
+    # Metrics (app/metrics.py, docs/operations.md)
+    #: When set, ``GET /metrics`` wants ``Authorization: Bearer <this>`` (Prometheus'
+    #: ``authorization`` scrape setting); unset, it is open. It holds no personal data, but
+    #: its gauges tell when nobody watches a district: set it, or keep the path off the proxy.
+    metrics_token: str | None = None
+    #: Bound on the queries the scrape-time gauges run (PostgreSQL and Redis, side by side).
+    metrics_query_timeout_s: float = Field(2.0, gt=0)
+
     # Staff sessions
     staff_token_ttl_s: int = 12 * 3600
 
