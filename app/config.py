@@ -114,9 +114,10 @@ class Settings(BaseSettings):
     redis_prefix: str = "ansim:"
 
     # Metrics (app/metrics.py, docs/operations.md)
-    #: When set, ``GET /metrics`` wants ``Authorization: Bearer <this>`` (Prometheus'
-    #: ``authorization`` scrape setting); unset, it is open. It holds no personal data, but
-    #: its gauges tell when nobody watches a district: set it, or keep the path off the proxy.
+    #: ``GET /metrics`` wants ``Authorization: Bearer <this>`` when set (Prometheus'
+    #: ``authorization`` scrape setting). Unset, it is open in development and test and
+    #: refused in production: it holds no personal data, but its gauges tell when nobody
+    #: watches a district.
     metrics_token: str | None = None
     #: Bound on the queries the scrape-time gauges run (PostgreSQL and Redis, side by side).
     metrics_query_timeout_s: float = Field(2.0, gt=0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -145,3 +147,35 @@ async def test_no_label_can_carry_personal_data(client, make_member):
         if family.name.startswith("ansim_"):
             for sample in family.samples:
                 assert set(sample.labels) <= {"source", "outcome", "status", "pid", "le"}, sample
+
+
+async def test_production_without_a_token_refuses_to_be_scraped(settings, migrated):
+    app = create_app(settings.model_copy(update={"environment": "production"}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            refused = await c.get("/metrics")
+            assert refused.status_code == 401
+            assert "ANSIM_METRICS_TOKEN" in refused.json()["detail"]
+
+
+def test_multiprocess_mode_sums_the_workers(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR, what two worker processes counted is in any one's scrape."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    count = (
+        "import time; from app import metrics; "
+        "metrics.sos_accepted('button', created=True, folded=False, started=time.perf_counter())"
+    )
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", count], env=env, check=True, timeout=60)
+    render = "from app import metrics; print(metrics.render(metrics.Snapshot()).decode())"
+    out = subprocess.run(
+        [sys.executable, "-c", render], env=env, check=True, timeout=60, capture_output=True
+    ).stdout.decode()
+    values = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(out)
+        for sample in family.samples
+    }
+    assert accepted(values, "button", "created") == 2
+    assert values[("ansim_intake_seconds_count", (("source", "button"),))] == 2

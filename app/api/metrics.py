@@ -24,6 +24,10 @@ async def scrape(
             token.strip().encode(), settings.metrics_token.encode()
         ):
             raise Unauthorized("the metrics token is missing or wrong")
+    elif settings.environment not in ("development", "test"):
+        # No personal data here, but whether a district has no console open right now is not
+        # for the public (docs/dispatch.md): in production a scrape needs the token.
+        raise Unauthorized("set ANSIM_METRICS_TOKEN and scrape with it")
     snapshot = await metrics.read_state(
         pool=pool,
         redis=redis,
