@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.dispatch.coverage import presence_key
 from app.main import create_app
 from tests.api.test_alerts import GANGNAM, JONGNO, sos
+from tests.devices.helpers import make_device, send_signal
 
 SOS_ACCEPTED = "ansim_sos_accepted_total"
 
@@ -62,6 +63,27 @@ async def test_an_sos_moves_the_counter_by_outcome(client, make_member, make_dis
     count = ("ansim_intake_seconds_count", (("source", "app"),))
     assert after[count] == before[count] + 3
     assert accepted(after, "button", "created") == accepted(before, "button", "created")
+
+
+async def test_a_panic_button_moves_the_counter_by_outcome(client, pool, make_district, make_place):
+    await make_district(*GANGNAM)
+    device = await make_device(pool, await make_place("GS25 Gangnam", 37.4981, 127.0279))
+    before = await scrape(client)
+    press = {"type": "panic", "signal_id": str(uuid.uuid4())}
+    assert (await send_signal(client, device, press)).status_code == 201
+    assert (await send_signal(client, device, press)).status_code == 200  # a retry
+    again = {"type": "panic", "signal_id": str(uuid.uuid4())}
+    assert (await send_signal(client, device, again)).status_code == 200  # joined to the open one
+    # A heartbeat is no alert.
+    assert (await send_signal(client, device, {"type": "heartbeat"})).status_code == 200
+    after = await scrape(client)
+    for outcome in ("created", "replayed", "folded"):
+        assert accepted(after, "button", outcome) == accepted(before, "button", outcome) + 1, (
+            outcome
+        )
+    count = ("ansim_intake_seconds_count", (("source", "button"),))
+    assert after[count] == before[count] + 3
+    assert accepted(after, "app", "created") == accepted(before, "app", "created")
 
 
 async def test_state_gauges_reflect_seeded_state(
