@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     #: Prefix for every Redis key this service writes (streams excepted: they are named).
     redis_prefix: str = "ansim:"
 
+    # Metrics (app/metrics.py, docs/operations.md)
+    #: ``GET /metrics`` wants ``Authorization: Bearer <this>`` when set (Prometheus'
+    #: ``authorization`` scrape setting). Unset, it is open in development and test and
+    #: refused in production: it holds no personal data, but its gauges tell when nobody
+    #: watches a district.
+    metrics_token: str | None = None
+    #: Bound on the queries the scrape-time gauges run (PostgreSQL and Redis, side by side).
+    metrics_query_timeout_s: float = Field(2.0, gt=0)
+
     # Staff sessions
     staff_token_ttl_s: int = 12 * 3600
 

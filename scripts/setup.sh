@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes this machine ready to run Ansim: PostgreSQL with PostGIS, Redis, the virtualenv in .venv/.
 # Idempotent: what is already there is left alone. Usage: scripts/setup.sh [--browser]
-#   --browser  also install Debian's chromium (for the browser tests)
+#   --browser  also install Debian's chromium (for the browser tests) and promtool (alert rules)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,6 +65,22 @@ fi
 if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null; then
   say "installing Debian's chromium for the browser tests"
   apt_install chromium
+fi
+
+# --- promtool (tests only: checks and unit-tests deploy/prometheus/alerts.yml) ---------------
+if [ "$want_browser" = 1 ] && ! command -v promtool >/dev/null; then
+  say "installing Debian's prometheus package for promtool (its server is not started)"
+  # Debian's postinst starts the server through invoke-rc.d; a policy-rc.d answering 101
+  # ("action forbidden") keeps it stopped, so nothing listens on :9090 after the install.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+    apt_install prometheus
+    rm -f "$policy"; trap - EXIT
+  else
+    apt_install prometheus
+  fi
 fi
 
 # --- Leaflet and Swagger UI for the pages and /docs (npm, served locally: they work offline) -

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from app import metrics
 from app.api.deps import (
     CurrentMember,
     PoolDep,
@@ -97,6 +99,7 @@ cleaned, flagged on the incident and listed in `warnings`. An alert without a lo
 async def raise_sos(request: Request) -> Response:
     # The pool and settings come straight from the app's state, not as dependencies: resolving
     # two dependencies was most of what the framework spent on an SOS request once routed.
+    started = time.perf_counter()
     state = request.app.state
     pool: asyncpg.Pool = state.pool
     settings: Settings = state.settings
@@ -122,6 +125,7 @@ async def raise_sos(request: Request) -> Response:
         await state.relay.publish(result.to_publish)
     else:
         kick_relay(request)  # a folded report's timeline entry
+    metrics.sos_accepted("app", created=result.created, folded=result.folded, started=started)
     return Response(
         orjson.dumps(result.body),
         status_code=201 if result.created else 200,

@@ -4,12 +4,14 @@ The scheme is in docs/devices.md and app/security/device_signature.py."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from app import metrics
 from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
 from app.devices import health, service
 from app.devices.service import AuthenticatedDevice
@@ -106,6 +108,7 @@ async def post_signal(
     settings: SettingsDep,
     session: SessionDep,
 ) -> Response:
+    started = time.perf_counter()
     signal = parse_signal(await request.body())
     kind = signal.body.type
     if kind in PANIC_TYPES:
@@ -114,6 +117,9 @@ async def post_signal(
         )
         if result.created:
             kick_relay(request)
+        metrics.sos_accepted(
+            "button", created=result.created, folded=result.folded, started=started
+        )
         return _json(result.body, 201 if result.created else 200)
     if not device.nonce_checked:
         if kind is SignalType.duress:

@@ -12,6 +12,7 @@ from app.api import (
     health,
     maps,
     me,
+    metrics,
     safe_places,
     volunteers,
     web,
@@ -33,5 +34,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     admin.router,
     maps.router,
     guardian.router,
+    metrics.router,
     web.router,
 )

@@ -279,6 +279,8 @@ RETURNING now() AS at
 class PanicResult:
     created: bool
     body: dict[str, Any]
+    #: Joined to the button's alert that was still open (not created, not a retry).
+    folded: bool = False
 
 
 async def raise_panic(
@@ -326,6 +328,7 @@ async def raise_panic(
 
     created = True
     stored = await _insert(pool, new(body.signal_id), fold_window_s=settings.device_fold_window_s)
+    folded = isinstance(stored, Folded)
     if isinstance(stored, Folded):
         created = False
         warnings.append(
@@ -392,6 +395,7 @@ async def raise_panic(
     )
     return PanicResult(
         created=created,
+        folded=folded,
         body={
             "incident_id": str(incident_id),
             "status": status,

@@ -52,6 +52,8 @@ WHERE i.member_id = $1 AND i.client_alert_id = $2
 class RaisedAlert:
     created: bool
     body: dict[str, Any]
+    #: Joined to her alert that was still open (not created, not a replay).
+    folded: bool = False
     #: The caller publishes this outbox row (``OutboxRelay.publish``) before answering.
     to_publish: OutboxRow | None = None
 
@@ -134,6 +136,7 @@ async def raise_alert(
 
     to_publish = None
     member_id = result.member_id
+    folded = isinstance(result, Folded)
     if isinstance(result, Folded):
         sos.warn(
             "folded_into_open_alert",
@@ -168,7 +171,7 @@ async def raise_alert(
         "flags": list(sos.flags),
         "warnings": [w.as_json() for w in sos.warnings],
     }
-    return RaisedAlert(created=False, body=body, to_publish=to_publish)
+    return RaisedAlert(created=False, body=body, folded=folded, to_publish=to_publish)
 
 
 # --- the live trail -------------------------------------------------------------------------

@@ -137,6 +137,7 @@ CALLS = [
     ),
     Call("GET", "/healthz", audience("public")),
     Call("GET", "/readyz", audience("public")),
+    Call("GET", "/metrics", audience("public")),  # unless ANSIM_METRICS_TOKEN is set
     Call(
         "POST",
         "/v1/auth/login",

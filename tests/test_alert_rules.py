@@ -1,0 +1,50 @@
+"""deploy/prometheus/alerts.yml: valid for Prometheus, unit-tested with promtool, and every
+ansim_ metric it reads is one GET /metrics exposes (a rename cannot blind an alert)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool not found: it checks deploy/prometheus/alerts.yml. Install it with "
+            "`scripts/setup.sh --browser` (Debian's prometheus package; its server is not started)"
+        )
+    return path
+
+
+def run(*args: str) -> None:
+    done = subprocess.run(
+        [promtool(), *args], cwd=RULES, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_rules_are_valid() -> None:
+    run("check", "rules", "alerts.yml")
+
+
+def test_rules_unit_tests_pass() -> None:
+    run("test", "rules", "alerts_test.yml")
+
+
+async def test_every_metric_the_rules_read_is_exposed(client) -> None:
+    lines = (RULES / "alerts.yml").read_text().splitlines()
+    code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    used = set(re.findall(r"\bansim_[a-z_]+", code))
+    r = await client.get("/metrics")
+    exposed = set()
+    for family in text_string_to_metric_families(r.text):
+        exposed.update(sample.name for sample in family.samples)
+    assert used and used <= exposed, used - exposed
