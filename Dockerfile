@@ -11,12 +11,12 @@ FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /srv/ansim
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY app ./app
 COPY --from=web /web/node_modules/leaflet/dist ./app/web/node_modules/leaflet/dist
 COPY --from=web /web/node_modules/swagger-ui-dist ./app/web/node_modules/swagger-ui-dist
 COPY migrations ./migrations
-RUN pip install . && useradd --system --uid 10001 ansim
+RUN pip install -c constraints.txt . && useradd --system --uid 10001 ansim
 USER ansim
 
 EXPOSE 8000

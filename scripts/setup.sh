@@ -110,11 +110,13 @@ if [ ! -x .venv/bin/python ]; then
     rm -rf .venv; say "installing python3-venv"; apt_install python3-venv; "$py" -m venv .venv
   fi
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# constraints.txt pins every package to the version the tests last passed with (README:
+# "Upgrading dependencies"); pyproject.toml says what we need, the constraints what we run.
+stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
-  say "installing Python packages into .venv"
+  say "installing Python packages into .venv (pinned by constraints.txt)"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 say "ready"
