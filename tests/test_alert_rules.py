@@ -24,19 +24,19 @@ def promtool() -> str:
     return path
 
 
-def run(*args: str) -> None:
+def run_promtool(*args: str, cwd: Path = RULES) -> None:
     done = subprocess.run(
-        [promtool(), *args], cwd=RULES, capture_output=True, text=True, timeout=60, check=False
+        [promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_rules_are_valid() -> None:
-    run("check", "rules", "alerts.yml")
+    run_promtool("check", "rules", "alerts.yml")
 
 
 def test_rules_unit_tests_pass() -> None:
-    run("test", "rules", "alerts_test.yml")
+    run_promtool("test", "rules", "alerts_test.yml")
 
 
 async def test_every_metric_the_rules_read_is_exposed(client) -> None:
