@@ -259,6 +259,7 @@ class Coverage:
                 if row["newly_unwatched"]:
                     paged = await page_on_call(
                         conn,
+                        self.settings,
                         incident_id=row["id"],
                         reason=f"unwatched ({reason})",
                         level=0,

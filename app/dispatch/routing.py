@@ -315,6 +315,7 @@ async def _escalate(
     if pages_at(settings, level, reason):
         data["paged"] = await page_on_call(
             conn,
+            settings,
             incident_id=inc["id"],
             reason=reason,
             level=level,

@@ -123,37 +123,29 @@ async def enqueue_for_event(
         return 0
     queued = 0
     async with pool.acquire() as conn, conn.transaction():
+
+        async def push(volunteer_id: uuid.UUID, part: str, message: dict[str, Any]) -> bool:
+            target = f"volunteer:{volunteer_id}"
+            return await enqueue(
+                conn,
+                incident_id=incident_id,
+                channel="push",
+                target=target,
+                message={**message, "incident_id": str(incident_id)},
+                dedupe_key=f"{incident_id}:{part}:{target}",
+                deadline_s=settings.notify_deadline_s,
+            )
+
         for row in await conn.fetch(_ASSIGNED_SQL, incident_id) if tell_assigned else []:
-            target = f"volunteer:{row['volunteer_id']}"
-            queued += await enqueue(
-                conn,
-                incident_id=incident_id,
-                channel="push",
-                target=target,
-                message={
-                    "type": "incident_closed",
-                    "incident_id": str(incident_id),
-                    "status": kind,
-                },
-                dedupe_key=f"{incident_id}:closed:{target}",
-                deadline_s=settings.notify_deadline_s,
-            )
+            closed_message = {"type": "incident_closed", "status": kind}
+            queued += await push(row["volunteer_id"], "closed", closed_message)
         for offer in await conn.fetch(_OFFERS_SQL, incident_id) if push_offers else []:
-            target = f"volunteer:{offer['volunteer_id']}"
-            queued += await enqueue(
-                conn,
-                incident_id=incident_id,
-                channel="push",
-                target=target,
-                message={
-                    "type": "offer",
-                    "offer_id": str(offer["id"]),
-                    "incident_id": str(incident_id),
-                    "distance_m": round(offer["distance_m"] or 0.0),
-                },
-                dedupe_key=f"{incident_id}:offer:{target}",
-                deadline_s=settings.notify_deadline_s,
-            )
+            offer_message = {
+                "type": "offer",
+                "offer_id": str(offer["id"]),
+                "distance_m": round(offer["distance_m"] or 0.0),
+            }
+            queued += await push(offer["volunteer_id"], "offer", offer_message)
         if tell_guardians:
             queued += await _enqueue_guardians(conn, settings, incident_id, kind, payload)
     return queued
@@ -227,7 +219,13 @@ FROM incident i LEFT JOIN district d ON d.id = i.district_id WHERE i.id = $1
 
 
 async def page_on_call(
-    conn: asyncpg.Connection, *, incident_id: uuid.UUID, reason: str, level: int, dedupe: str
+    conn: asyncpg.Connection,
+    settings: Settings,
+    *,
+    incident_id: uuid.UUID,
+    reason: str,
+    level: int,
+    dedupe: str,
 ) -> int:
     """Queue an SMS to every on-call supervisor (active dispatchers with ``on_call`` and a
     phone; when nobody is on call, every active city-wide dispatcher with a phone), inside the
@@ -255,7 +253,6 @@ async def page_on_call(
     text = (
         f"Ansim page (level {level}): incident {incident_id}: {reason}. {summary}. See the console."
     )
-    settings = get_settings()
     for person in people:
         target = f"staff:{person['id']}"
         await enqueue(

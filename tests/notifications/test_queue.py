@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from app.config import get_settings
 from app.dispatch.gateways import Attempt
 from app.incidents.store import NewIncident, insert_incident
 from app.notifications import service
@@ -83,7 +84,12 @@ async def _staff(pool, *, on_call, phone, city_wide=False, active=True, role="di
 async def _page(pool, incident_id, dedupe="ack_timeout:1"):
     async with pool.acquire() as conn, conn.transaction():
         return await service.page_on_call(
-            conn, incident_id=incident_id, reason="nobody acknowledged", level=2, dedupe=dedupe
+            conn,
+            get_settings(),
+            incident_id=incident_id,
+            reason="nobody acknowledged",
+            level=2,
+            dedupe=dedupe,
         )
 
 
