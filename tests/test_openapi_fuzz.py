@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,11 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 
 from app.main import create_app
-from tests.e2e.harness import start_api
+from tests.e2e.harness import free_port, start_api
 
 ROOT = Path(__file__).resolve().parent.parent
 schema = schemathesis.openapi.from_dict(create_app().openapi())
 STATS: Counter[str] = Counter()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def cli_json(*args: str) -> dict[str, str]:

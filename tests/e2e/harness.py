@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,14 @@ FAST_COVERAGE = {
     "ANSIM_CONSOLE_PRESENCE_REFRESH_S": "0.5",
     "ANSIM_CONSOLE_PRESENCE_TTL_S": "2",
 }
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now, so two runs of the suite on one machine do not collide."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def stack_env(*, redis_url: str, gateway_port: int | None, **extra: str) -> dict[str, str]:
