@@ -26,7 +26,7 @@ test:                 ## everything the tests need, then the whole suite
 lint:                 ## ruff + mypy
 	$(VENV)/ruff format --check .
 	$(VENV)/ruff check .
-	$(VENV)/mypy app
+	$(VENV)/mypy app loadtests
 
 format:
 	$(VENV)/ruff format .

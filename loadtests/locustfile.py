@@ -34,7 +34,7 @@ if os.environ.get("ANSIM_LOADTEST_SHAPE") == "burst":
 
 
 @events.init.add_listener
-def _detect_features(environment, **_kwargs):  # type: ignore[no-untyped-def]
+def _detect_features(environment, **_kwargs):
     """Buttons join the mix only when the service has the devices API (branch `devices`)."""
     host = environment.host or "http://127.0.0.1:8000"
     try:

@@ -52,14 +52,14 @@ def main() -> None:
             incl[f] += count
     print(f"{total} samples")
     print("-- own time --")
-    for f, n in own.most_common(a.top):
-        print(f"{100 * n / total:5.1f}%  {f}")
+    for f, k in own.most_common(a.top):
+        print(f"{100 * k / total:5.1f}%  {f}")
     print("-- inclusive --")
     shown = 0
-    for f, n in incl.most_common():
+    for f, k in incl.most_common():
         if a.match and a.match not in f:
             continue
-        print(f"{100 * n / total:5.1f}%  {f}")
+        print(f"{100 * k / total:5.1f}%  {f}")
         shown += 1
         if shown >= a.top:
             break

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import BadRequest, Conflict, NotFound
@@ -24,11 +26,15 @@ from app.security.passwords import hash_secret
 from app.security.tokens import MEMBER_PREFIX, STAFF_PREFIX, hash_token, new_token
 
 
+def _check_pins(pin: str, duress_pin: str | None) -> None:
+    if duress_pin is not None and duress_pin == pin:
+        raise BadRequest("the duress PIN must differ from the PIN")
+
+
 async def create_member(
     session: AsyncSession, *, phone: str, name: str, pin: str, duress_pin: str | None
 ) -> Member:
-    if duress_pin is not None and duress_pin == pin:
-        raise BadRequest("the duress PIN must differ from the PIN")
+    _check_pins(pin, duress_pin)
     if await session.scalar(select(Member.id).where(Member.phone == phone)):
         raise Conflict(f"a member with phone {phone} exists")
     member = Member(
@@ -50,6 +56,76 @@ async def issue_member_token(
     session.add(MemberToken(member_id=member_id, token_hash=hash_token(token), label=label))
     await session.flush()
     return token
+
+
+async def create_members(
+    session: AsyncSession,
+    people: Sequence[tuple[str, str]],
+    *,
+    pin: str,
+    duress_pin: str | None,
+    token_label: str,
+) -> list[str]:
+    """Many members (phone, name) sharing one PIN, each with an app token, in two statements:
+    a bulk enrolment, or the benchmark's thousands of test members. The tokens are returned
+    once, in the order of ``people``; a phone already registered fails the whole batch."""
+    _check_pins(pin, duress_pin)
+    pin_hash = hash_secret(pin)
+    duress_hash = hash_secret(duress_pin) if duress_pin else None
+    ids = [uuid.uuid4() for _ in people]
+    await session.execute(
+        insert(Member),
+        [
+            {"id": i, "phone": phone, "name": name, "pin_hash": pin_hash,
+             "duress_pin_hash": duress_hash}
+            for i, (phone, name) in zip(ids, people, strict=True)
+        ],
+    )  # fmt: skip
+    tokens = [new_token(MEMBER_PREFIX) for _ in people]
+    await session.execute(
+        insert(MemberToken),
+        [
+            {"member_id": i, "token_hash": hash_token(t), "label": token_label}
+            for i, t in zip(ids, tokens, strict=True)
+        ],
+    )
+    return tokens
+
+
+@dataclass(frozen=True)
+class NewStaff:
+    username: str
+    name: str
+    city_wide: bool = False
+    badge_number: str | None = None
+
+
+async def create_staff_many(
+    session: AsyncSession, people: Sequence[NewStaff], *, role: str, password: str, ttl_s: int
+) -> list[str]:
+    """Many staff of one role sharing one password, each with a session token, in two
+    statements (the benchmark's consoles and volunteers); tokens in the order of ``people``."""
+    password_hash = hash_secret(password)
+    ids = [uuid.uuid4() for _ in people]
+    await session.execute(
+        insert(Staff),
+        [
+            {"id": i, "role": role, "username": p.username, "name": p.name,
+             "password_hash": password_hash, "city_wide": p.city_wide,
+             "badge_number": p.badge_number}
+            for i, p in zip(ids, people, strict=True)
+        ],
+    )  # fmt: skip
+    tokens = [new_token(STAFF_PREFIX) for _ in people]
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl_s)
+    await session.execute(
+        insert(StaffToken),
+        [
+            {"staff_id": i, "token_hash": hash_token(t), "expires_at": expires_at}
+            for i, t in zip(ids, tokens, strict=True)
+        ],
+    )
+    return tokens
 
 
 async def create_staff(

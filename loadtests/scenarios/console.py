@@ -31,7 +31,7 @@ class ConsoleUser(FastHttpUser):
         self.reader.kill(block=False)
 
     def _url(self) -> str:
-        base = self.host.replace("http://", "ws://").replace("https://", "wss://")
+        base = (self.host or "").replace("http://", "ws://").replace("https://", "wss://")
         url = f"{base}/v1/console/stream?token={self.token}&batch=true"
         return f"{url}&cursor={self.cursor}" if self.cursor else url
 

@@ -20,7 +20,7 @@ class BurstShape(LoadTestShape):
     post = float(os.environ.get("ANSIM_BURST_POST_S", "90"))
 
     def tick(self) -> tuple[int, float] | None:
-        t = self.get_run_time()
+        t: float = self.get_run_time()  # type: ignore[no-untyped-call]
         if t < self.pre:
             return self.base, self.base
         if t < self.pre + self.width:
