@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import asyncpg
-import httpx
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,11 +36,6 @@ async def get_redis(request: Request) -> Redis:
     return redis
 
 
-async def get_http(request: Request) -> httpx.AsyncClient:
-    http: httpx.AsyncClient = request.app.state.http
-    return http
-
-
 def kick_relay(request: Request) -> None:
     """Publish freshly committed outbox rows now rather than at the relay's next sweep."""
     request.app.state.relay.kick()
@@ -65,7 +59,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
-HttpDep = Annotated[httpx.AsyncClient, Depends(get_http)]
 # scope="function": the commit happens before the response is sent, so no 2xx ever reports a
 # change that then failed to commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -29,11 +29,6 @@ async def off_duty(redis: Redis, settings: Settings, *, volunteer_id: uuid.UUID)
     await pipe.execute()
 
 
-async def is_on_duty(redis: Redis, settings: Settings, *, volunteer_id: uuid.UUID) -> bool:
-    seen = await redis.zscore(settings.volunteer_seen_key, str(volunteer_id))
-    return seen is not None and seen >= time.time() - settings.volunteer_stale_s
-
-
 async def expire_stale(redis: Redis, settings: Settings) -> int:
     cutoff = time.time() - settings.volunteer_stale_s
     stale = await redis.zrangebyscore(settings.volunteer_seen_key, "-inf", cutoff)

@@ -95,12 +95,3 @@ async def acknowledge(session: AsyncSession, *, incident_id: uuid.UUID, actor: s
     if incident.status != "new":
         raise Conflict(f"incident is already {incident.status}")
     return await transition(session, incident=incident, target="acknowledged", actor=actor)
-
-
-async def cancel_by_member(
-    session: AsyncSession, *, incident_id: uuid.UUID, actor: str
-) -> Incident:
-    """A member's (real) cancel: closes an open incident."""
-    incident = await lock_incident(session, incident_id)
-    incident.member_cancelled_at = datetime.now(UTC)
-    return await transition(session, incident=incident, target="cancelled", actor=actor)

@@ -14,7 +14,6 @@ import httpx
 import orjson
 import pytest
 
-from app.incidents.responders import responders_for
 from app.incidents.store import NewIncident, insert_incident
 from tests.e2e.harness import (
     Console,
@@ -367,12 +366,16 @@ async def test_a_volunteer_accepts_and_the_member_sees_who_is_coming(
         offer2 = (await http.get(f"{api}/offers", headers=vol2.headers)).json()["offers"][0]
         r = await http.post(f"{api}/offers/{offer2['id']}/accept", json={}, headers=vol2.headers)
         assert r.status_code == 409 and r.json()["error"] == "AlreadyCovered"
-    view = await responders_for(pool, incident_id)
-    assert view["volunteers"] == [
+        mine = await http.get(
+            f"http://127.0.0.1:{API_PORT}/v1/alerts/{incident_id}", headers=world["member"].headers
+        )
+    view = mine.json()
+    assert view["responders"] == [
         {
+            "kind": "volunteer",
             "name": "Choi Volunteer",
             "badge_number": "SRS-0042",
-            "assigned_at": view["volunteers"][0]["assigned_at"],
+            "assigned_at": view["responders"][0]["assigned_at"],
         }
     ]
     assert view["police_acknowledged"] is False
