@@ -20,6 +20,7 @@ from app.dispatch import console_log, presence
 from app.dispatch.gateways import Gateway
 from app.incidents.console_service import SUMMARY_COLUMNS, incident_summary, summary_from_row
 from app.incidents.route_sql import link_lateral_sql, routed_event_sql
+from app.incidents.status import CLOSED
 from app.incidents.store import TOPIC_UPDATED
 from app.notifications import sender as notification_sender
 from app.notifications.service import enqueue_for_event, page_on_call
@@ -27,7 +28,6 @@ from app.notifications.service import enqueue_for_event, page_on_call
 log = logging.getLogger(__name__)
 
 ACTOR = "dispatch"
-CLOSED = ("resolved", "false_alarm", "cancelled")
 #: Timeline kinds that escalate at once, and whether we raise the level (the cancel endpoint
 #: already raised it for a duress cancel and for repeated wrong PINs).
 ESCALATING = {"duress": True, "duress_cancel": False, "wrong_pin_escalation": False}

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.errors import Conflict, NotFound
 from app.geo.nearest import nearest_places
-from app.incidents import timeline
+from app.incidents import lifecycle, timeline
 from app.incidents.intake import ParsedSOS
-from app.incidents.lifecycle import OPEN
+from app.incidents.status import OPEN, sql_list
 from app.incidents.store import (
     TOPIC_CREATED,
     Folded,
@@ -176,7 +176,7 @@ async def raise_alert(
 
 # --- the live trail -------------------------------------------------------------------------
 
-_TRAIL_SQL = """
+_TRAIL_SQL = f"""
 WITH owned AS (
   SELECT id, status, member_cancelled_at, duress FROM incident
   WHERE id = $1 AND member_id = $2
@@ -191,7 +191,7 @@ WITH owned AS (
   SELECT owned.id, ST_SetSRID(ST_MakePoint(pts.lon, pts.lat), 4326)::geography,
          pts.accuracy_m, pts.captured_at
   FROM owned, pts
-  WHERE owned.status IN ('new','acknowledged','responding','on_scene')
+  WHERE owned.status IN ({sql_list(OPEN)})
   RETURNING incident_id
 ), latest AS (
   SELECT lat, lon, accuracy_m, at FROM pts ORDER BY at DESC, n DESC LIMIT 1
@@ -430,10 +430,7 @@ async def cancel_alert(
         if is_duress:
             await _duress(session, incident, actor=actor, now=now)
         elif incident.status in OPEN and not incident.duress:
-            incident.status = "cancelled"
-            incident.closed_at = now
-            incident.disposition = "cancelled_by_member"
-            await timeline.record(session, incident_id=incident.id, kind="cancelled", actor=actor)
+            await lifecycle.member_cancel(session, incident=incident, actor=actor, now=now)
     elif is_duress:
         # A duress PIN after a real cancel: she is being forced; reopen quietly.
         await _duress(session, incident, actor=actor, now=now)
@@ -462,10 +459,7 @@ async def _duress(
         return
     incident.duress = True
     incident.escalation_level += 1
-    if incident.status == "cancelled":
-        incident.status = "new"
-        incident.closed_at = None
-        incident.disposition = None
+    lifecycle.duress_reopen(incident)
     incident.updated_at = now
     await timeline.record(
         session,

@@ -3,9 +3,11 @@
 ```
 new -> acknowledged -> responding -> on_scene -> resolved(disposition)
 acknowledged -> on_scene | resolved;  responding -> resolved
-any open state -> false_alarm (console) | cancelled (member)
+any open state -> false_alarm (console) | cancelled (member_cancel)
+cancelled -> new (duress_reopen: her duress PIN after her own cancel)
 ```
-Every transition is a timeline event (with its outbox row, so consoles hear of it)."""
+This module is the only writer of ``incident.status``. Every transition is a timeline event
+(with its outbox row, so consoles hear of it)."""
 
 from __future__ import annotations
 
@@ -18,19 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import BadRequest, Conflict, NotFound
 from app.incidents import timeline
+from app.incidents.status import CLOSED, OPEN, IncidentStatus
 from app.models import Incident
 
-OPEN: Final = frozenset({"new", "acknowledged", "responding", "on_scene"})
-CLOSED: Final = frozenset({"resolved", "false_alarm", "cancelled"})
+__all__ = ["CLOSED", "OPEN", "TRANSITIONS", "IncidentStatus", "transition"]
 
-TRANSITIONS: Final[dict[str, frozenset[str]]] = {
-    "new": frozenset({"acknowledged", "false_alarm", "cancelled"}),
-    "acknowledged": frozenset({"responding", "on_scene", "resolved", "false_alarm", "cancelled"}),
-    "responding": frozenset({"on_scene", "resolved", "false_alarm", "cancelled"}),
-    "on_scene": frozenset({"resolved", "false_alarm", "cancelled"}),
-    "resolved": frozenset(),
-    "false_alarm": frozenset(),
-    "cancelled": frozenset(),
+S = IncidentStatus
+#: The moves a person makes through ``transition``; the member's cancel and the duress reopen
+#: have functions of their own (they set more than the status).
+TRANSITIONS: Final[dict[str, frozenset[IncidentStatus]]] = {
+    S.NEW: frozenset({S.ACKNOWLEDGED, S.FALSE_ALARM, S.CANCELLED}),
+    S.ACKNOWLEDGED: frozenset({S.RESPONDING, S.ON_SCENE, S.RESOLVED, S.FALSE_ALARM, S.CANCELLED}),
+    S.RESPONDING: frozenset({S.ON_SCENE, S.RESOLVED, S.FALSE_ALARM, S.CANCELLED}),
+    S.ON_SCENE: frozenset({S.RESOLVED, S.FALSE_ALARM, S.CANCELLED}),
+    S.RESOLVED: frozenset(),
+    S.FALSE_ALARM: frozenset(),
+    S.CANCELLED: frozenset(),
 }
 
 
@@ -95,3 +100,25 @@ async def acknowledge(session: AsyncSession, *, incident_id: uuid.UUID, actor: s
     if incident.status != "new":
         raise Conflict(f"incident is already {incident.status}")
     return await transition(session, incident=incident, target="acknowledged", actor=actor)
+
+
+async def member_cancel(
+    session: AsyncSession, *, incident: Incident, actor: str, now: datetime
+) -> None:
+    """Her own cancel with her real PIN, on a locked open incident not under duress: closed as
+    ``cancelled_by_member`` (a console's cancel goes through ``transition``)."""
+    if incident.status not in OPEN or incident.duress:
+        raise Conflict(f"a member cannot cancel an incident that is {incident.status}")
+    incident.status = S.CANCELLED
+    incident.closed_at = now
+    incident.disposition = "cancelled_by_member"
+    await timeline.record(session, incident_id=incident.id, kind="cancelled", actor=actor)
+
+
+def duress_reopen(incident: Incident) -> None:
+    """Her duress PIN after her own cancel: the cancel was forced, so the incident is new
+    again (the caller records the ``duress_cancel`` event that says why)."""
+    if incident.status == S.CANCELLED:
+        incident.status = S.NEW
+        incident.closed_at = None
+        incident.disposition = None

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from app.incidents.status import IncidentStatus, sql_list
 from app.models.base import UUIDPK, Base
 
 
@@ -83,11 +84,7 @@ class Incident(UUIDPK, Base):
 
     __table_args__ = (
         CheckConstraint("source IN ('app','button','sensor')", name="source"),
-        CheckConstraint(
-            "status IN ('new','acknowledged','responding','on_scene','resolved',"
-            "'false_alarm','cancelled')",
-            name="status",
-        ),
+        CheckConstraint(f"status IN ({sql_list(IncidentStatus)})", name="status"),
         Index(
             "uq_incident_member_client_alert",
             "member_id",

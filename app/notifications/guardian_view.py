@@ -17,7 +17,7 @@ import asyncpg
 
 from app.config import Settings
 from app.errors import AppError, NotFound
-from app.incidents.lifecycle import OPEN
+from app.incidents.status import OPEN
 from app.security.tokens import hash_token
 
 GUARDIAN_PREFIX = "ag_"
