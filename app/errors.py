@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -92,20 +93,31 @@ _HTTP_NAMES = {
     429: "TooManyRequests",
 }
 
-# Connection-level failures only: a DataError (also an asyncpg InterfaceError) is our bug.
-_UNAVAILABLE = (
+#: A database or Redis that is down, restarting or out of connections: worth a retry (the
+#: dispatcher keeps the entry, a console stays open) or a 503, never the fault of the request or
+#: the entry. The one list for the API, the consoles and the dispatchers; ``transient`` says
+#: whether an exception caught by it really is one.
+TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.TooManyConnectionsError,
+    # A closed connection is a plain asyncpg InterfaceError ("connection is closed").
+    asyncpg.InterfaceError,
     # A connection the server dropped mid-statement (e.g. PostgreSQL restarting) can surface as
     # asyncpg's protocol-state error rather than as a connection error.
     asyncpg.InternalClientError,
-    InterfaceError,
-    OperationalError,
     RedisConnectionError,
+    RedisTimeoutError,
 )
+# SQLAlchemy's wrappers of the same, for the session-based endpoints.
+_UNAVAILABLE = (*TRANSIENT, InterfaceError, OperationalError)
+
+
+def transient(exc: BaseException) -> bool:
+    """An outage, not a bug: asyncpg's DataError (a value we sent wrong) is an InterfaceError
+    too, and retrying it would never succeed."""
+    return isinstance(exc, TRANSIENT) and not isinstance(exc, asyncpg.DataError)
 
 
 def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -135,7 +147,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _dbapi(request: Request, exc: DBAPIError) -> Response:
-        if exc.connection_invalidated or isinstance(exc.orig, _UNAVAILABLE):
+        if exc.connection_invalidated or (exc.orig is not None and transient(exc.orig)):
             return _unavailable(exc)
         raise exc
 
@@ -143,6 +155,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
         @app.exception_handler(exc_type)
         async def _down(_: Request, exc: Exception) -> Response:
+            if isinstance(exc, asyncpg.DataError):
+                raise exc  # our bug: a 500, logged with its traceback
             return _unavailable(exc)
 
 

@@ -34,7 +34,7 @@ from app.dispatch import console_log
 from app.dispatch.console_log import ConsoleEntry, ConsoleHub, Wake
 from app.dispatch.coverage import ConsolePresence, console_channels, coverage_status
 from app.dispatch.worker import read_dead_letters
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import TRANSIENT, Conflict, Forbidden, NotFound, transient
 from app.incidents import lifecycle, timeline
 from app.incidents.console_service import (
     incident_detail,
@@ -247,17 +247,6 @@ async def coverage(
 # -- WebSocket -------------------------------------------------------------------------------
 
 
-_DB_DOWN = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
-    asyncpg.InterfaceError,
-    # A connection the server dropped mid-statement (PostgreSQL shutting down) can surface as
-    # asyncpg's protocol-state error (as in app/errors.py); it must not end the console.
-    asyncpg.InternalClientError,
-)
-
-
 class _AccessWriter:
     """Promise 6 on the stream, for all of a process's console connections together: one
     INSERT per second however many consoles are connected, one row per incident naming every
@@ -291,7 +280,9 @@ class _AccessWriter:
             await log_location_reads(
                 self.pool, staff_ids=staff_ids, incident_ids=incident_ids, reason="console_stream"
             )
-        except _DB_DOWN:
+        except TRANSIENT as exc:
+            if not transient(exc):
+                raise
             # The database is down: keep the reads to log them later; the consoles stay up.
             self.staff_ids[:0], self.incident_ids[:0] = staff_ids, incident_ids
 
@@ -561,7 +552,9 @@ async def _live(
 async def _still_valid(pool: asyncpg.Pool, token: str) -> bool:
     try:
         return await staff_from_token(pool, token) is not None
-    except _DB_DOWN:
+    except TRANSIENT as exc:
+        if not transient(exc):
+            raise
         return True  # the database is down: keep the console, check again next interval
 
 

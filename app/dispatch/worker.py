@@ -20,9 +20,7 @@ import asyncpg
 import httpx
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 from app.devices import health
@@ -30,22 +28,12 @@ from app.dispatch import routing, stream_retention
 from app.dispatch.coverage import Coverage
 from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay, republish_unrouted
+from app.errors import TRANSIENT, transient
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
 from app.notifications.sender import Sender
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InternalClientError,  # a connection dropped mid-statement (see app/errors.py)
-    RedisConnectionError,
-    RedisTimeoutError,
-)
 
 
 def default_consumer_name() -> str:
@@ -389,8 +377,8 @@ class Dispatcher:
         while True:
             try:
                 return await work()
-            except _TRANSIENT as exc:
-                if self._stopping.is_set():
+            except TRANSIENT as exc:
+                if self._stopping.is_set() or not transient(exc):
                     raise
                 log.warning(
                     "entry %s: %s; retrying in %.1fs", entry_id, type(exc).__name__, backoff
