@@ -8,9 +8,7 @@ test_console_browser.py): the setting is read at a process's start."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.harness import Proc, free_port, stack_env, start_api
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, HAVE_CHROMIUM, A, screenshot
+from tests.web.conftest import HAVE_CHROMIUM, A, chromium_context, screenshot
 
 pytestmark = pytest.mark.skipif(
     not HAVE_CHROMIUM,
@@ -107,22 +105,8 @@ async def without_tiles(migrated: None, settings: Any) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def chromium() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    with tempfile.TemporaryDirectory(prefix="ansim-chromium-") as profile:
-        async with async_playwright() as pw:
-            context = await pw.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1366, "height": 768},
-                env={**os.environ, "TZ": "Asia/Seoul"},
-            )
-            try:
-                yield context
-            finally:
-                await context.close()
+    async with chromium_context() as context:
+        yield context
 
 
 @pytest.fixture
