@@ -247,7 +247,7 @@ def demo(
     / ".demo"
     / "credentials.json",
 ) -> None:
-    """Seed a small synthetic demo city (idempotent) and print sign-in details."""
+    """Seed the demo city (Seoul's 25 real districts, synthetic places; idempotent)."""
     from app.demo import seed_demo
 
     creds = run_in_session(seed_demo)

@@ -217,6 +217,17 @@ class Settings(BaseSettings):
     #: Where the links in messages point (the guardian view).
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Maps (the console and the phone simulator; docs/console.md)
+    #: A tile server's URL template (Leaflet's: ``https://tiles.example/{z}/{x}/{y}.png``, with
+    #: ``{s}`` for subdomains if it has them), e.g. the city's own or VWorld's. Empty (default):
+    #: no tiles, the maps draw only our own districts, dongs and places and work offline.
+    map_tile_url: str = ""
+    #: The attribution the tile server's terms ask for, shown as text on the map.
+    map_tile_attribution: str = ""
+    #: Draw Seoul's dong boundaries (shipped in app/geo/data/seoul/) faintly under the
+    #: districts; a deployment elsewhere turns them off.
+    map_dongs: bool = True
+
     secret_key: str = PLACEHOLDER
 
     #: Fault injection for the fault campaign (tests/faults/); only honoured when
@@ -235,6 +246,19 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(str(entry).strip(), strict=False)
                 except ValueError as exc:
                     raise ValueError(f"ANSIM_TRUSTED_PROXIES: {entry!r} is no IP or CIDR") from exc
+        return value
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_template(cls, value: str) -> str:
+        value = value.strip()
+        if value and (
+            not value.startswith(("https://", "http://"))
+            or not all(p in value for p in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "ANSIM_MAP_TILE_URL must be an http(s) URL template with {z}, {x} and {y}"
+            )
         return value
 
     @model_validator(mode="after")

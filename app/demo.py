@@ -1,21 +1,22 @@
-"""A small synthetic demo city: four districts, safe places, police boxes, people, a button.
+"""The demo city: Seoul's 25 real districts, synthetic safe places inside them, people, a button.
 
-Synthetic on purpose (the real Seoul open data is imported with ``ansim places import``); placed
-over central Seoul so the map looks familiar. Running it again updates rather than duplicates and
-issues fresh tokens."""
+The districts are the boundaries shipped in app/geo/data/seoul/ (Apache-2.0); everything else is
+synthetic and named so ("(synthetic)" in every place's name and address): the real Seoul open
+data of unclear licence is imported with ``ansim places import``, never shipped. Running it again
+updates rather than duplicates and issues fresh tokens."""
 
 from __future__ import annotations
 
-import random
 from datetime import time
-from typing import Any
+from typing import Any, cast
 
-from geoalchemy2 import WKTElement
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+import asyncpg
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import get_settings
+from app.geo.importers import DistrictRecord, PlaceRecord, write_districts, write_places
+from app.geo.shipped import seoul_districts
 from app.models import Device, District, Member, SafePlace, Staff
 from app.security import totp
 from app.security.accounts import (
@@ -29,85 +30,101 @@ from app.security.tokens import new_device_secret
 
 SOURCE = "demo"
 PASSWORD = "demo-password"
-LON0, LAT0, LON1, LAT1 = 126.90, 37.48, 127.10, 37.60
-DISTRICTS = [  # code, name, (lon0, lat0, lon1, lat1)
-    ("DEMO-NW", "Demo North-West", (LON0, 37.54, 127.00, LAT1)),
-    ("DEMO-NE", "Demo North-East", (127.00, 37.54, LON1, LAT1)),
-    ("DEMO-SW", "Demo South-West", (LON0, LAT0, 127.00, 37.54)),
-    ("DEMO-SE", "Demo South-East", (127.00, LAT0, LON1, 37.54)),
-]
 BRANDS = ["Demo Mart", "Night Owl Store", "Corner 24", "Moonlight Mart"]
+#: Per district: this many stores (the odd ones Safety Houses, the last one closed at night),
+#: a police box and a police station.
+STORES_PER_DISTRICT = 4
+#: The store the demo panic button sits in: the first one in 강남구.
+BUTTON_PLACE = "11680-store-1"
+#: What `ansim demo` seeded before it had the real districts: four rectangles and their
+#: dispatchers, retired so that an old development database shows only the real city.
+LEGACY_DISTRICTS = ("DEMO-NW", "DEMO-NE", "DEMO-SW", "DEMO-SE")
+LEGACY_DISPATCHERS = ("dispatcher-nw", "dispatcher-ne", "dispatcher-sw", "dispatcher-se")
+
+#: Points spread inside each district's polygon, the same ones on every run (seeded by the
+#: district code). ST_GeneratePoints draws them inside the polygon, never on its border.
+_POINTS_IN_DISTRICTS = """
+SELECT d.code, (p).path[1] AS n, ST_Y((p).geom) AS lat, ST_X((p).geom) AS lon
+FROM district d, LATERAL ST_Dump(ST_GeneratePoints(d.boundary, $2, d.code::int)) AS p
+WHERE d.code = ANY($1::text[])
+ORDER BY d.code, n
+"""
 
 
-async def _upsert_districts(session: AsyncSession) -> None:
-    for code, name, (x0, y0, x1, y1) in DISTRICTS:
-        ring = f"{x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}"
-        boundary = WKTElement(f"MULTIPOLYGON((({ring})))", srid=4326)
-        await session.execute(
-            insert(District)
-            .values(code=code, name=name, name_en=name, boundary=boundary)
-            .on_conflict_do_update(
-                index_elements=[District.code], set_={"name": name, "boundary": boundary}
+def username_for(district: DistrictRecord) -> str:
+    """``dispatcher-gangnam`` for 강남구 (Gangnam-gu)."""
+    return f"dispatcher-{(district.name_en or district.code).removesuffix('-gu').lower()}"
+
+
+async def _driver(session: AsyncSession) -> asyncpg.Connection:
+    """The session's own asyncpg connection, for the importers' writers: one unit of work."""
+    # SQLAlchemy begins on asyncpg lazily: begin now, so the writers' transactions nest in it
+    # (asyncpg makes them savepoints) and commit or roll back with the session.
+    await session.execute(select(1))
+    raw = await (await session.connection()).get_raw_connection()
+    driver = cast(asyncpg.Connection, raw.driver_connection)
+    assert driver.is_in_transaction()
+    return driver
+
+
+async def _upsert_districts(conn: asyncpg.Connection, districts: list[DistrictRecord]) -> None:
+    *_, skipped, _repaired = await write_districts(conn, districts)
+    if skipped:  # the shipped file is checked by tests/geo/test_shipped.py; never half a city
+        raise RuntimeError(f"shipped districts refused: {[p.as_json() for p in skipped]}")
+
+
+def _places(districts: list[DistrictRecord], points: list[asyncpg.Record]) -> list[PlaceRecord]:
+    by_code = {d.code: d for d in districts}
+    places: list[PlaceRecord] = []
+    for k, p in enumerate(points):
+        d, n = by_code[p["code"]], p["n"]
+        where = f"{d.name} {d.name_en}, Seoul (synthetic)"
+        if n <= STORES_PER_DISTRICT:
+            night_shop = n == STORES_PER_DISTRICT  # closed at night: open_now matters
+            brand = BRANDS[(n - 1) % len(BRANDS)]
+            ref, kind, phone = f"{d.code}-store-{n}", "convenience_store", f"02-0000-{k:04d}"
+            name, address = f"{brand} {d.name_en} #{n} (synthetic)", f"{n} Demo-ro, {where}"
+            hours = (False, time(7), time(23)) if night_shop else (True, None, None)
+            safety_house = n % 2 == 1
+        else:
+            station = n == STORES_PER_DISTRICT + 2
+            label = "Police Station" if station else "Police Box"
+            ref = f"{d.code}-{'police-station' if station else 'police-box'}"
+            kind = "police_station" if station else "police_box"
+            name, address, phone = f"{d.name_en} {label} (synthetic)", f"Police-ro, {where}", "112"
+            hours, safety_house = (True, None, None), False
+        places.append(
+            PlaceRecord(
+                row=k + 1,
+                ref=ref,
+                kind=kind,
+                name=name,
+                address=address,
+                phone=phone,
+                open_24h=hours[0],
+                opens_at=hours[1],
+                closes_at=hours[2],
+                is_safety_house=safety_house,
+                lat=p["lat"],
+                lon=p["lon"],
             )
-        )
-
-
-def _places() -> list[dict[str, Any]]:
-    rng = random.Random(20141001)  # Seoul's Safety Houses started in 2014
-    places: list[dict[str, Any]] = []
-    for i in range(48):
-        lon, lat = rng.uniform(LON0, LON1), rng.uniform(LAT0, LAT1)
-        night_shop = i % 6 == 5
-        places.append(
-            {
-                "kind": "convenience_store",
-                "name": f"{BRANDS[i % len(BRANDS)]} #{i + 1}",
-                "address": f"{i + 1} Demo-ro, Seoul",
-                "phone": f"02-555-{1000 + i}",
-                "open_24h": not night_shop,
-                "opens_at": time(7) if night_shop else None,
-                "closes_at": time(23) if night_shop else None,
-                "is_safety_house": i % 2 == 0,
-                "external_ref": f"store-{i + 1}",
-                "point": (lon, lat),
-            }
-        )
-    for i in range(10):
-        lon, lat = rng.uniform(LON0, LON1), rng.uniform(LAT0, LAT1)
-        places.append(
-            {
-                "kind": "police_station" if i < 2 else "police_box",
-                "name": f"Demo {'Police Station' if i < 2 else 'Police Box'} {i + 1}",
-                "address": f"{100 + i} Police-ro, Seoul",
-                "phone": "112",
-                "open_24h": True,
-                "opens_at": None,
-                "closes_at": None,
-                "is_safety_house": False,
-                "external_ref": f"police-{i + 1}",
-                "point": (lon, lat),
-            }
         )
     return places
 
 
-async def _upsert_places(session: AsyncSession) -> None:
-    for place in _places():
-        lon, lat = place.pop("point")
-        values = {
-            **place,
-            "source": SOURCE,
-            "active": True,
-            "geog": WKTElement(f"POINT({lon} {lat})", srid=4326),
-        }
-        await session.execute(
-            insert(SafePlace)
-            .values(**values)
-            .on_conflict_do_update(
-                constraint="uq_safe_place_source_ref",
-                set_={k: v for k, v in values.items() if k not in ("source", "external_ref")},
-            )
-        )
+async def _upsert_places(conn: asyncpg.Connection, districts: list[DistrictRecord]) -> None:
+    points = await conn.fetch(
+        _POINTS_IN_DISTRICTS, [d.code for d in districts], STORES_PER_DISTRICT + 2
+    )
+    # Places of an earlier demo that this one no longer seeds are switched off, not left behind.
+    await write_places(conn, _places(districts, points), source=SOURCE, deactivate_missing=True)
+
+
+async def _retire_legacy(session: AsyncSession) -> None:
+    await session.execute(delete(District).where(District.code.in_(LEGACY_DISTRICTS)))
+    await session.execute(
+        update(Staff).where(Staff.username.in_(LEGACY_DISPATCHERS)).values(active=False)
+    )
 
 
 async def _member(session: AsyncSession) -> dict[str, Any]:
@@ -128,7 +145,12 @@ async def _member(session: AsyncSession) -> dict[str, Any]:
 
 
 async def _staff(
-    session: AsyncSession, role: str, username: str, name: str, **kwargs: Any
+    session: AsyncSession,
+    role: str,
+    username: str,
+    name: str,
+    shown: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> dict[str, Any]:
     staff = await session.scalar(select(Staff).where(Staff.username == username))
     if staff is None:
@@ -146,6 +168,7 @@ async def _staff(
         "token": token,
         "staff_id": str(staff.id),
         **({"district": kwargs["district_codes"][0]} if kwargs.get("district_codes") else {}),
+        **(shown or {}),
     }
 
 
@@ -183,7 +206,7 @@ async def _operator(session: AsyncSession) -> dict[str, Any]:
 
 async def _device(session: AsyncSession) -> dict[str, Any]:
     place = await session.scalar(
-        select(SafePlace).where(SafePlace.source == SOURCE, SafePlace.external_ref == "store-1")
+        select(SafePlace).where(SafePlace.source == SOURCE, SafePlace.external_ref == BUTTON_PLACE)
     )
     assert place is not None
     device = await session.scalar(select(Device).where(Device.safe_place_id == place.id))
@@ -198,18 +221,21 @@ async def _device(session: AsyncSession) -> dict[str, Any]:
 
 async def seed_demo(session: AsyncSession) -> dict[str, Any]:
     """Seed (or refresh) the demo city; returns the sign-in details to print."""
-    await _upsert_districts(session)
-    await _upsert_places(session)
-    await session.flush()
+    districts = seoul_districts()
+    await _retire_legacy(session)
+    conn = await _driver(session)
+    await _upsert_districts(conn, districts)
+    await _upsert_places(conn, districts)
     dispatchers = [
         await _staff(
             session,
             "dispatcher",
-            f"dispatcher-{code.split('-')[1].lower()}",
-            f"Dispatcher {name}",
-            district_codes=[code],
+            username_for(d),
+            f"Dispatcher {d.name_en} ({d.name})",
+            {"district_name": d.name, "district_name_en": d.name_en},
+            district_codes=[d.code],
         )
-        for code, name, _ in DISTRICTS
+        for d in districts
     ]
     return {
         "api": "http://127.0.0.1:8000",

@@ -132,14 +132,14 @@ async def test_demo_is_idempotent_and_its_credentials_work(client, pool, tmp_pat
         "SELECT (SELECT count(*) FROM safe_place) p, (SELECT count(*) FROM district) d,"
         " (SELECT count(*) FROM staff) s, (SELECT count(*) FROM device) dev"
     )
-    assert counts == again and counts["p"] > 50 and counts["d"] == 4
+    assert counts == again and counts["p"] == 150 and counts["d"] == 25
     assert first["device"] == second["device"]
     r = await client.post(
         "/v1/alerts",
-        json={"location": {"lat": 37.55, "lon": 126.98}},
+        json={"location": {"lat": 37.5006, "lon": 127.0364}},  # Yeoksam station, 강남구
         headers={"Authorization": f"Bearer {second['member']['token']}"},
     )
-    assert r.status_code == 201 and r.json()["district"]["code"] == "DEMO-NW"
+    assert r.status_code == 201 and r.json()["district"]["code"] == "11680"
     assert len(r.json()["nearest_safe_places"]) == 5
     # The demo operator has a second factor; the printed secret signs it in.
     import pyotp

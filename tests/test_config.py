@@ -66,3 +66,23 @@ def test_redis_keeps_her_position_for_less_than_the_trail(values, named):
         _settings(**values)
     defaults = _settings()
     assert max(defaults.stream_retention_s, defaults.console_retention_s) <= 24 * 3600
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "tiles.example/{z}/{x}/{y}.png",  # no scheme
+        "ftp://tiles.example/{z}/{x}/{y}.png",
+        "https://tiles.example/{z}/{x}.png",  # no {y}
+        "javascript:alert(1)//{z}{x}{y}",
+    ],
+)
+def test_a_tile_url_must_be_an_http_template_with_z_x_and_y(url: str) -> None:
+    with pytest.raises(ValidationError, match="ANSIM_MAP_TILE_URL"):
+        Settings(map_tile_url=url)
+
+
+def test_no_tile_url_by_default_and_a_template_is_kept() -> None:
+    assert Settings().map_tile_url == ""
+    url = "https://{s}.tiles.example/{z}/{x}/{y}.png"
+    assert Settings(map_tile_url=f" {url} ").map_tile_url == url

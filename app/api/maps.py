@@ -1,20 +1,25 @@
-"""What the console and phone-simulator maps draw: our own districts and places (there are no map
-tiles: the pages work offline), and what is around one incident."""
+"""What the console and phone-simulator maps draw: our own districts and places, Seoul's dongs for
+orientation (tiles only when a tile server is configured: by default the pages work offline),
+and what is around one incident."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import uuid
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.api.deps import AnyClient, CurrentDispatcher, PoolDep, RedisDep, SettingsDep
 from app.dispatch import presence
 from app.errors import BadRequest, NotFound
 from app.geo.nearest import nearest_places
+from app.geo.shipped import SEOUL_DONGS
 from app.incidents.console_service import log_location_access
 from app.models.geo import POLICE_KINDS, PlaceKind
 
@@ -105,6 +110,43 @@ async def reference(
         "truncated": len(places) > MAX_PLACES,
     }
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+@lru_cache(maxsize=1)
+def _dongs_file() -> tuple[bytes, bytes, str]:
+    """The shipped file as read once per process: (bytes, gzipped, ETag)."""
+    body = SEOUL_DONGS.read_bytes()
+    return body, gzip.compress(body, 9, mtime=0), f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+@router.get(
+    "/v1/map/dongs",
+    summary="Seoul's dong boundaries (GeoJSON), drawn faintly for orientation",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/geo+json": {}}, "description": "a FeatureCollection"},
+        304: {"description": "unchanged since the ETag sent in If-None-Match"},
+        404: {"description": "the dong layer is off (ANSIM_MAP_DONGS=false)"},
+    },
+)
+async def dongs(request: Request, settings: SettingsDep) -> Response:
+    """Public reference data (open data, no incidents, no people), the same for everyone: the
+    467 legal dongs shipped in app/geo/data/seoul/ (properties ``EMD_CD``, ``EMD_KOR_NM``,
+    ``EMD_ENG_NM``, ``SIG_CD``). Cached by browsers and proxies for a day; revalidated by ETag."""
+    if not settings.map_dongs:
+        raise NotFound("the dong layer is off (ANSIM_MAP_DONGS=false)")
+    body, zipped, etag = _dongs_file()
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "public, max-age=86400",
+        "Vary": "Accept-Encoding",
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        body = zipped
+    return Response(body, media_type="application/geo+json", headers=headers)
 
 
 async def _volunteers(pool: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:

@@ -65,7 +65,12 @@ def demo_credentials(environment: str, path: Path = DEMO_CREDENTIALS) -> dict[st
                 "duress_pin": member["duress_pin"],
             },
             "dispatchers": [
-                {"username": d["username"], "password": d["password"], "district": d["district"]}
+                {
+                    "username": d["username"],
+                    "password": d["password"],
+                    "district": d["district"],
+                    "district_name": d.get("district_name"),
+                }
                 for d in saved.get("dispatchers", [])
             ],
             "supervisor": {
@@ -82,10 +87,16 @@ def demo_credentials(environment: str, path: Path = DEMO_CREDENTIALS) -> dict[st
 
 @router.get("/v1/web/config", summary="What the pages need to start")
 async def web_config(settings: SettingsDep) -> dict[str, Any]:
-    """Always 200. ``demo`` carries the demo sign-in details in development only."""
+    """Always 200. ``demo`` carries the demo sign-in details in development only; ``map`` the
+    tile server (none by default: the maps work offline) and where the dong layer is."""
     return {
         "environment": settings.environment,
         "demo": demo_credentials(settings.environment),
+        "map": {
+            "tile_url": settings.map_tile_url or None,
+            "tile_attribution": settings.map_tile_attribution or None,
+            "dongs_url": "/v1/map/dongs" if settings.map_dongs else None,
+        },
     }
 
 

@@ -202,6 +202,8 @@ CALLS = [
         "/v1/map/reference",
         audience("any", **every((*MEMBERS, *STAFF), 200)),
     ),
+    # Open data (Seoul's dong boundaries), the same for everyone: no token needed.
+    Call("GET", "/v1/map/dongs", audience("public")),
     Call(
         "GET",
         "/v1/console/incidents/{incident_id}/nearby",

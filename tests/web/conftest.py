@@ -4,6 +4,7 @@ through Debian's chromium with Playwright (never a downloaded browser)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator
@@ -82,8 +83,9 @@ async def stack(migrated: None, settings: Any) -> AsyncIterator[Stack]:
         running.api.stop(timeout=3)  # uvicorn's graceful shutdown adds nothing to a test
 
 
-@pytest.fixture(scope="module")
-async def browser(stack: Stack) -> AsyncIterator[Any]:
+@contextlib.asynccontextmanager
+async def chromium_context() -> AsyncIterator[Any]:
+    """Debian's chromium, headless, with a throw-away profile, in Seoul's time zone."""
     from playwright.async_api import async_playwright
 
     with tempfile.TemporaryDirectory(prefix="ansim-chromium-") as profile:
@@ -100,6 +102,12 @@ async def browser(stack: Stack) -> AsyncIterator[Any]:
                 yield context
             finally:
                 await context.close()
+
+
+@pytest.fixture(scope="module")
+async def browser(stack: Stack) -> AsyncIterator[Any]:
+    async with chromium_context() as context:
+        yield context
 
 
 @dataclass

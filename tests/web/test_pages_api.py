@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.api.web import demo_credentials
+from app.api.deps import get_settings_dep
+from app.api.web import demo_credentials, web_config
+from app.config import Settings
 from app.dispatch import presence
 
 A = (126.90, 37.50, 126.95, 37.55)
@@ -108,7 +110,12 @@ async def test_web_config_offers_demo_credentials_only_in_development(
     client: Any, tmp_path: Path
 ) -> None:
     r = await client.get("/v1/web/config")
-    assert r.status_code == 200 and r.json() == {"environment": "test", "demo": None}
+    assert r.status_code == 200 and r.json() == {
+        "environment": "test",
+        "demo": None,
+        # No tile server unless one is configured: the maps stay offline.
+        "map": {"tile_url": None, "tile_attribution": None, "dongs_url": "/v1/map/dongs"},
+    }
     saved = tmp_path / "credentials.json"
     saved.write_text(
         json.dumps(
@@ -116,9 +123,11 @@ async def test_web_config_offers_demo_credentials_only_in_development(
                 "member": {"token": "am_x", "pin": "1234", "duress_pin": "9999", "phone": "+82"},
                 "dispatchers": [
                     {
-                        "username": "dispatcher-nw",
+                        "username": "dispatcher-gangnam",
                         "password": "pw",
-                        "district": "DEMO-NW",
+                        "district": "11680",
+                        "district_name": "강남구",
+                        "district_name_en": "Gangnam-gu",
                         "token": "as_secret",
                     }
                 ],
@@ -130,5 +139,56 @@ async def test_web_config_offers_demo_credentials_only_in_development(
     assert demo_credentials("production", saved) is None
     demo = demo_credentials("development", saved)
     assert demo is not None and demo["member"]["token"] == "am_x"
+    assert demo["dispatchers"] == [
+        {
+            "username": "dispatcher-gangnam",
+            "password": "pw",
+            "district": "11680",
+            "district_name": "강남구",
+        }
+    ]
     assert "as_secret" not in json.dumps(demo)  # staff sign in with a password, never a token
     assert demo_credentials("development", tmp_path / "missing.json") is None
+
+
+async def test_web_config_passes_the_tile_server_and_can_turn_the_dongs_off() -> None:
+    settings = Settings(
+        environment="test",
+        map_tile_url="https://tiles.example.go.kr/{z}/{x}/{y}.png",
+        map_tile_attribution="© Example City",
+        map_dongs=False,
+    )
+    assert (await web_config(settings))["map"] == {
+        "tile_url": "https://tiles.example.go.kr/{z}/{x}/{y}.png",
+        "tile_attribution": "© Example City",
+        "dongs_url": None,
+    }
+
+
+async def test_the_dong_layer_is_public_cached_and_revalidated(client: Any) -> None:
+    r = await client.get("/v1/map/dongs")  # no token: open data, the same for everyone
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    assert r.headers["cache-control"] == "public, max-age=86400"
+    body = r.json()
+    assert body["type"] == "FeatureCollection" and len(body["features"]) == 467
+    names = {f["properties"]["EMD_KOR_NM"] for f in body["features"]}
+    assert {"역삼동", "청운동"} <= names
+    zipped = await client.get("/v1/map/dongs", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.json() == body
+    etag = r.headers["etag"]
+    again = await client.get("/v1/map/dongs", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    other = await client.get("/v1/map/dongs", headers={"If-None-Match": '"stale"'})
+    assert other.status_code == 200
+
+
+async def test_the_dong_layer_is_404_when_turned_off(app: Any, client: Any) -> None:
+    off = Settings(environment="test", map_dongs=False)
+    app.dependency_overrides[get_settings_dep] = lambda: off
+    try:
+        r = await client.get("/v1/map/dongs")
+        config = await client.get("/v1/web/config")
+    finally:
+        app.dependency_overrides.pop(get_settings_dep)
+    assert r.status_code == 404 and r.json()["error"] == "NotFound"
+    assert config.json()["map"]["dongs_url"] is None

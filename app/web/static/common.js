@@ -87,11 +87,62 @@ const Ansim = (() => {
     return PLACE_STYLE.store;
   }
 
-  /** A Leaflet map without tiles: everything drawn comes from our own data (works offline). */
-  function createMap(elementId) {
+  let configRequest = null;
+  /** What the pages need to start (GET /v1/web/config), asked once per page: {} if unreachable. */
+  function config() {
+    if (!configRequest) configRequest = api('GET', '/v1/web/config').then((res) => (res.ok ? res.data : {}));
+    return configRequest;
+  }
+
+  /** Text as HTML (Leaflet's attribution is HTML; the setting is text). */
+  function escapeHtml(text) {
+    const node = document.createElement('span');
+    node.textContent = text;
+    return node.innerHTML;
+  }
+
+  const DONG_LABEL_ZOOM = 14;
+
+  /** Seoul's dongs, faint, under the districts: where a point is, on a map without streets. */
+  async function drawDongs(map, url, light) {
+    let data;
+    try {
+      const res = await fetch(url); // public and cached by the browser (no token, no no-store)
+      if (!res.ok) return;
+      data = await res.json();
+    } catch (err) {
+      return;
+    }
+    L.geoJSON(data, {
+      pane: 'dongs',
+      renderer: L.canvas({ pane: 'dongs' }),
+      interactive: false,
+      style: { color: light ? '#9fb3c8' : '#2f4359', weight: 0.8, fill: false },
+      onEachFeature: (f, layer) => {
+        layer.bindTooltip(f.properties.EMD_KOR_NM, { permanent: true, direction: 'center', className: 'dong-label' });
+      },
+    }).addTo(map);
+  }
+
+  /** A Leaflet map: tiles only when the server names a tile server (ANSIM_MAP_TILE_URL); by
+      default everything drawn comes from our own data, so it works offline. */
+  function createMap(elementId, { light = false } = {}) {
     const map = L.map(elementId, { preferCanvas: true, zoomSnap: 0.25, zoomControl: true });
-    map.attributionControl.setPrefix('Leaflet · Ansim data');
-    map.setView([37.55, 126.99], 12);
+    map.attributionControl.setPrefix('Leaflet · Ansim data · boundaries: southkorea/seoul-maps (Apache-2.0)');
+    map.setView([37.5665, 126.978], 11); // Seoul City Hall: the whole city
+    map.createPane('dongs').style.zIndex = 350; // under the districts (the overlay pane is 400)
+    const labels = () => map.getContainer().classList.toggle('show-dong-labels', map.getZoom() >= DONG_LABEL_ZOOM);
+    map.on('zoomend', labels);
+    labels();
+    map.ansimReady = config().then((cfg) => {
+      const settings = cfg.map || {};
+      if (settings.tile_url) {
+        map.ansimTiles = L.tileLayer(settings.tile_url, {
+          attribution: escapeHtml(settings.tile_attribution || ''), maxZoom: 19,
+        }).addTo(map);
+      }
+      if (settings.dongs_url) drawDongs(map, settings.dongs_url, light);
+    });
     return map;
   }
 
@@ -101,10 +152,11 @@ const Ansim = (() => {
     const districts = L.geoJSON(reference.districts, {
       interactive: false,
       style: (f) => {
-        if (light) return { color: '#5b7da3', weight: 1.5, fillColor: '#ffffff', fillOpacity: 0.6 };
+        const fill = map.ansimTiles ? 0.4 : 1; // over tiles the fills only tint them
+        if (light) return { color: '#5b7da3', weight: 1.5, fillColor: '#ffffff', fillOpacity: 0.6 * fill };
         return own(f)
-          ? { color: '#7fb3ff', weight: 2, fillColor: '#1f3247', fillOpacity: 0.55 }
-          : { color: '#3b5068', weight: 1, fillColor: '#16202b', fillOpacity: 0.35, dashArray: '4 4' };
+          ? { color: '#7fb3ff', weight: 2, fillColor: '#1f3247', fillOpacity: 0.55 * fill }
+          : { color: '#3b5068', weight: 1, fillColor: '#16202b', fillOpacity: 0.35 * fill, dashArray: '4 4' };
       },
       onEachFeature: (f, layer) => {
         layer.bindTooltip(f.properties.name, {
@@ -138,5 +190,5 @@ const Ansim = (() => {
     legend.addTo(map);
   }
 
-  return { api, el, duration, clock, metres, uuid4, createMap, drawReference, mapLegend, placeStyle };
+  return { api, config, el, duration, clock, metres, uuid4, createMap, drawReference, mapLegend, placeStyle };
 })();

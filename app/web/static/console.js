@@ -807,11 +807,10 @@
     $('login').hidden = false;
     $('login-error').textContent = message || '';
     $('login-username').focus();
-    const config = await api('GET', '/v1/web/config');
-    const demo = config.ok && config.data.demo;
+    const { demo } = await Ansim.config();
     if (demo) {
       const hint = $('login-demo');
-      const accounts = [...demo.dispatchers.map((d) => ({ ...d, label: d.district })),
+      const accounts = [...demo.dispatchers.map((d) => ({ ...d, label: d.district_name || d.district })),
         ...(demo.supervisor ? [{ ...demo.supervisor, label: 'city-wide' }] : [])];
       hint.replaceChildren(el('p', {}, 'Demo accounts (development only):'),
         ...accounts.map((a) => el('button', {

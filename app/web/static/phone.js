@@ -16,7 +16,7 @@
   };
   window.ansimPhone = state;
 
-  const map = Ansim.createMap('map');
+  const map = Ansim.createMap('map', { light: true });
   window.ansimPhoneMap = map; // tests click at a given lat/lon through it
   Ansim.mapLegend(map);
   const here = L.layerGroup().addTo(map);
@@ -56,8 +56,7 @@
   });
 
   async function offerDemo() {
-    const res = await api('GET', '/v1/web/config');
-    const demo = res.ok && res.data.demo;
+    const { demo } = await Ansim.config();
     if (!demo) return;
     $('use-demo').hidden = false;
     $('use-demo').addEventListener('click', () => {
