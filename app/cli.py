@@ -267,14 +267,36 @@ def serve(
     ] = 0,
 ) -> None:
     """Run the API (uvicorn with uvloop and httptools), optionally with dispatchers."""
+    import os
     import signal
     import subprocess
 
     import uvicorn
 
+    settings = get_settings()
+    multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if multiproc:
+        # The workers' metric files of an earlier run would be summed into this one's.
+        os.makedirs(multiproc, exist_ok=True)
+        for stale in Path(multiproc).glob("*.db"):
+            stale.unlink()
+    # Each dispatcher serves its own /metrics (base port + i): the multiprocess directory is
+    # the API workers' alone (app/dispatch/metrics.py).
+    child_env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    base = settings.dispatcher_metrics_port
     children = [
-        subprocess.Popen([sys.executable, "-m", "app.cli", "dispatcher"])
-        for _ in range(dispatchers)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "dispatcher",
+                "--metrics-port",
+                str(base + i if base else 0),
+            ],
+            env=child_env,
+        )
+        for i in range(dispatchers)
     ]
 
     def stop(signum: int, _frame: object) -> None:

@@ -121,6 +121,17 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     #: Bound on the queries the scrape-time gauges run (PostgreSQL and Redis, side by side).
     metrics_query_timeout_s: float = Field(2.0, gt=0)
+    #: A dispatcher's own ``/metrics`` (prometheus-client's HTTP server; 0: none). With
+    #: ``ansim serve --dispatchers M`` the i-th dispatcher listens on this port + i.
+    dispatcher_metrics_port: int = Field(0, ge=0, le=65535)
+    #: ``ansim relay``'s own ``/metrics`` (0: none).
+    relay_metrics_port: int = Field(0, ge=0, le=65535)
+    #: Where those listen: keep it on a private interface (no token is asked there).
+    metrics_host: str = "127.0.0.1"
+
+    # Logs (app/logs.py, docs/operations.md "Logs")
+    #: ``json``: one JSON object a line (time, level, logger, message and the record's fields).
+    log_format: Literal["text", "json"] = "text"
 
     # Staff sessions
     staff_token_ttl_s: int = 12 * 3600

@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import logs
 from app.api.router import ROUTERS
 from app.config import Settings, get_settings
 from app.db import create_engine, create_pool, create_sessionmaker
@@ -76,6 +77,8 @@ class _TooLarge(Exception):
 def create_app(settings: Settings | None = None, *, process_name: str = "ansim-api") -> FastAPI:
     settings = settings or get_settings()
     redact.install()
+    if settings.log_format == "json":
+        logs.configure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,6 +123,7 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
         app.include_router(router)
     app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(logs.RequestId, log_requests=settings.log_format == "json")
     # Outermost: everything inside sees the client behind the balancer.
     app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     return app

@@ -88,7 +88,11 @@ SELECT (SELECT count(*) FROM district) AS districts,
        (SELECT count(*) FROM incident
          WHERE unwatched_at IS NOT NULL AND status IN {OPEN_STATUSES!r}) AS unwatched,
        (SELECT count(*) FROM notification WHERE status = 'pending') AS pending,
-       (SELECT count(*) FROM notification WHERE status = 'failed') AS failed
+       (SELECT count(*) FROM notification WHERE status = 'failed') AS failed,
+       (SELECT count(*) FROM device WHERE enabled AND offline_reported_at IS NOT NULL)
+         AS devices_offline,
+       (SELECT coalesce(array_agg(code ORDER BY code), '{{}}') FROM district) AS codes,
+       (SELECT coalesce(array_agg(id ORDER BY code), '{{}}') FROM district) AS ids
 """
 
 
@@ -156,6 +160,19 @@ async def read_state(
             "Open incidents flagged unwatched (no console at all had them)",
             row["unwatched"],
         )
+        snap.gauge(
+            "ansim_devices_offline",
+            "Panic buttons enabled whose heartbeats stopped (reported offline, not back)",
+            row["devices_offline"],
+        )
+        consoles = GaugeMetricFamily(
+            "ansim_district_consoles",
+            "Open consoles of each district, on every API process (0: unwatched by its own)",
+            labels=["district"],
+        )
+        for code, district_id in zip(row["codes"], row["ids"], strict=True):
+            consoles.add_metric([code], watch.districts.get(district_id, 0))
+        snap.gauges.append(consoles)
         for status in ("pending", "failed"):
             snap.gauge(
                 "ansim_notifications",

@@ -8,8 +8,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
+from app.dispatch import metrics
+from app.dispatch.worker import Dispatcher
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 
@@ -39,12 +44,25 @@ def test_rules_unit_tests_pass() -> None:
     run_promtool("test", "rules", "alerts_test.yml")
 
 
-async def test_every_metric_the_rules_read_is_exposed(client) -> None:
+async def exposed_metrics(client, pool, redis, settings) -> set[str]:
+    """Every sample name the API's ``/metrics`` and a dispatcher's expose."""
+    r = await client.get("/metrics")
+    async with httpx.AsyncClient() as http:
+        worker = Dispatcher(pool=pool, redis=redis, settings=settings, http=http, name="names")
+        state = CollectorRegistry(auto_describe=False)
+        state.register(metrics.StateCollector(lambda: metrics.dispatcher_state(worker)))
+        dispatcher = (generate_latest(REGISTRY) + generate_latest(state)).decode()
+    return {
+        sample.name
+        for text in (r.text, dispatcher)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_every_metric_the_rules_read_is_exposed(client, pool, redis, settings) -> None:
     lines = (RULES / "alerts.yml").read_text().splitlines()
     code = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     used = set(re.findall(r"\bansim_[a-z_]+", code))
-    r = await client.get("/metrics")
-    exposed = set()
-    for family in text_string_to_metric_families(r.text):
-        exposed.update(sample.name for sample in family.samples)
+    exposed = await exposed_metrics(client, pool, redis, settings)
     assert used and used <= exposed, used - exposed

@@ -132,6 +132,9 @@ async def test_state_gauges_reflect_seeded_state(
 
     assert gauge(values, "ansim_districts") == 2
     assert gauge(values, "ansim_districts_without_console") == 1
+    assert gauge(values, "ansim_district_consoles", district=GANGNAM[0]) == 1
+    assert gauge(values, "ansim_district_consoles", district=JONGNO[0]) == 0
+    assert gauge(values, "ansim_devices_offline") == 0
     assert gauge(values, "ansim_consoles_city_wide") == 0
     assert gauge(values, "ansim_consoles_connected", pid=str(os.getpid())) == 1
     assert gauge(values, "ansim_stream_pending") == 1
@@ -168,7 +171,18 @@ async def test_no_label_can_carry_personal_data(client, make_member):
     for family in text_string_to_metric_families(text):
         if family.name.startswith("ansim_"):
             for sample in family.samples:
-                assert set(sample.labels) <= {"source", "outcome", "status", "pid", "le"}, sample
+                assert set(sample.labels) <= {
+                    "source",
+                    "outcome",
+                    "status",
+                    "pid",
+                    "le",
+                    "district",
+                    "path",
+                    "level",
+                    "reason",
+                    "channel",
+                }, sample
 
 
 async def test_production_without_a_token_refuses_to_be_scraped(settings, migrated):

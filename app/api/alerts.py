@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app import metrics
+from app import logs, metrics
 from app.api.deps import (
     CurrentMember,
     PoolDep,
@@ -31,6 +32,7 @@ from app.errors import Unauthorized, error_response
 from app.incidents import alerts
 from app.incidents.intake import TRIGGERS, NotAJSONObject, load_json_object, parse_sos
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/alerts", tags=["phone alerts"])
 
 
@@ -114,7 +116,10 @@ async def raise_sos(request: Request) -> Response:
             raise Unauthorized("invalid or revoked member token") from None
         raise
     sos = parse_sos(data, settings, now=datetime.now(UTC))
-    result = await alerts.raise_alert(pool=pool, settings=settings, token=token, sos=sos)
+    request_id = logs.request_id_of(request.scope)
+    result = await alerts.raise_alert(
+        pool=pool, settings=settings, token=token, sos=sos, request_id=request_id
+    )
     if settings.fault == "kill_after_commit" and settings.environment == "test":
         # Fault campaign (tests/faults): die after the commit, before the publish and before
         # the phone hears back.
@@ -126,6 +131,20 @@ async def raise_sos(request: Request) -> Response:
     else:
         kick_relay(request)  # a folded report's timeline entry
     metrics.sos_accepted("app", created=result.created, folded=result.folded, started=started)
+    if log.isEnabledFor(logging.INFO):  # (JSON logs; otherwise the line costs nothing)
+        routed = result.to_publish is not None and result.to_publish.summary is not None
+        outcome = "created" if result.created else "folded" if result.folded else "replayed"
+        log.info(
+            "sos accepted: incident %s",
+            result.body["incident_id"],
+            extra={
+                "request_id": request_id,
+                "incident_id": result.body["incident_id"],
+                "outcome": outcome,
+                # Routed here (its console message is out) or left to a dispatcher.
+                "routed_at_intake": routed,
+            },
+        )
     return Response(
         orjson.dumps(result.body),
         status_code=201 if result.created else 200,

@@ -128,10 +128,18 @@ def incident_message(
 ) -> dict[str, Any]:
     """The console message of an incidents-stream entry (its kind and payload)."""
     # (The position is in the summary; the payload's copy is for the dispatcher.)
-    data = {k: v for k, v in payload.items() if k not in ("incident_id", "kind", "lat", "lon")}
+    data = {
+        k: v
+        for k, v in payload.items()
+        if k not in ("incident_id", "kind", "lat", "lon", "request_id")
+    }
     if committed_at is not None:
         data["committed_at"] = committed_at
-    return {"type": "incident", "event": kind, "incident": summary, "data": data}
+    message = {"type": "incident", "event": kind, "incident": summary, "data": data}
+    if "request_id" in payload:
+        # The SOS's HTTP request (app/logs.py): what to grep the API's and dispatcher's logs for.
+        message["request_id"] = payload["request_id"]
+    return message
 
 
 async def append(

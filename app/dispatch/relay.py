@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline
 
 from app.config import Settings
 from app.dispatch import console_log
+from app.dispatch import metrics as dispatch_metrics
 from app.incidents.store import OutboxRow
 from app.redis_line import RedisLine
 
@@ -232,6 +233,8 @@ class OutboxRelay:
             return
         self.stats.published += 1
         self.stats.observe(time.time() - committed_at)
+        if row.summary is not None:
+            dispatch_metrics.observe_commit_to_console("intake", committed_at)
         if not to_dispatchers:
             self._receipts.append(row.id)
             if len(self._receipts) > _RECEIPTS_MAX:

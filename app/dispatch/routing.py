@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.dispatch import console_log, presence
+from app.dispatch import metrics as dispatch_metrics
 from app.dispatch.gateways import Gateway
 from app.incidents.console_service import SUMMARY_COLUMNS, incident_summary, summary_from_row
 from app.incidents.route_sql import link_lateral_sql, routed_event_sql
@@ -299,10 +300,11 @@ def pages_at(settings: Settings, level: int, reason: str) -> bool:
 
 async def _escalate(
     conn: asyncpg.Connection, settings: Settings, inc: asyncpg.Record, *, reason: str, bump: bool
-) -> None:
+) -> int:
     """One step up the ladder: the level, the next deadline while it is unacknowledged, the
-    ``escalated`` event (consoles) and, where the ladder says so, a page."""
-    level = inc["escalation_level"] + (1 if bump else 0)
+    ``escalated`` event (consoles) and, where the ladder says so, a page. Returns the level
+    (the caller counts it once its transaction committed)."""
+    level = int(inc["escalation_level"]) + (1 if bump else 0)
     await conn.execute(
         "UPDATE incident SET escalation_level = $2::int, updated_at = now(),"
         " ack_deadline_at = CASE WHEN status = 'new' AND $3::float8 IS NOT NULL"
@@ -322,6 +324,7 @@ async def _escalate(
             dedupe=f"escalated:{inc['id']}:{level}:{reason}",
         )
     await record_event(conn, inc["id"], "escalated", data, publish=True)
+    return level
 
 
 #: An overdue stage after the acknowledgement, by status (and whether a unit is assigned).
@@ -388,6 +391,7 @@ async def handle(ctx: Context, entry: Entry) -> bool:
     if alone is not None:
         return alone
     routed = Routed()
+    escalated: int | None = None
     async with ctx.pool.acquire() as conn:
         async with conn.transaction():
             inc = await conn.fetchrow(_RECEIPT_LOCK_SQL, entry.incident_id, entry.outbox_id)
@@ -399,7 +403,7 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                 if entry.kind == "reported":
                     routed = await _route_new(ctx, conn, inc)
                 elif entry.kind in ESCALATING and inc["status"] not in CLOSED:
-                    await _escalate(
+                    escalated = await _escalate(
                         conn, ctx.settings, inc, reason=entry.kind, bump=ESCALATING[entry.kind]
                     )
                 elif entry.kind == "escalated":
@@ -425,6 +429,10 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                             count=1,
                         )
                 elif entry.kind in STAGES or entry.kind in CLOSED:
+                    if entry.kind == "acknowledged" and entry.committed_at is not None:
+                        # The entry's commit is the acknowledgement's; once per outbox id.
+                        acked_after = entry.committed_at - inc["received_at"].timestamp()
+                        dispatch_metrics.ACK_SECONDS.observe(max(0.0, acked_after))
                     await conn.execute(
                         _STAGE_DEADLINE_SQL,
                         entry.incident_id,
@@ -437,6 +445,8 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                         " WHERE incident_id = $1 AND status = 'offered'",
                         entry.incident_id,
                     )
+        if escalated is not None:
+            dispatch_metrics.count_escalation(escalated, entry.kind)
         if first and entry.kind in ESCALATING:
             notification_sender.kick()  # the page it queued
         if routed.summary is None:
@@ -459,7 +469,7 @@ async def _publish_to_console(
         return False
     district = uuid.UUID(summary["district_id"]) if summary["district_id"] else None
     ack_id = entry.stream_id if ack else None
-    await console_log.append(
+    cursor = await console_log.append(
         ctx.redis,
         ctx.settings,
         dedupe_key=console_log.outbox_dedupe_key(entry.outbox_id),
@@ -467,6 +477,21 @@ async def _publish_to_console(
         body=console_log.incident_message(entry.kind, entry.payload, summary, entry.committed_at),
         also=[uuid.UUID(d) for d in summary["covered_by"]],
         ack=ack_id,
+    )
+    if cursor is not None and entry.kind == "reported":
+        dispatch_metrics.observe_commit_to_console("dispatcher", entry.committed_at)
+    log.info(
+        "routed outbox %s (%s) of incident %s",
+        entry.outbox_id,
+        entry.kind,
+        entry.incident_id,
+        extra={
+            "request_id": entry.payload.get("request_id"),
+            "incident_id": str(entry.incident_id),
+            "outbox_id": entry.outbox_id,
+            "event": entry.kind,
+            "console_cursor": cursor,
+        },
     )
     return ack_id is not None
 
@@ -499,14 +524,19 @@ async def escalate_overdue(pool: asyncpg.Pool, settings: Settings, *, limit: int
             " ORDER BY ack_deadline_at LIMIT $1 FOR NO KEY UPDATE SKIP LOCKED",
             limit,
         )
-        for row in rows:
-            await _escalate(conn, settings, row, reason="ack_timeout", bump=True)
+        steps = [
+            (await _escalate(conn, settings, row, reason="ack_timeout", bump=True), "ack_timeout")
+            for row in rows
+        ]
         stages = await conn.fetch(_STAGE_OVERDUE_SQL, limit)
         for row in stages:
             await conn.execute(
                 "UPDATE incident SET stage_deadline_at = NULL WHERE id = $1", row["id"]
             )
-            await _escalate(conn, settings, row, reason=row["reason"], bump=True)
+            level = await _escalate(conn, settings, row, reason=row["reason"], bump=True)
+            steps.append((level, row["reason"]))
+    for level, reason in steps:
+        dispatch_metrics.count_escalation(level, reason)
     if rows or stages:
         notification_sender.kick()  # the pages they queued
     return len(rows) + len(stages)

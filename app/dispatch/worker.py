@@ -281,6 +281,11 @@ class Dispatcher:
             )
 
     @property
+    def inflight(self) -> dict[str, asyncio.Task[None]]:
+        """The entries being handled now (by stream id)."""
+        return self._inflight
+
+    @property
     def _health_key(self) -> str:
         return f"{self.settings.stream_group}:health:{self.name}"
 

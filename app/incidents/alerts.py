@@ -84,7 +84,12 @@ def _district_json(code: str | None, name: str | None) -> dict[str, str] | None:
 
 
 async def raise_alert(
-    *, pool: asyncpg.Pool, settings: Settings, token: str, sos: ParsedSOS
+    *,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    token: str,
+    sos: ParsedSOS,
+    request_id: str | None = None,
 ) -> RaisedAlert:
     """Commit the incident (with its timeline event and outbox row), then answer with the
     nearest open safe places. Her member token is checked by the insert statement itself (one
@@ -110,6 +115,7 @@ async def raise_alert(
             note=sos.note,
             flags=sos.flags,
             event_data={"flags": list(sos.flags)} if sos.flags else {},
+            request_id=request_id,
         ),
         fold_window_s=settings.sos_fold_window_s,
         publish=True,

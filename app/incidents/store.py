@@ -72,7 +72,10 @@ WITH who AS (
   -- The position lets a dispatcher look for volunteers before it touches the database.
   SELECT $18, id,
          jsonb_build_object('incident_id', id, 'kind', 'reported', 'source', $2::text,
-                            'lat', $9::float8, 'lon', $10::float8),
+                            'lat', $9::float8, 'lon', $10::float8)
+         -- $26: the request id of the SOS (app/logs.py), for the dispatcher's log and consoles.
+         || CASE WHEN $26::text IS NULL THEN '{}'::jsonb
+                 ELSE jsonb_build_object('request_id', $26::text) END,
          CASE WHEN $20::bool THEN now() END
   FROM inc
   RETURNING id, topic, payload, created_at
@@ -120,6 +123,8 @@ class NewIncident:
     note: str | None = None
     flags: tuple[str, ...] = ()
     event_data: dict[str, Any] = field(default_factory=dict)
+    #: The HTTP request's id (app/logs.py): it travels in the outbox payload.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,7 @@ async def insert_incident(
         route,
         link_window_s,
         link_radius_m,
+        new.request_id,
     )
     if row["member_id"] is None and new.member_token_hash is not None:
         raise Unauthorized("invalid or revoked member token")

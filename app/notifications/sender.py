@@ -15,6 +15,7 @@ from collections.abc import Callable
 import asyncpg
 
 from app.config import Settings
+from app.dispatch import metrics as dispatch_metrics
 from app.dispatch.gateways import Attempt, Gateway
 from app.notifications import service
 
@@ -42,6 +43,7 @@ class Sender:
         self.pool = pool
         self.settings = settings
         self.gateways = gateways
+        dispatch_metrics.preset_channels(gateways)
         #: Called after a failure wrote an outbox row (the dispatcher kicks its relay).
         self.on_outbox = on_outbox
         self._wake = asyncio.Event()
@@ -96,6 +98,9 @@ class Sender:
             # If this fails (PostgreSQL down) the lease runs out and the message is tried again:
             # a 2xx not recorded is sent twice, with the same Idempotency-Key.
             status = await service.record_attempt(self.pool, self.settings, n, attempt)
+        dispatch_metrics.count_send(n.channel, ok=attempt.ok, retry=attempt.retry)
+        if status == "failed":
+            dispatch_metrics.NOTIFICATIONS_GIVEN_UP.labels(n.channel).inc()
         if status == "sent":
             self.sent += 1
         elif status == "pending":

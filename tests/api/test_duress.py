@@ -26,7 +26,8 @@ LATER = {"lat": 37.4990, "lon": 127.0290}
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(\+00:00|Z)")
 #: Header values that are times or depend on the length of times and ids.
-_VARYING_HEADERS = {"date", "content-length", "retry-after"}
+# (x-request-id: new and random for every request, the same length whatever the PIN.)
+_VARYING_HEADERS = {"date", "content-length", "retry-after", "x-request-id"}
 
 
 class Costs:
