@@ -22,6 +22,11 @@ homes_app = typer.Typer(
 )
 
 
+@homes_app.callback()
+def _homes() -> None:
+    """Homes of members living alone, and their sensors (a group of commands, not one)."""
+
+
 @homes_app.command("create")
 def create(
     member_id: Annotated[
