@@ -49,7 +49,7 @@ def upgrade() -> None:
         sa.Column("district_id", sa.Uuid(), nullable=True),
         sa.Column(
             "state", sa.String(length=16), server_default=sa.text("'disarmed'"), nullable=False
-        ),  # fmt: skip
+        ),
         sa.Column(
             "state_changed_at",
             sa.DateTime(timezone=True),
@@ -115,7 +115,7 @@ def upgrade() -> None:
         "device",
         sa.Column(
             "kind", sa.String(length=16), server_default=sa.text("'button'"), nullable=False
-        ),  # fmt: skip
+        ),
     )
     op.alter_column("device", "safe_place_id", existing_type=sa.Uuid(), nullable=True)
     op.create_foreign_key(
