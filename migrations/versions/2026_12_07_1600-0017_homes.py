@@ -113,9 +113,7 @@ def upgrade() -> None:
     op.add_column("device", sa.Column("home_id", sa.Uuid(), nullable=True))
     op.add_column(
         "device",
-        sa.Column(
-            "kind", sa.String(length=16), server_default=sa.text("'button'"), nullable=False
-        ),
+        sa.Column("kind", sa.String(length=16), server_default=sa.text("'button'"), nullable=False),
     )
     op.alter_column("device", "safe_place_id", existing_type=sa.Uuid(), nullable=True)
     op.create_foreign_key(
