@@ -352,27 +352,8 @@ async def sensor_alarm(
             )
             if existing is not None:
                 return SensorOutcome(incident_id=existing["id"], created=False)
-            incident_id = await _raise(
-                conn,
-                settings,
-                home,
-                trigger="home_panic",
-                actor=device.actor,
-                device_id=device.id,
-                client_alert_id=body.signal_id,
-                battery_pct=body.battery_pct,
-                flags=tuple(flags),
-                event_data=event_data,
-                fold_window_s=settings.device_fold_window_s,
-            )
-            await _event(
-                conn, home.id, "alarm", via=device.kind, actor=device.actor,
-                device_id=device.id, incident_id=incident_id,
-            )  # fmt: skip
-            return SensorOutcome(incident_id=incident_id, created=True)
-
-        state = locked["state"]
-        if state == ArmState.away.value:
+            trigger = "home_panic"
+        elif locked["state"] == ArmState.away.value:
             if locked["entry_due_at"] is not None or (
                 body.signal_id is not None and body.signal_id == locked["entry_signal_id"]
             ):
@@ -390,26 +371,29 @@ async def sensor_alarm(
                 device_id=device.id,
             )  # fmt: skip
             return SensorOutcome()
-        if state == ArmState.night.value and body.type is HomeSignalType.open:
+        elif locked["state"] == ArmState.night.value and body.type is HomeSignalType.open:
             # She is at home: nobody should come through the door; no delay.
-            incident_id = await _raise(
-                conn,
-                settings,
-                home,
-                trigger="door_open_night",
-                actor=device.actor,
-                device_id=device.id,
-                battery_pct=body.battery_pct,
-                flags=tuple(flags),
-                event_data=event_data,
-                fold_window_s=settings.device_fold_window_s,
-            )
-            await _event(
-                conn, home.id, "alarm", via=device.kind, actor=device.actor,
-                device_id=device.id, incident_id=incident_id,
-            )  # fmt: skip
-            return SensorOutcome(incident_id=incident_id, created=True)
-    return SensorOutcome()
+            trigger = "door_open_night"
+        else:
+            return SensorOutcome()
+        incident_id = await _raise(
+            conn,
+            settings,
+            home,
+            trigger=trigger,
+            actor=device.actor,
+            device_id=device.id,
+            client_alert_id=body.signal_id if body.type is HomeSignalType.panic else None,
+            battery_pct=body.battery_pct,
+            flags=tuple(flags),
+            event_data=event_data,
+            fold_window_s=settings.device_fold_window_s,
+        )
+        await _event(
+            conn, home.id, "alarm", via=device.kind, actor=device.actor,
+            device_id=device.id, incident_id=incident_id,
+        )  # fmt: skip
+    return SensorOutcome(incident_id=incident_id, created=True)
 
 
 _EXPIRED_SQL = """
