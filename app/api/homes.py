@@ -95,6 +95,14 @@ async def post_home_signal(
         return _json(_ack(device.id, kind, at), 200)
     if not device.nonce_checked:
         # A replayed arm or disarm could undo what she did since: refused until Redis is back.
+        # Her duress PIN is acted on first (refused alike, so the keypad cannot tell).
+        pin = signal.body.pin
+        if (
+            kind is HomeSignalType.disarm
+            and pin is not None
+            and await service.duress_while_unprotected(pool, settings, device=device, pin=pin)
+        ):
+            kick_relay(request)
         raise ServiceUnavailable("replay protection is unavailable; retry shortly")
 
     extra: dict[str, Any] = {}

@@ -222,6 +222,58 @@ async def _lock_home(
     return home
 
 
+async def _check_pin(
+    conn: asyncpg.Connection, *, home_id: uuid.UUID, member_id: uuid.UUID | None, pin: str
+) -> tuple[bool, bool]:
+    """(her PIN, her duress PIN). Both hashes are always checked, so a duress PIN costs what
+    her PIN costs."""
+    hashes = await conn.fetchrow(
+        "SELECT m.pin_hash, m.duress_pin_hash FROM home h JOIN member m ON m.id = h.member_id"
+        " WHERE h.id = $1 AND h.enabled AND ($2::uuid IS NULL OR h.member_id = $2)",
+        home_id,
+        member_id,
+    )
+    if hashes is None:
+        raise NotFound("no such home")
+    is_pin, is_duress = await asyncio.gather(
+        asyncio.to_thread(verify_secret, hashes["pin_hash"], pin),
+        asyncio.to_thread(verify_secret, hashes["duress_pin_hash"], pin),
+    )
+    return is_pin, is_duress
+
+
+async def duress_while_unprotected(
+    pool: asyncpg.Pool, settings: Settings, *, device: HomeDevice, pin: str
+) -> uuid.UUID | None:
+    """A keypad disarm while Redis is down is refused (a replayed disarm could undo her
+    arming), but her duress PIN is acted on first, as a store's duress is: the silent incident
+    is raised (the home stays as it is, like any refused disarm). A replay of it joins the same
+    incident (it folds by the keypad)."""
+    async with pool.acquire() as conn:
+        is_pin, is_duress = await _check_pin(conn, home_id=device.home.id, member_id=None, pin=pin)
+        if not is_duress or is_pin:
+            return None
+        async with conn.transaction():
+            locked = await _lock_home(conn, device.home.id, None)
+            incident_id = await _raise(
+                conn,
+                settings,
+                device.home,
+                trigger="duress_disarm",
+                actor=device.actor,
+                device_id=device.id,
+                duress=True,
+                flags=("nonce_unchecked",),
+                event_data={"via": "keypad", "state_before": locked["state"]},
+                fold_window_s=settings.device_fold_window_s,
+            )
+            await _event(
+                conn, device.home.id, "alarm", via="keypad", actor=device.actor,
+                device_id=device.id, incident_id=incident_id, duress=True,
+            )  # fmt: skip
+    return incident_id
+
+
 @dataclass(frozen=True)
 class DisarmResult:
     state: HomeState | None
@@ -248,19 +300,7 @@ async def disarm(
     a member's duress is. A wrong PIN changes nothing (the entry delay runs on) and is
     recorded, for the console's history and as a security event."""
     async with pool.acquire() as conn:
-        hashes = await conn.fetchrow(
-            "SELECT m.pin_hash, m.duress_pin_hash FROM home h JOIN member m ON m.id = h.member_id"
-            " WHERE h.id = $1 AND h.enabled AND ($2::uuid IS NULL OR h.member_id = $2)",
-            home_id,
-            member_id,
-        )
-        if hashes is None:
-            raise NotFound("no such home")
-        # Both hashes are always checked, so a duress PIN costs what her PIN costs.
-        is_pin, is_duress = await asyncio.gather(
-            asyncio.to_thread(verify_secret, hashes["pin_hash"], pin),
-            asyncio.to_thread(verify_secret, hashes["duress_pin_hash"], pin),
-        )
+        is_pin, is_duress = await _check_pin(conn, home_id=home_id, member_id=member_id, pin=pin)
         async with conn.transaction():
             home = await _lock_home(conn, home_id, member_id)
             if not (is_pin or is_duress):
@@ -490,6 +530,12 @@ async def _raise(
     )
     if isinstance(stored, Folded):
         await fold_report(conn, incident_id=stored.into, actor=actor, data={"trigger": trigger})
+        if duress and await conn.fetchval(
+            "UPDATE incident SET duress = true, silent = true WHERE id = $1 AND NOT duress"
+            " RETURNING true",
+            stored.into,
+        ):
+            await _duress_event(conn, stored.into, actor=actor, home=home)
         return stored.into
     if not isinstance(stored, StoredIncident):
         raise RuntimeError("home incident was not inserted")
@@ -497,20 +543,27 @@ async def _raise(
         "UPDATE incident SET home_id = $2, duress = $3 WHERE id = $1", stored.id, home.id, duress
     )
     if duress:
-        await conn.execute(
-            "INSERT INTO incident_event (incident_id, kind, actor, data) VALUES ($1, $2, $3, $4)",
-            stored.id,
-            "duress",
-            actor,
-            {"via": "duress_pin", "home_id": str(home.id)},
-        )
-        await conn.execute(
-            "INSERT INTO outbox (topic, incident_id, payload) VALUES ($1, $2, $3)",
-            TOPIC_UPDATED,
-            stored.id,
-            {"incident_id": str(stored.id), "kind": "duress", "via": "duress_pin"},
-        )
+        await _duress_event(conn, stored.id, actor=actor, home=home)
     return stored.id
+
+
+async def _duress_event(
+    conn: asyncpg.Connection, incident_id: uuid.UUID, *, actor: str, home: HomeRef
+) -> None:
+    """The ``duress`` event and its outbox row: dispatch escalates it as a member's duress."""
+    await conn.execute(
+        "INSERT INTO incident_event (incident_id, kind, actor, data) VALUES ($1, $2, $3, $4)",
+        incident_id,
+        "duress",
+        actor,
+        {"via": "duress_pin", "home_id": str(home.id)},
+    )
+    await conn.execute(
+        "INSERT INTO outbox (topic, incident_id, payload) VALUES ($1, $2, $3)",
+        TOPIC_UPDATED,
+        incident_id,
+        {"incident_id": str(incident_id), "kind": "duress", "via": "duress_pin"},
+    )
 
 
 # --- what she and the console see ----------------------------------------------------------

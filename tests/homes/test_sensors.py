@@ -11,6 +11,7 @@ import uuid
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from typer.testing import CliRunner
 
 from app.devices import health
@@ -213,3 +214,42 @@ async def test_an_operator_registers_a_home_with_the_cli(pool, her, district):
          "--lat", "37.5", "--lon", "127.0"],
     )  # fmt: skip
     assert bad.exit_code == 1 and "no member" in bad.output
+
+
+async def test_while_redis_is_down_alarms_are_accepted_and_a_keypad_duress_is_refused_but_acted_on(
+    app, client, pool, her, home
+):
+    working = app.state.redis
+    # Nothing listens on port 1: every Redis call fails at once, as in an outage.
+    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    try:
+        panic = await signal(client, home.button, {"type": "panic"})
+        arm = await signal(client, home.keypad, {"type": "arm_away"})
+        normal = await signal(client, home.keypad, {"type": "disarm", "pin": her.pin})
+        duress = await signal(client, home.keypad, {"type": "disarm", "pin": her.duress_pin})
+        replay = await signal(client, home.keypad, {"type": "disarm", "pin": her.duress_pin})
+    finally:
+        await app.state.redis.aclose()
+        app.state.redis = working
+    assert panic.status_code == 201
+    assert (arm.status_code, normal.status_code, duress.status_code) == (503, 503, 503)
+    assert normal.json() == duress.json() == replay.json()
+    rows = await pool.fetch("SELECT trigger, duress, flags FROM incident ORDER BY received_at")
+    assert [(r["trigger"], r["duress"]) for r in rows] == [
+        ("home_panic", False),
+        ("duress_disarm", True),  # once: its replay joined it
+    ]
+    assert "nonce_unchecked" in rows[0]["flags"] and "nonce_unchecked" in rows[1]["flags"]
+    assert await pool.fetchval("SELECT state FROM home") == "disarmed"  # nothing changed
+
+
+async def test_operators_see_home_sensors_health_beside_the_buttons(client, pool, home, make_staff):
+    operator = await make_staff("operator")
+    r = await client.get("/v1/admin/devices", headers=operator.headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    listed = body["devices"] if isinstance(body, dict) else body
+    kinds = sorted(d["kind"] for d in listed)
+    assert kinds == ["door", "home_button", "keypad", "motion"]
+    assert all(d["store"] is None and d["home"]["address"] == ADDRESS for d in listed)
+    assert all(d["district"]["code"] == DISTRICT[0] for d in listed)
