@@ -18,7 +18,7 @@ from app.api.devices import _ERROR, _OPENAPI_EXTRA
 from app.api.schemas import StrictModel
 from app.devices import health
 from app.devices import service as devices
-from app.errors import ServiceUnavailable
+from app.errors import AppError, ServiceUnavailable
 from app.homes import service
 from app.homes.signals import ALARM_TYPES, HomeSignalBody, HomeSignalType, parse_home_signal
 from app.models import ArmState
@@ -43,6 +43,7 @@ _SIGNAL_OPENAPI: dict[str, Any] = {
         201: {"description": "In-home button: the incident at her home"},
         401: {"description": "Signature, clock window, nonce or device rejected", **_ERROR},
         403: {"description": "Disarm: wrong PIN", **_ERROR},
+        429: {"description": "Disarm: too many wrong PINs (see Retry-After)", **_ERROR},
         409: {"description": "Arm: an entry delay is running", **_ERROR},
         422: {"description": "The body is not a usable signal for this sensor", **_ERROR},
         503: {"description": "A backing service is down; retry with a fresh nonce", **_ERROR},
@@ -131,7 +132,7 @@ async def post_home_signal(
         if result.duress_incident_id is not None:
             kick_relay(request)
         if result.state is None:
-            raise service.WrongPin("wrong PIN")
+            raise _refusal(result)
         extra = {"home": result.state.as_json()}
     elif kind is HomeSignalType.tamper:
         await devices.record_security_event(
@@ -214,7 +215,11 @@ async def arm_home(
     "/v1/me/homes/{home_id}/disarm",
     summary="Disarm her home with her PIN (cancels a running entry delay)",
     tags=["member account"],
-    responses={403: {"description": "Wrong PIN"}, 404: {"description": "Not her home"}},
+    responses={
+        403: {"description": "Wrong PIN"},
+        404: {"description": "Not her home"},
+        429: {"description": "PinLockedOut: too many wrong PINs; see Retry-After"},
+    },
 )
 async def disarm_home(
     home_id: uuid.UUID,
@@ -237,5 +242,13 @@ async def disarm_home(
     if result.duress_incident_id is not None:
         kick_relay(request)
     if result.state is None:
-        raise service.WrongPin("wrong PIN")
+        raise _refusal(result)
     return result.state.as_json()
+
+
+def _refusal(result: service.DisarmResult) -> AppError:
+    """A wrong PIN (403 ``WrongPin``), or 429 ``PinLockedOut`` with ``Retry-After`` while her
+    PINs are locked out, whatever the PIN (her duress PIN too: it raised its incident)."""
+    if result.locked_for_s is not None:
+        return service.PinLockedOut(result.locked_for_s)
+    return service.WrongPin("wrong PIN")

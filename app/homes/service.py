@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.devices.service import record_security_event, verify_signed_request
-from app.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from app.homes.signals import HomeSignal, HomeSignalType
 from app.incidents.store import (
     TOPIC_UPDATED,
@@ -47,10 +47,20 @@ from app.security.passwords import verify_secret
 from app.security.tokens import new_device_secret
 
 EV_WRONG_PIN = "wrong_disarm_pin"
+#: A disarm refused because her PINs are locked out (too many wrong ones).
+EV_LOCKED_OUT = "disarm_locked_out"
 
 
 class WrongPin(Forbidden):
     """403 ``WrongPin``: the disarm PIN is neither hers nor her duress PIN."""
+
+
+class PinLockedOut(TooManyRequests):
+    """429: too many wrong PINs in a row (her SOS cancels' and disarms' together)."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("too many wrong PINs: disarming is locked for a while")
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 @dataclass(frozen=True)
@@ -242,36 +252,53 @@ async def _check_pin(
     return is_pin, is_duress
 
 
+async def _silent_duress(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    home: asyncpg.Record,
+    *,
+    via: str,
+    actor: str,
+    device_id: uuid.UUID | None,
+    flags: tuple[str, ...] = (),
+) -> uuid.UUID:
+    """Her duress PIN on a disarm that is refused (lockout, Redis down): the home stays as it
+    is, like any refused disarm, but the silent incident is raised. A repeat from the same
+    keypad while it is open joins it."""
+    incident_id = await _raise(
+        conn,
+        settings,
+        _home_ref(home),
+        trigger="duress_disarm",
+        actor=actor,
+        device_id=device_id or home["entry_device_id"],
+        duress=True,
+        flags=flags,
+        event_data={"via": via, "state_before": home["state"], "refused": True},
+        fold_window_s=settings.device_fold_window_s,
+    )
+    await _event(
+        conn, home["home_id"], "alarm", via=via, actor=actor, device_id=device_id,
+        incident_id=incident_id, duress=True,
+    )  # fmt: skip
+    return incident_id
+
+
 async def duress_while_unprotected(
     pool: asyncpg.Pool, settings: Settings, *, device: HomeDevice, pin: str
 ) -> uuid.UUID | None:
     """A keypad disarm while Redis is down is refused (a replayed disarm could undo her
-    arming), but her duress PIN is acted on first, as a store's duress is: the silent incident
-    is raised (the home stays as it is, like any refused disarm). A replay of it joins the same
-    incident (it folds by the keypad)."""
+    arming), but her duress PIN is acted on first, as a store's duress is."""
     async with pool.acquire() as conn:
         is_pin, is_duress = await _check_pin(conn, home_id=device.home.id, member_id=None, pin=pin)
         if not is_duress or is_pin:
             return None
         async with conn.transaction():
-            locked = await _lock_home(conn, device.home.id, None)
-            incident_id = await _raise(
-                conn,
-                settings,
-                device.home,
-                trigger="duress_disarm",
-                actor=device.actor,
-                device_id=device.id,
-                duress=True,
+            home = await _lock_home(conn, device.home.id, None)
+            return await _silent_duress(
+                conn, settings, home, via="keypad", actor=device.actor, device_id=device.id,
                 flags=("nonce_unchecked",),
-                event_data={"via": "keypad", "state_before": locked["state"]},
-                fold_window_s=settings.device_fold_window_s,
-            )
-            await _event(
-                conn, device.home.id, "alarm", via="keypad", actor=device.actor,
-                device_id=device.id, incident_id=incident_id, duress=True,
             )  # fmt: skip
-    return incident_id
 
 
 @dataclass(frozen=True)
@@ -279,6 +306,8 @@ class DisarmResult:
     state: HomeState | None
     #: Set when the PIN was wrong (the attempt is recorded; raise ``WrongPin`` after commit).
     wrong_pin: bool = False
+    #: Set while her PINs are locked out (too many wrong ones): seconds until they are not.
+    locked_for_s: int | None = None
     #: The silent incident a duress PIN raised (never shown to her or the keypad).
     duress_incident_id: uuid.UUID | None = None
 
@@ -298,12 +327,48 @@ async def disarm(
     """Her PIN disarms and cancels a running entry delay. Her duress PIN does exactly the same
     (the answer cannot tell them apart) and raises a silent incident at her home, escalated as
     a member's duress is. A wrong PIN changes nothing (the entry delay runs on) and is
-    recorded, for the console's history and as a security event."""
+    recorded, for the console's history and as a security event.
+
+    Wrong PINs count with her SOS cancel's (one counter, ``member.wrong_pin_count``): after
+    ``cancel_pin_lockout_after`` in a row every disarm and every cancel is refused for
+    ``cancel_pin_lockout_s``, whatever the PIN, so the door is no way round the cancel's
+    lockout to guess her PIN; her duress PIN still raises its silent incident then."""
     async with pool.acquire() as conn:
         is_pin, is_duress = await _check_pin(conn, home_id=home_id, member_id=member_id, pin=pin)
         async with conn.transaction():
             home = await _lock_home(conn, home_id, member_id)
+            member = await conn.fetchrow(
+                "SELECT wrong_pin_count, ceil(extract(epoch FROM pin_locked_until - now()))::int"
+                " AS locked_for_s FROM member WHERE id = $1 FOR UPDATE",
+                home["member_id"],
+            )
+            locked_for_s = member["locked_for_s"]
+            if locked_for_s is not None and locked_for_s > 0:
+                incident_id = None
+                if is_duress:
+                    incident_id = await _silent_duress(
+                        conn, settings, home, via=via, actor=actor, device_id=device_id
+                    )
+                await record_security_event(
+                    conn,
+                    kind=EV_LOCKED_OUT,
+                    device_id=device_id,
+                    source_ip=source_ip,
+                    detail={"home_id": str(home_id), "via": via},
+                )
+                return DisarmResult(
+                    state=None, locked_for_s=locked_for_s, duress_incident_id=incident_id
+                )
             if not (is_pin or is_duress):
+                await conn.execute(
+                    "UPDATE member SET wrong_pin_count = wrong_pin_count + 1,"
+                    " pin_locked_until = CASE WHEN wrong_pin_count + 1 >= $2"
+                    "   THEN now() + make_interval(secs => $3::float8) ELSE pin_locked_until END"
+                    " WHERE id = $1",
+                    home["member_id"],
+                    settings.cancel_pin_lockout_after,
+                    settings.cancel_pin_lockout_s,
+                )
                 await _event(conn, home_id, "wrong_pin", via=via, actor=actor, device_id=device_id)
                 await record_security_event(
                     conn,
@@ -313,6 +378,11 @@ async def disarm(
                     detail={"home_id": str(home_id), "via": via},
                 )
                 return DisarmResult(state=None, wrong_pin=True)
+            if member["wrong_pin_count"] or locked_for_s is not None:
+                await conn.execute(
+                    "UPDATE member SET wrong_pin_count = 0, pin_locked_until = NULL WHERE id = $1",
+                    home["member_id"],
+                )
             changed_at: datetime = await conn.fetchval(
                 "UPDATE home SET state = 'disarmed', state_changed_at = now(),"
                 " entry_due_at = NULL, entry_device_id = NULL, entry_signal_id = NULL"

@@ -258,3 +258,34 @@ async def test_arming_is_hers_alone_and_bad_input_is_a_4xx(client, pool, make_me
         f"/v1/me/homes/{home.id}/arm", json={"mode": "night"}, headers=her.headers
     )
     assert r.status_code == 409 and r.json()["error"] == "Conflict"
+
+
+async def test_wrong_pins_at_the_door_lock_her_pins_out_and_her_duress_pin_still_raises(
+    client, pool, settings, her, home
+):
+    """The disarm is no way round the SOS cancel's lockout to guess her PIN: the wrong PINs
+    count together, and locked out every PIN is refused alike (her duress PIN acted on)."""
+    await _arm(client, her, home)
+    for _ in range(settings.cancel_pin_lockout_after):
+        assert (await _disarm(client, her, home, "0000")).status_code == 403
+    right = await _disarm(client, her, home, her.pin)
+    duress = await _disarm(client, her, home, her.duress_pin)
+    assert right.status_code == duress.status_code == 429
+    assert (
+        right.json()
+        == duress.json()
+        == {
+            "error": "PinLockedOut",
+            "detail": "too many wrong PINs: disarming is locked for a while",
+        }
+    )
+    assert int(right.headers["Retry-After"]) > 0
+    assert await pool.fetchval("SELECT state FROM home") == "away"  # nothing disarmed
+    (inc,) = await _incidents(pool)
+    assert inc["trigger"] == "duress_disarm" and inc["duress"] and inc["silent"]
+    # One counter with her SOS cancel: locked for that too.
+    assert await pool.fetchval("SELECT pin_locked_until > now() FROM member") is True
+    await pool.execute("UPDATE member SET pin_locked_until = now() - interval '1 second'")
+    ok = await _disarm(client, her, home, her.pin)
+    assert ok.status_code == 200
+    assert await pool.fetchval("SELECT wrong_pin_count FROM member") == 0
