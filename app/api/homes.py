@@ -145,14 +145,8 @@ async def post_home_signal(
     elif kind is HomeSignalType.test:
         extra = {"home": device.home.as_json()}
 
-    signal_health = await health.record_signal(
-        pool,
-        device_id=device.id,
-        battery_pct=signal.body.battery_pct,
-        heartbeat=kind is HomeSignalType.heartbeat,
-        tampered=kind is HomeSignalType.tamper,
-        tested=kind is HomeSignalType.test,
-        low_battery=kind is HomeSignalType.low_battery,
+    signal_health = await health.record_signal_of_type(
+        pool, device_id=device.id, signal_type=kind.value, battery_pct=signal.body.battery_pct
     )
     if signal_health.reported:
         kick_relay(request)

@@ -206,6 +206,22 @@ async def record_signal(
     return SignalHealth(at=row["at"], reported=row["reported"])
 
 
+async def record_signal_of_type(
+    pool: asyncpg.Pool, *, device_id: uuid.UUID, signal_type: str, battery_pct: int | None
+) -> SignalHealth:
+    """``record_signal`` for a signal of this type (a store button's or a home sensor's: the
+    health types are named alike)."""
+    return await record_signal(
+        pool,
+        device_id=device_id,
+        battery_pct=battery_pct,
+        heartbeat=signal_type == "heartbeat",
+        tampered=signal_type == "tamper",
+        tested=signal_type == "test",
+        low_battery=signal_type == "low_battery",
+    )
+
+
 _TROUBLE_SQL = f"""
 SELECT {_device_json("d")} AS device, dist.id AS district_id, dist.code AS district_code,
        dist.name AS district_name,
