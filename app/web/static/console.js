@@ -687,7 +687,7 @@
     const homeSection = h ? section('Home',
       el('p', { id: 'home-address' }, el('strong', {}, h.address), h.label ? ` · ${h.label}` : '',
         ` · now ${h.state}`),
-      el('p', { id: 'home-sensor' }, h.sensor ? `Sensor: ${h.sensor.kind.replace('_', ' ')}${h.sensor.label ? ` (${h.sensor.label})` : ''}` : 'Sensor: her PIN at the door'),
+      el('p', { id: 'home-sensor' }, h.sensor ? `Sensor: ${h.sensor.kind.replace('_', ' ')}${h.sensor.label ? ` (${h.sensor.label})` : ''}` : 'Sensor: none (a disarm with her PIN)'),
       el('ol', { class: 'timeline', id: 'home-history' }, (h.arming_history || []).map((e) => el('li', { class: e.duress ? 'duress' : '' },
         el('span', { class: 'time' }, clock(e.at)), el('span', { class: 'kind' }, e.kind.replace('_', ' ')),
         el('span', { class: 'muted' }, ` via ${e.via}`), e.duress ? el('strong', { class: 'badge duress' }, ' DURESS PIN') : '')))) : '';
