@@ -289,3 +289,18 @@ async def test_wrong_pins_at_the_door_lock_her_pins_out_and_her_duress_pin_still
     ok = await _disarm(client, her, home, her.pin)
     assert ok.status_code == 200
     assert await pool.fetchval("SELECT wrong_pin_count FROM member") == 0
+
+
+async def test_erasing_her_account_erases_her_home_and_stops_its_sensors(client, pool, her, home):
+    await signal(client, home.button, {"type": "panic"})
+    r = await client.post("/v1/me/erase", json={"pin": her.pin}, headers=her.headers)
+    assert r.status_code == 409  # her home's alarm is still open
+    await pool.execute("UPDATE incident SET status = 'resolved', closed_at = now()")
+    r = await client.post("/v1/me/erase", json={"pin": her.pin}, headers=her.headers)
+    assert r.status_code == 204, r.text
+    row = await pool.fetchrow(
+        "SELECT address, label, enabled, ST_Y(geog::geometry) AS lat FROM home"
+    )
+    assert (row["address"], row["label"], row["enabled"]) == ("(erased)", None, False)
+    assert round(row["lat"], 2) == row["lat"]  # coarsened
+    assert (await signal(client, home.door, {"type": "heartbeat"})).status_code == 401
