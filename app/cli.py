@@ -18,6 +18,7 @@ from app.devices.cli import devices_app
 from app.dispatch.cli import dead_letters, dispatcher, relay
 from app.errors import AppError
 from app.geo.cli import districts_app, places_app
+from app.homes.cli import homes_app
 
 T = TypeVar("T")
 
@@ -39,6 +40,7 @@ cli.add_typer(staff_app, name="staff")
 cli.add_typer(places_app, name="places")
 cli.add_typer(districts_app, name="districts")
 cli.add_typer(devices_app, name="devices")
+cli.add_typer(homes_app, name="homes")
 cli.command("dispatcher")(dispatcher)
 cli.command("relay")(relay)
 cli.command("dead-letters")(dead_letters)

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     device_offline_after_s: float = 900.0
     device_offline_check_s: float = 30.0
 
+    # Homes (app/homes/): a door opened while armed away raises an alarm this long after,
+    # unless she disarms first; dispatchers look for expired delays every
+    # ``home_entry_check_s``.
+    home_entry_delay_s: float = Field(30.0, gt=0, le=600)
+    home_entry_check_s: float = Field(1.0, gt=0)
+
     # Privacy
     #: How long the trail of a closed incident is kept (default 30 days).
     trail_retention_s: float = 30 * 24 * 3600

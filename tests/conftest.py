@@ -77,7 +77,8 @@ async def migrated(settings: Settings) -> None:
 _TABLES = (
     "dispatch_receipt, location_access, delivery_attempt, notification, guardian_view, "
     "assignment, offer, outbox, "
-    "location_point, incident_event, incident, security_event, device, guardian, member_token, "
+    "location_point, incident_event, incident, security_event, home_arming_event, device, home, "
+    "guardian, member_token, "
     "member, staff_recovery_code, staff_token, staff_district, staff, safe_place, district"
 )
 

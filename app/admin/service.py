@@ -161,11 +161,14 @@ SELECT d.id, d.label, d.enabled, d.created_at, d.last_seen_at, d.last_heartbeat_
        CASE WHEN d.previous_secret_until > now() THEN d.previous_secret_until END AS rotating_until,
        d.enabled AND coalesce(d.last_heartbeat_at, d.created_at)
          < now() - make_interval(secs => $1::float8) AS offline,
-       p.id AS place_id, p.name AS store_name, p.address,
+       d.kind, p.id AS place_id, p.name AS store_name, p.address,
+       h.id AS home_id, h.label AS home_label, h.address AS home_address,
        dist.code AS district_code, dist.name AS district_name
-FROM device d JOIN safe_place p ON p.id = d.safe_place_id
+FROM device d LEFT JOIN safe_place p ON p.id = d.safe_place_id
+LEFT JOIN home h ON h.id = d.home_id
 LEFT JOIN LATERAL (
-  SELECT x.code, x.name FROM district x WHERE ST_Covers(x.boundary, p.geog::geometry)
+  SELECT x.code, x.name FROM district x
+  WHERE ST_Covers(x.boundary, coalesce(p.geog, h.geog)::geometry)
   ORDER BY x.code LIMIT 1
 ) dist ON true
 """
@@ -177,7 +180,14 @@ def _device_json(r: asyncpg.Record) -> dict[str, Any]:
         "label": r["label"],
         "enabled": r["enabled"],
         "created_at": _iso(r["created_at"]),
-        "store": {"id": str(r["place_id"]), "name": r["store_name"], "address": r["address"]},
+        "kind": r["kind"],
+        "store": {"id": str(r["place_id"]), "name": r["store_name"], "address": r["address"]}
+        if r["place_id"]
+        else None,
+        # A home's sensor (app/homes/): the home it is installed in.
+        "home": {"id": str(r["home_id"]), "label": r["home_label"], "address": r["home_address"]}
+        if r["home_id"]
+        else None,
         "district": {"code": r["district_code"], "name": r["district_name"]}
         if r["district_code"]
         else None,

@@ -166,14 +166,8 @@ async def post_signal(
         # An installer pressing "test" sees which store the button is registered to.
         extra = {"store": device.store.as_json()}
 
-    signal_health = await health.record_signal(
-        pool,
-        device_id=device.id,
-        battery_pct=signal.body.battery_pct,
-        heartbeat=kind is SignalType.heartbeat,
-        tampered=kind is SignalType.tamper,
-        tested=kind is SignalType.test,
-        low_battery=kind is SignalType.low_battery,
+    signal_health = await health.record_signal_of_type(
+        pool, device_id=device.id, signal_type=kind.value, battery_pct=signal.body.battery_pct
     )
     if signal_health.reported:
         kick_relay(request)

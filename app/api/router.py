@@ -10,6 +10,7 @@ from app.api import (
     devices,
     guardian,
     health,
+    homes,
     maps,
     me,
     metrics,
@@ -25,6 +26,7 @@ from app.api import (
 ROUTERS: tuple[APIRouter, ...] = (
     alerts.router,
     devices.router,
+    homes.router,
     console.router,
     health.router,
     auth.router,

@@ -1,4 +1,5 @@
-"""Panic-button health, both ways, on the district's consoles (type ``device`` messages):
+"""Panic-button (and home sensor) health, both ways, on the district's consoles (type
+``device`` messages):
 
 - ``offline``: a button whose heartbeats stop, once per outage. Every dispatcher runs
   ``report_offline`` periodically; the devices are taken ``FOR UPDATE SKIP LOCKED`` and marked
@@ -41,7 +42,8 @@ BATTERY_RECOVERED_PCT = 50
 
 _DISTRICT_LATERAL = """
   LEFT JOIN LATERAL (
-    SELECT x.id, x.code, x.name FROM district x WHERE ST_Covers(x.boundary, p.geog::geometry)
+    SELECT x.id, x.code, x.name FROM district x
+    WHERE ST_Covers(x.boundary, coalesce(p.geog, h.geog)::geometry)
     ORDER BY x.code LIMIT 1
   ) dist ON true
 """
@@ -49,15 +51,26 @@ _DISTRICT_LATERAL = """
 
 def _device_json(d: str) -> str:
     """The ``device`` object of a console message, from device alias ``d`` and its store
-    ``p`` (docs/dispatch.md)."""
+    ``p`` or home ``h`` (docs/dispatch.md; a home's sensor has ``store`` null and ``home``
+    with the address a technician needs, no position)."""
     return f"""jsonb_build_object(
-      'id', {d}.id, 'label', {d}.label, 'battery_pct', {d}.battery_pct,
+      'id', {d}.id, 'kind', {d}.kind, 'label', {d}.label, 'battery_pct', {d}.battery_pct,
       'last_heartbeat_at', {d}.last_heartbeat_at, 'last_seen_at', {d}.last_seen_at,
       'offline_since', {d}.offline_reported_at, 'low_battery_at', {d}.low_battery_at,
       'tampered_at', {d}.tampered_at,
-      'store', jsonb_build_object('id', p.id, 'name', p.name, 'address', p.address,
-                                  'phone', p.phone, 'lat', ST_Y(p.geog::geometry),
-                                  'lon', ST_X(p.geog::geometry)))"""
+      'store', CASE WHEN p.id IS NOT NULL THEN jsonb_build_object(
+                 'id', p.id, 'name', p.name, 'address', p.address, 'phone', p.phone,
+                 'lat', ST_Y(p.geog::geometry), 'lon', ST_X(p.geog::geometry)) END,
+      'home', CASE WHEN h.id IS NOT NULL THEN jsonb_build_object(
+                 'id', h.id, 'label', h.label, 'address', h.address) END)"""
+
+
+def _owner_join(d: str) -> str:
+    """The store (``p``) or home (``h``) of device alias ``d``."""
+    return (
+        f" LEFT JOIN safe_place p ON p.id = {d}.safe_place_id"
+        f" LEFT JOIN home h ON h.id = {d}.home_id"
+    )
 
 
 _REPORT_SQL = f"""
@@ -75,7 +88,7 @@ WITH due AS (
 ), info AS (
   SELECT upd.id, upd.last_heartbeat_at, dist.id AS district_id, dist.code AS district_code,
          dist.name AS district_name, {_device_json("upd")} AS device
-  FROM upd JOIN safe_place p ON p.id = upd.safe_place_id
+  FROM upd{_owner_join("upd")}
   {_DISTRICT_LATERAL}
 ), ev AS (
   INSERT INTO security_event (kind, device_id, detail)
@@ -139,7 +152,7 @@ WITH old AS (
 ), info AS (
   SELECT upd.events, upd.was_offline_since, upd.battery_pct, dist.id AS district_id,
          dist.code AS district_code, dist.name AS district_name, {_device_json("upd")} AS device
-  FROM upd JOIN safe_place p ON p.id = upd.safe_place_id
+  FROM upd{_owner_join("upd")}
   {_DISTRICT_LATERAL}
   WHERE cardinality(upd.events) > 0
 ), ob AS (
@@ -193,6 +206,22 @@ async def record_signal(
     return SignalHealth(at=row["at"], reported=row["reported"])
 
 
+async def record_signal_of_type(
+    pool: asyncpg.Pool, *, device_id: uuid.UUID, signal_type: str, battery_pct: int | None
+) -> SignalHealth:
+    """``record_signal`` for a signal of this type (a store button's or a home sensor's: the
+    health types are named alike)."""
+    return await record_signal(
+        pool,
+        device_id=device_id,
+        battery_pct=battery_pct,
+        heartbeat=signal_type == "heartbeat",
+        tampered=signal_type == "tamper",
+        tested=signal_type == "test",
+        low_battery=signal_type == "low_battery",
+    )
+
+
 _TROUBLE_SQL = f"""
 SELECT {_device_json("d")} AS device, dist.id AS district_id, dist.code AS district_code,
        dist.name AS district_name,
@@ -201,13 +230,13 @@ SELECT {_device_json("d")} AS device, dist.id AS district_id, dist.code AS distr
          CASE WHEN d.low_battery_at IS NOT NULL THEN 'low_battery' END,
          CASE WHEN d.tampered_at > now() - make_interval(secs => $3::float8) THEN 'tamper' END
        ], NULL) AS problems
-FROM device d JOIN safe_place p ON p.id = d.safe_place_id
+FROM device d{_owner_join("d")}
 {_DISTRICT_LATERAL}
 WHERE d.enabled
   AND (d.offline_reported_at IS NOT NULL OR d.low_battery_at IS NOT NULL
        OR d.tampered_at > now() - make_interval(secs => $3::float8))
   AND ($1::bool OR dist.id = ANY($2::uuid[]))
-ORDER BY d.offline_reported_at NULLS LAST, p.name, d.id
+ORDER BY d.offline_reported_at NULLS LAST, coalesce(p.name, h.label), d.id
 LIMIT $4
 """
 

@@ -152,11 +152,24 @@ async def record_security_event(
     await pool.execute(_SECURITY_EVENT_SQL, kind, device_id, _ip_or_none(source_ip), detail or {})
 
 
-async def authenticate(
+@dataclass(frozen=True)
+class VerifiedRequest:
+    """A signed request that passed every check, with the device's row from the look-up."""
+
+    device_id: uuid.UUID
+    row: asyncpg.Record
+    #: "current" or "previous": which secret signed (the previous one only during rotation).
+    key: str
+    nonce: str
+    nonce_checked: bool
+
+
+async def verify_signed_request(
     *,
     pool: asyncpg.Pool,
     redis: Redis,
     settings: Settings,
+    device_sql: str,
     device_ref: str,
     timestamp: str | None,
     nonce: str | None,
@@ -164,8 +177,11 @@ async def authenticate(
     body: bytes,
     source_ip: str | None,
     now: float | None = None,
-) -> AuthenticatedDevice:
-    """The device that signed this request, or ``DeviceUnauthorized`` after recording why.
+) -> VerifiedRequest:
+    """The checks of every signed device request (store buttons and home sensors alike), or
+    ``DeviceUnauthorized`` after recording why. ``device_sql`` looks the device up by id ($1)
+    and returns at least ``secret``, ``enabled`` and ``previous_secret`` (still valid); a
+    device it does not find is unknown to this endpoint.
 
     Order matters: the cheap checks that need no secret come first; the nonce is stored only
     once the signature verifies, so nobody without the secret can burn a device's nonces.
@@ -202,7 +218,7 @@ async def authenticate(
     if abs(skew) > settings.device_clock_skew_s:
         raise await reject(EV_STALE_TIMESTAMP, DETAIL_STALE, skew_s=round(skew))
 
-    row = await pool.fetchrow(_DEVICE_SQL, device_id) if device_id is not None else None
+    row = await pool.fetchrow(device_sql, device_id) if device_id is not None else None
     candidates: list[str] = []
     if row is not None and row["enabled"]:
         candidates = [row["secret"]]
@@ -237,9 +253,46 @@ async def authenticate(
     else:
         if not fresh:
             raise await reject(EV_NONCE_REUSED, DETAIL_NONCE, timestamp=headers.timestamp_s)
+    return VerifiedRequest(
+        device_id=device_id,
+        row=row,
+        key="current" if matched == 0 else "previous",
+        nonce=headers.nonce,
+        nonce_checked=nonce_checked,
+    )
 
+
+async def authenticate(
+    *,
+    pool: asyncpg.Pool,
+    redis: Redis,
+    settings: Settings,
+    device_ref: str,
+    timestamp: str | None,
+    nonce: str | None,
+    signature: str | None,
+    body: bytes,
+    source_ip: str | None,
+    now: float | None = None,
+) -> AuthenticatedDevice:
+    """The store button that signed this request (``verify_signed_request``); a home's
+    sensor is unknown here (it signs to ``/v1/homes/devices/...``)."""
+    verified = await verify_signed_request(
+        pool=pool,
+        redis=redis,
+        settings=settings,
+        device_sql=_DEVICE_SQL,
+        device_ref=device_ref,
+        timestamp=timestamp,
+        nonce=nonce,
+        signature=signature,
+        body=body,
+        source_ip=source_ip,
+        now=now,
+    )
+    row = verified.row
     return AuthenticatedDevice(
-        id=device_id,
+        id=verified.device_id,
         label=row["label"],
         store=Store(
             id=row["place_id"],
@@ -249,9 +302,9 @@ async def authenticate(
             lat=row["lat"],
             lon=row["lon"],
         ),
-        key="current" if matched == 0 else "previous",
-        nonce=headers.nonce,
-        nonce_checked=nonce_checked,
+        key=verified.key,
+        nonce=verified.nonce,
+        nonce_checked=verified.nonce_checked,
         duress_double_cancel_s=row["duress_double_cancel_s"],
     )
 

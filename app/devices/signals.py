@@ -13,7 +13,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import orjson
 from fastapi.exceptions import RequestValidationError
@@ -56,9 +56,12 @@ class SignalBody(BaseModel):
     firmware: Firmware | None = Field(None, description="Firmware version, printable ASCII.")
 
 
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
 @dataclass
-class ParsedSignal:
-    body: SignalBody
+class Parsed(Generic[BodyT]):
+    body: BodyT
     #: Same shape as the phone SOS warnings: ``{"code", "field", "detail"}``.
     warnings: list[dict[str, str]] = field(default_factory=list)
 
@@ -70,6 +73,10 @@ class ParsedSignal:
         return tuple(dict.fromkeys(w["code"] for w in self.warnings))
 
 
+#: A store button's signal.
+ParsedSignal = Parsed[SignalBody]
+
+
 _OPTIONAL = ("signal_id", "battery_pct", "sent_at", "firmware")
 _FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "signal_id": TypeAdapter(uuid.UUID),
@@ -77,7 +84,6 @@ _FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "sent_at": TypeAdapter(datetime),
     "firmware": TypeAdapter(Firmware),
 }
-_TYPE_ADAPTER: TypeAdapter[SignalType] = TypeAdapter(SignalType)
 
 
 def _invalid(loc: tuple[str, ...], msg: str, kind: str) -> RequestValidationError:
@@ -86,6 +92,19 @@ def _invalid(loc: tuple[str, ...], msg: str, kind: str) -> RequestValidationErro
 
 def parse_signal(raw: bytes) -> ParsedSignal:
     """The signal in ``raw``; raises ``RequestValidationError`` (422) when it cannot be used."""
+    return parse_signal_body(raw, model=SignalBody, types=SignalType, lenient=PANIC_TYPES)
+
+
+def parse_signal_body(
+    raw: bytes,
+    *,
+    model: type[BodyT],
+    types: type[enum.StrEnum],
+    lenient: frozenset[Any],
+) -> Parsed[BodyT]:
+    """A signal body of ``model`` (its ``type`` one of ``types``): strict, except for the
+    ``lenient`` types (the alarms), whose unusable optional fields are dropped with a warning.
+    Shared by store buttons and home sensors (app/homes/signals.py)."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -99,23 +118,23 @@ def parse_signal(raw: bytes) -> ParsedSignal:
     if not isinstance(data, dict):
         raise _invalid((), "body must be a JSON object", "model_type")
     try:
-        signal_type = _TYPE_ADAPTER.validate_python(data.get("type"))
+        signal_type = TypeAdapter(types).validate_python(data.get("type"))
     except ValidationError:
-        allowed = ", ".join(t.value for t in SignalType)
+        allowed = ", ".join(t.value for t in types)
         raise _invalid(("type",), f"type must be one of: {allowed}", "enum") from None
 
-    if signal_type not in PANIC_TYPES:
+    if signal_type not in lenient:
         try:
-            return ParsedSignal(SignalBody.model_validate(data))
+            return Parsed(model.model_validate(data))
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from None
-    return _parse_panic(signal_type, data)
+    return _parse_lenient(model, signal_type, data)
 
 
-def _parse_panic(signal_type: SignalType, data: dict[str, Any]) -> ParsedSignal:
-    parsed = ParsedSignal(SignalBody(type=signal_type))
+def _parse_lenient(model: type[BodyT], signal_type: Any, data: dict[str, Any]) -> Parsed[BodyT]:
+    parsed = Parsed(model.model_construct(type=signal_type))
     unknown = sorted(str(k) for k in data if k != "type" and k not in _OPTIONAL)
     for key in unknown[:20]:
         # Printable only: the name is stored in JSONB, which refuses NUL and lone surrogates.
@@ -130,5 +149,5 @@ def _parse_panic(signal_type: SignalType, data: dict[str, Any]) -> ParsedSignal:
         except ValidationError as exc:
             reason = exc.errors(include_url=False)[0]["msg"]
             parsed.warn(f"{name}_invalid", name, f"{reason}; ignored")
-    parsed.body = SignalBody.model_construct(type=signal_type, **values)
+    parsed.body = model.model_construct(type=signal_type, **values)
     return parsed

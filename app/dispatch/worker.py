@@ -29,6 +29,7 @@ from app.dispatch.coverage import Coverage
 from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.errors import TRANSIENT, transient
+from app.homes import service as homes
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
 from app.notifications.sender import Sender
 
@@ -99,6 +100,10 @@ class Dispatcher:
             asyncio.create_task(
                 self._every(self.settings.coverage_poll_s, self._cover_unwatched),
                 name="coverage",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.home_entry_check_s, self._raise_expired_entries),
+                name="home-entry-delays",
             ),
             asyncio.create_task(
                 self._every(self.settings.retention_interval_s, self._purge_trails),
@@ -250,6 +255,10 @@ class Dispatcher:
 
     async def _report_offline_devices(self) -> None:
         if await health.report_offline(self.pool, self.settings):
+            self.relay.kick()
+
+    async def _raise_expired_entries(self) -> None:
+        if await homes.raise_expired_entries(self.pool, self.settings):
             self.relay.kick()
 
     async def _cover_unwatched(self) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import asyncpg
 
 from app.errors import NotFound
+from app.homes.console import console_home
 
 SUMMARY_COLUMNS = """
   i.id, i.emergency_id, i.source, i.trigger, i.status, i.silent, i.duress, i.escalation_level,
@@ -234,11 +235,7 @@ async def incident_detail(
             " ORDER BY at, id",
             incident_id,
         )
-        trail = await conn.fetch(
-            "SELECT ST_Y(geog::geometry) AS lat, ST_X(geog::geometry) AS lon, accuracy_m,"
-            " captured_at, received_at FROM location_point WHERE incident_id = $1 ORDER BY id",
-            incident_id,
-        )
+        trail = await conn.fetch(_TRAIL_SQL, incident_id)
         offers = await conn.fetch(
             "SELECT o.id, o.volunteer_id, s.name, s.badge_number, o.status, o.distance_m,"
             " o.offered_at, o.responded_at FROM offer o JOIN staff s ON s.id = o.volunteer_id"
@@ -261,6 +258,16 @@ async def incident_detail(
             linked_summary(summary_from_row(r), city_wide=city_wide, district_ids=district_ids)
             for r in linked_rows
         ]
+        for other in linked:
+            # One emergency: a linked report's trail (her phone's SOS beside her home's
+            # alarm) is shown with it, when the dispatcher may see that report.
+            if "linked" not in other:
+                other["trail"] = _trail_json(await conn.fetch(_TRAIL_SQL, uuid.UUID(other["id"])))
+        home = (
+            await console_home(conn, incident_id=incident_id)
+            if summary["source"] == "sensor"
+            else None
+        )
         shown = [incident_id] if summary["lat"] is not None else []
         shown += [uuid.UUID(x["id"]) for x in linked if x.get("lat") is not None]
         await log_location_access(
@@ -278,16 +285,7 @@ async def incident_detail(
             }
             for e in events
         ],
-        "trail": [
-            {
-                "lat": p["lat"],
-                "lon": p["lon"],
-                "accuracy_m": p["accuracy_m"],
-                "captured_at": _iso(p["captured_at"]),
-                "received_at": _iso(p["received_at"]),
-            }
-            for p in trail
-        ],
+        "trail": _trail_json(trail),
         "offers": [
             {
                 "id": str(o["id"]),
@@ -314,4 +312,25 @@ async def incident_detail(
             for a in assignments
         ],
         "linked": linked,
+        # A home sensor's incident: her home, the sensor that fired, 24 h of arming history.
+        "home": home,
     }
+
+
+_TRAIL_SQL = (
+    "SELECT ST_Y(geog::geometry) AS lat, ST_X(geog::geometry) AS lon, accuracy_m,"
+    " captured_at, received_at FROM location_point WHERE incident_id = $1 ORDER BY id"
+)
+
+
+def _trail_json(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    return [
+        {
+            "lat": p["lat"],
+            "lon": p["lon"],
+            "accuracy_m": p["accuracy_m"],
+            "captured_at": _iso(p["captured_at"]),
+            "received_at": _iso(p["received_at"]),
+        }
+        for p in rows
+    ]

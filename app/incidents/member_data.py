@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, true, update
+from sqlalchemy import delete, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, NotFound
@@ -15,6 +15,7 @@ from app.incidents.retention import forget_positions
 from app.models import (
     District,
     Guardian,
+    Home,
     Incident,
     IncidentEvent,
     LocationAccess,
@@ -257,7 +258,13 @@ async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> boo
     if not await asyncio.to_thread(verify_secret, member.pin_hash, pin):
         return False
     open_alert = await session.scalar(
-        select(Incident.id).where(Incident.member_id == member_id, Incident.closed_at.is_(None))
+        select(Incident.id).where(
+            or_(
+                Incident.member_id == member_id,
+                Incident.home_id.in_(select(Home.id).where(Home.member_id == member_id)),
+            ),
+            Incident.closed_at.is_(None),
+        )
     )
     if open_alert is not None:
         raise Conflict("an alert of yours is still open; it must be closed first")
@@ -282,6 +289,30 @@ async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> boo
             accuracy_m=None,
             note=None,
         )
+    )
+    # Her homes (app/homes/): the address goes, the position is coarsened like her incidents',
+    # the sensors stop; the alarms raised there keep only the coarse position.
+    await session.execute(
+        text(
+            "UPDATE incident SET location = ST_SnapToGrid(location::geometry, 0.01)::geography,"
+            " note = NULL WHERE home_id IN (SELECT id FROM home WHERE member_id = :m)"
+        ),
+        {"m": member_id},
+    )
+    await session.execute(
+        text(
+            "UPDATE device SET enabled = false WHERE home_id IN"
+            " (SELECT id FROM home WHERE member_id = :m)"
+        ),
+        {"m": member_id},
+    )
+    await session.execute(
+        text(
+            "UPDATE home SET address = '(erased)', label = NULL, enabled = false,"
+            " entry_due_at = NULL, geog = ST_SnapToGrid(geog::geometry, 0.01)::geography"
+            " WHERE member_id = :m"
+        ),
+        {"m": member_id},
     )
     member.name = "(erased)"
     member.phone = f"-{member.id.hex[:30]}"  # unique, and not a phone number

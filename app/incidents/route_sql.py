@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-#: A phone SOS and a button press close in space and time are one emergency.
-LINK_OTHER = {"app": "button", "button": "app"}
+#: A phone SOS and a button press (or a home sensor's alarm) close in space and time are one
+#: emergency.
+LINK_OTHER = {"app": ("button", "sensor"), "button": ("app",), "sensor": ("app",)}
 
 
 def routed_event_sql(
@@ -46,20 +47,21 @@ def link_lateral_sql(source: str, window: str, radius: str) -> str:
     LATERAL FROM item ``l`` (``link_id``, ``link_emergency_id``); ``window`` (seconds) and
     ``radius`` (metres) are SQL expressions, parameters in practice.
 
-    The other source is a literal and the window a ``received_at`` range, so that a phone's
-    lookup is a range of ``ix_incident_open_presses`` (migration 0007) and its cost follows the
-    rate of button presses, never the number of open incidents. (Written with the source as a
-    parameter and ``abs(received_at - ...) <= window``, no index could serve it, and the plan
-    PostgreSQL cached while the table was small read every open incident: 3.6 ms per SOS with
-    8,000 open.)"""
-    other = LINK_OTHER.get(source)
-    if other is None:
+    The other sources are literals and the window a ``received_at`` range, so that a phone's
+    lookup is a range of ``ix_incident_open_presses`` (migrations 0007, 0017: button presses and
+    home sensor alarms) and its cost follows the rate of button presses, never the number of
+    open incidents. (Written with the source as a parameter and
+    ``abs(received_at - ...) <= window``, no index could serve it, and the plan PostgreSQL
+    cached while the table was small read every open incident: 3.6 ms per SOS with 8,000
+    open.)"""
+    others = LINK_OTHER.get(source)
+    if others is None:
         return "LATERAL (SELECT NULL::uuid AS link_id, NULL::uuid AS link_emergency_id) l"
     return f"""
 LATERAL (
   SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id
   FROM incident o
-  WHERE o.source = '{other}' AND o.closed_at IS NULL
+  WHERE o.source IN ({", ".join(f"'{o}'" for o in others)}) AND o.closed_at IS NULL
     AND o.received_at BETWEEN i.received_at - make_interval(secs => {window}::float8)
                           AND i.received_at + make_interval(secs => {window}::float8)
     AND o.id <> i.id AND i.location IS NOT NULL AND o.location IS NOT NULL

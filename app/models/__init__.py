@@ -2,8 +2,10 @@
 
 from app.models.base import Base
 from app.models.geo import POLICE_KINDS, District, PlaceKind, SafePlace
+from app.models.home import ArmState, Home, HomeArmingEvent
 from app.models.identity import (
     Device,
+    DeviceKind,
     Guardian,
     Member,
     MemberToken,
@@ -30,14 +32,18 @@ from app.models.notification import GuardianView, Notification
 
 __all__ = [
     "POLICE_KINDS",
+    "ArmState",
     "Assignment",
     "Base",
     "DeliveryAttempt",
     "Device",
+    "DeviceKind",
     "DispatchReceipt",
     "District",
     "Guardian",
     "GuardianView",
+    "Home",
+    "HomeArmingEvent",
     "Incident",
     "IncidentEvent",
     "IncidentSource",

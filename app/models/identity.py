@@ -127,12 +127,28 @@ class StaffToken(UUIDPK, CreatedAt, Base):
     revoked_at: Mapped[datetime | None]
 
 
+class DeviceKind(enum.StrEnum):
+    """A store's panic button, or one of a home's sensors (app/homes/)."""
+
+    button = "button"
+    door = "door"
+    home_button = "home_button"
+    motion = "motion"
+    keypad = "keypad"
+
+
 class Device(UUIDPK, CreatedAt, Base):
-    """A wireless panic button installed in a safe place (usually a Safety House store)."""
+    """A wireless panic button installed in a safe place (usually a Safety House store), or a
+    sensor in a member's home (door contact, in-home button, motion sensor, keypad)."""
 
     __tablename__ = "device"
 
-    safe_place_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("safe_place.id"), index=True)
+    #: A store's button: the store. A home's sensor has ``home_id`` instead.
+    safe_place_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("safe_place.id"), index=True)
+    home_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("home.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="button", server_default=text("'button'"))
     label: Mapped[str | None] = mapped_column(Text)
     #: HMAC keys must be readable by the verifier, so they are stored, not hashed.
     secret: Mapped[str] = mapped_column(Text)
@@ -154,6 +170,16 @@ class Device(UUIDPK, CreatedAt, Base):
     #: The previous cancel press, for the double-cancel duress sequence.
     last_cancel_at: Mapped[datetime | None]
     last_cancel_signal_id: Mapped[uuid.UUID | None]
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('button','door','home_button','motion','keypad')", name="kind"),
+        # A store's button belongs to a store, a home's sensor to a home, never both.
+        CheckConstraint(
+            "(kind = 'button') = (safe_place_id IS NOT NULL)"
+            " AND (kind = 'button') = (home_id IS NULL)",
+            name="owner",
+        ),
+    )
 
 
 class SecurityEvent(CreatedAt, Base):

@@ -44,6 +44,8 @@ class Incident(UUIDPK, Base):
     device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("device.id"))
     #: For a button: the store it is installed in.
     safe_place_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("safe_place.id"))
+    #: For a home sensor (source ``sensor``): her home (app/homes/).
+    home_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("home.id"))
     #: The phone's idempotency key (null when the app sent none usable); for a button, the
     #: panic's ``signal_id``.
     client_alert_id: Mapped[uuid.UUID | None]
@@ -122,12 +124,13 @@ class Incident(UUIDPK, Base):
             postgresql_where=text("device_id IS NOT NULL"),
         ),
         Index("ix_incident_emergency_id", "emergency_id"),
-        # Routing's link lookup from a phone SOS: the open button presses of the last minutes.
-        # Partial on the literal source, so no other lookup by time can take it (0007).
+        # Routing's link lookup from a phone SOS: the open button presses (and home sensor
+        # alarms, 0017) of the last minutes. Partial on the literal sources, so no other lookup
+        # by time can take it (0007).
         Index(
             "ix_incident_open_presses",
             "received_at",
-            postgresql_where=text("closed_at IS NULL AND source = 'button'"),
+            postgresql_where=text("closed_at IS NULL AND source IN ('button','sensor')"),
         ),
         Index(
             "ix_incident_ack_deadline",

@@ -285,10 +285,11 @@
         return el('span', {
           class: `device ${shown.map((p) => `device-${p}`).join(' ')}`, id: `device-${d.id}`, dataset: { problems: shown.join(' ') },
         },
-        `${d.store.name}${d.label ? ` · ${d.label}` : ''} · ${shown.map((p) => PROBLEM_LABEL[p] || p).join(', ')}`,
+        // A store's button, or a home's sensor (no phone: the home is hers, not a business).
+        `${d.store ? d.store.name : `Home ${(d.home && (d.home.label || d.home.address)) || ''}`}${d.label ? ` · ${d.label}` : ''} · ${shown.map((p) => PROBLEM_LABEL[p] || p).join(', ')}`,
         d.problems.includes('offline') ? ` · last heartbeat ${clock(d.last_heartbeat_at)}` : '',
         d.problems.includes('low_battery') && d.battery_pct !== null ? ` · ${d.battery_pct}%` : '',
-        d.store.phone ? ` · ☎ ${d.store.phone}` : '');
+        d.store && d.store.phone ? ` · ☎ ${d.store.phone}` : '');
       }),
     );
   }
@@ -625,7 +626,7 @@
     const closed = CLOSED.has(d.status);
     const n = state.nearby || { safe_places: [], police: [], volunteers: [] };
     const head = el('header', { class: `detail-head status-${d.status}${isUrgent(d) ? ' urgent' : ''}` },
-      el('h2', {}, `${SOURCE_LABEL[d.source] || d.source} · ${d.source === 'button' ? 'panic button' : d.trigger}`),
+      el('h2', {}, `${SOURCE_LABEL[d.source] || d.source} · ${d.source === 'button' ? 'panic button' : d.trigger.replaceAll('_', ' ')}`),
       el('div', { class: 'meta' },
         el('span', { id: 'detail-status', class: 'status' }, STATUS_LABEL[d.status] || d.status),
         ` · ${d.district_name || 'outside every district'} · received ${clock(d.received_at)}`,
@@ -681,13 +682,27 @@
       el('a', { href: '#', onclick: (ev) => { ev.preventDefault(); highlight(l.id); openIncident(l.id); } },
         `${SOURCE_LABEL[l.source] || l.source} · ${STATUS_LABEL[l.status] || l.status} · ${clock(l.received_at)}`)));
 
-    pane.replaceChildren(head, actions, confirmBar || '', unitForm, volunteerForm, resolveForm,
+    // A home sensor's alarm: her address, the sensor that fired, the last 24 h of arming.
+    const h = d.home;
+    const homeSection = h ? section('Home',
+      el('p', { id: 'home-address' }, el('strong', {}, h.address), h.label ? ` · ${h.label}` : '',
+        ` · now ${h.state}`),
+      el('p', { id: 'home-sensor' }, h.sensor ? `Sensor: ${h.sensor.kind.replace('_', ' ')}${h.sensor.label ? ` (${h.sensor.label})` : ''}` : 'Sensor: none (a disarm with her PIN)'),
+      el('ol', { class: 'timeline', id: 'home-history' }, (h.arming_history || []).map((e) => el('li', { class: e.duress ? 'duress' : '' },
+        el('span', { class: 'time' }, clock(e.at)), el('span', { class: 'kind' }, e.kind.replace('_', ' ')),
+        el('span', { class: 'muted' }, ` via ${e.via}`), e.duress ? el('strong', { class: 'badge duress' }, ' DURESS PIN') : '')))) : '';
+    // Her phone's trail, when her SOS is linked with this alarm (one emergency).
+    const linkedTrails = (d.linked || []).filter((l) => l.trail && l.trail.length)
+      .map((l) => section(`Her phone's trail (${l.trail.length} points)`, el('ol', {},
+        l.trail.map((p) => el('li', {}, `${clock(p.captured_at || p.received_at)} · ${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`)))));
+    pane.replaceChildren(head, homeSection, actions, confirmBar || '', unitForm, volunteerForm, resolveForm,
       section('Assigned', assigned.length ? el('ul', {}, assigned) : el('p', { class: 'muted' }, 'nobody yet')),
       section('Nearest open safe places and police', places.length ? el('ol', {}, places) : el('p', { class: 'muted' }, d.lat === null ? 'no location yet' : '—')),
       section('Notified', notified.length ? el('ul', {}, notified) : el('p', { class: 'muted' }, 'nobody yet')),
       section(`Timeline (${(d.timeline || []).length})`, el('ol', { class: 'timeline', id: 'timeline' }, timeline)),
       section(`Trail (${(d.trail || []).length} points)`, el('p', { class: 'muted' }, 'shown on the map in yellow')),
-      linked.length ? section('Linked reports (same emergency)', el('ul', {}, linked)) : '');
+      linked.length ? section('Linked reports (same emergency)', el('ul', {}, linked)) : '',
+      ...linkedTrails);
     restoreFields(kept);
     drawFocus();
     drawIncidentMarkers(sorted());
