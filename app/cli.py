@@ -18,6 +18,7 @@ from app.devices.cli import devices_app
 from app.dispatch.cli import dead_letters, dispatcher, relay
 from app.errors import AppError
 from app.geo.cli import districts_app, places_app
+from app.receiver.cli import alarm_accounts_app, receiver
 
 T = TypeVar("T")
 
@@ -42,6 +43,8 @@ cli.add_typer(devices_app, name="devices")
 cli.command("dispatcher")(dispatcher)
 cli.command("relay")(relay)
 cli.command("dead-letters")(dead_letters)
+cli.add_typer(alarm_accounts_app, name="alarm-accounts")
+cli.command("receiver")(receiver)
 
 ROOT = Path(__file__).resolve().parent.parent
 
