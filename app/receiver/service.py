@@ -87,10 +87,10 @@ WHERE a.prefix = $1 AND a.account = $2
 # Retry detection and the log, in one statement under the account's advisory lock (two
 # connections delivering the same retry at once act once).
 _LOG_SQL = """
-WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))),
+WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))),
 seen AS (
   SELECT 1 FROM alarm_event, lock
-  WHERE account_id = $1 AND digest = $2 AND received_at > now() - make_interval(secs => $3)
+  WHERE account_id = $1::uuid AND digest = $2 AND received_at > now() - make_interval(secs => $3)
   LIMIT 1
 ), ins AS (
   INSERT INTO alarm_event (account_id, token, seq, digest, code, qualifier, zone, area,
