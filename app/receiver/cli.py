@@ -134,7 +134,16 @@ def enable(account_id: uuid.UUID) -> None:
 
 async def _serve(host: str, port: int) -> None:
     settings = get_settings()
-    pool = await create_pool(settings, application_name="ansim-receiver")
+    log = logging.getLogger("app.receiver")
+    for attempt in range(30):  # started before PostgreSQL is up, or it is full: keep trying
+        try:
+            pool = await create_pool(settings, application_name="ansim-receiver")
+            break
+        except (OSError, asyncpg.PostgresError) as exc:
+            if attempt == 29:
+                raise
+            log.warning("receiver waiting for PostgreSQL: %s", type(exc).__name__)
+            await asyncio.sleep(1)
     engine = create_engine(settings, application_name="ansim-receiver")
     redis = create_redis(settings, client_name="ansim-receiver")
     relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
