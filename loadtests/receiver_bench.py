@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 import asyncpg
 
 from app.receiver import protocol as dc09
+from tests.e2e.harness import free_port, wait_listening
 from tests.receiver.simulator import Panel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,22 +75,6 @@ async def _seed(db_url: str, panels: int, encrypted: bool) -> list[str]:
         return numbers
     finally:
         await conn.close()
-
-
-def _wait_listening(port: int, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.1)
-    raise RuntimeError("the receiver did not start")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 _MIXED = ["NULL", "602", "602", "NULL", "301", "NULL", "3301", "602"]
@@ -155,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         [sys.executable, "-m", "app.cli", "db", "upgrade"], cwd=ROOT, env=env, check=True
     )
     numbers = asyncio.run(_seed(args.db_url, args.panels, args.encrypted))
-    port = _free_port()
+    port = free_port()
     with open(f"/tmp/ansim-receiver-bench-{port}.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "receiver", "--host", "127.0.0.1",
@@ -163,7 +146,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            _wait_listening(port)
+            wait_listening(port)
             return asyncio.run(drive(args, port, numbers))
         finally:
             proc.terminate()

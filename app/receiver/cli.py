@@ -8,8 +8,7 @@ import json
 import logging
 import signal
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import asyncpg
 import typer
@@ -17,8 +16,8 @@ import uvloop
 
 from app.config import get_settings
 from app.db import create_engine, create_pool, create_sessionmaker
+from app.devices.cli import run_on_connection
 from app.dispatch.relay import OutboxRelay
-from app.errors import AppError
 from app.receiver import accounts
 from app.receiver.server import ReceiverServer
 from app.receiver.service import Receiver
@@ -28,22 +27,7 @@ alarm_accounts_app = typer.Typer(
     help="Alarm-panel accounts reporting over SIA DC-09.", no_args_is_help=True
 )
 
-T = TypeVar("T")
-
-
-def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    async def main() -> T:
-        conn = await asyncpg.connect(get_settings().asyncpg_dsn)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(main())
-    except AppError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from None
+_run = run_on_connection
 
 
 def _emit(data: object, as_json: bool) -> None:

@@ -368,12 +368,5 @@ def _account(row: asyncpg.Record) -> Account:
         window_past_s=row["window_past_s"],
         window_future_s=row["window_future_s"],
         enabled=row["enabled"],
-        store=Store(
-            id=row["place_id"],
-            name=row["name"],
-            address=row["address"],
-            phone=row["phone"],
-            lat=row["lat"],
-            lon=row["lon"],
-        ),
+        store=Store.from_row(row),
     )

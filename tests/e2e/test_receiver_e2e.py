@@ -6,8 +6,6 @@ silent past its supervision interval shows as offline there, and back online whe
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import time
 
 import pytest
@@ -20,21 +18,13 @@ from tests.e2e.harness import (
     stack_env,
     start_api,
     start_dispatcher,
+    wait_listening,
 )
 from tests.receiver.simulator import Panel
 
 A = (126.90, 37.50, 126.95, 37.55)
 IN_A = (37.52, 126.92)
 KEY = "0123456789abcdef0123456789abcdef"  # AES-128 as hex
-
-
-def _wait_listening(port: int, within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"receiver on {port} did not start")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +44,7 @@ async def stack(migrated, settings):
     )
     procs = [api, dispatcher, receiver]
     try:
-        await asyncio.to_thread(_wait_listening, receiver_port)
+        await asyncio.to_thread(wait_listening, receiver_port)
         yield {"api": api_port, "receiver": receiver_port}
     finally:
         for proc in procs:

@@ -218,7 +218,11 @@ def test_contact_id_messages_become_events():
     ],
 )
 def test_contact_id_mapping(data, action, extra):
-    (e,) = ev.contact_id(f"#1234|{data}".encode())
+    _check(ev.contact_id(f"#1234|{data}".encode()), action, extra)
+
+
+def _check(found: list[ev.PanelEvent], action: ev.Action, extra: object) -> None:
+    (e,) = found
     assert e.action is action
     if isinstance(extra, ev.Alarm):
         assert e.alarm == extra
@@ -244,12 +248,7 @@ def test_contact_id_mapping(data, action, extra):
     ],
 )
 def test_sia_dc03_mapping(data, action, extra):
-    (e,) = ev.sia_dcs(f"#1234|{data}".encode())
-    assert e.action is action
-    if isinstance(extra, ev.Alarm):
-        assert e.alarm == extra
-    elif extra is not None:
-        assert e.trouble == extra
+    _check(ev.sia_dcs(f"#1234|{data}".encode()), action, extra)
 
 
 def test_several_sia_blocks_in_one_message():
