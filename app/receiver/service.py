@@ -17,7 +17,8 @@ The effects reuse the paths of a store's panic button (app/devices/):
 - troubles and their restores are ``health.record_trouble``, a tamper ``record_signal``.
 
 A retried message (the panel did not get our ACK) has the same content digest: it is
-acknowledged again and acted on once.
+acknowledged again, logged once, and its actions are idempotent (the incident's
+``client_alert_id`` is derived from the digest; a trouble is reported only when it changes).
 """
 
 from __future__ import annotations
@@ -213,18 +214,21 @@ class Receiver:
             logged = await self.pool.fetchrow(
                 _LOG_SQL, account.id, digest, RETRY_WINDOW_S, frame.token, frame.seq, rows
             )
+            # A retry is acted on again: every action is idempotent (the incident's
+            # client_alert_id comes from the digest, a trouble is reported only when it
+            # changes), so a failure between the log and the action cannot lose an alarm.
+            ids: list[int | None] = list(logged["ids"])
             if logged["retry"]:
                 self.stats.retries += 1
-                found = []
-            else:
-                for event, event_id in zip(found, logged["ids"], strict=True):
-                    reported += await self._act(account, frame, event, event_id, digest)
+                ids = [None] * len(found)
+            for event, event_id in zip(found, ids, strict=True):
+                reported += await self._act(account, frame, event, event_id, digest)
         signal = await health.record_signal(
             self.pool,
             device_id=account.device_id,
             heartbeat=True,
             tested=tested,
-            tampered=tampered and bool(found),
+            tampered=tampered,
         )
         reported += signal.reported
         await self.pool.execute(
@@ -238,14 +242,15 @@ class Receiver:
         account: Account,
         frame: dc09.Frame,
         event: ev.PanelEvent,
-        event_id: int,
+        event_id: int | None,
         digest: bytes,
     ) -> int:
         if event.action is ev.Action.incident and event.alarm is not None:
             incident_id = await self._raise(account, frame, event, digest)
-            await self.pool.execute(
-                "UPDATE alarm_event SET incident_id = $2 WHERE id = $1", event_id, incident_id
-            )
+            if event_id is not None:
+                await self.pool.execute(
+                    "UPDATE alarm_event SET incident_id = $2 WHERE id = $1", event_id, incident_id
+                )
             return 1
         if event.action in (ev.Action.trouble, ev.Action.restore) and event.trouble:
             return await health.record_trouble(
