@@ -59,9 +59,10 @@ async def _seed(db_url: str, panels: int, encrypted: bool) -> list[str]:
         await conn.execute(
             "INSERT INTO safe_place (id, kind, name, address, phone, open_24h, is_safety_house,"
             " active, source, external_ref, geog) VALUES ($1, 'convenience_store', 'Bench',"
-            " 'Seoul', '02-000-0000', true, true, true, 'bench', $1::text,"
+            " 'Seoul', '02-000-0000', true, true, true, 'bench', $2,"
             " ST_SetSRID(ST_MakePoint(126.98, 37.56), 4326)::geography)",
             place,
+            str(place),
         )
         numbers = [f"{0xB000 + i:X}" for i in range(panels)]
         for number in numbers:
