@@ -64,12 +64,12 @@ async def list_alarm_accounts(
     return {"accounts": await accounts.list_accounts(pool, limit=limit)}
 
 
-@router.get("/{account_id}/log", summary="An account's log, newest first (unknown codes too)")
+@router.get("/{alarm_account_id}/log", summary="An account's log, newest first (unknown codes too)")
 async def alarm_account_log(
-    account_id: uuid.UUID,
+    alarm_account_id: uuid.UUID,
     _operator: CurrentOperator,
     pool: PoolDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    await accounts.get_account(pool, account_id)
-    return {"events": await accounts.account_log(pool, account_id, limit=limit)}
+    await accounts.get_account(pool, alarm_account_id)
+    return {"events": await accounts.account_log(pool, alarm_account_id, limit=limit)}
