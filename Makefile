@@ -6,7 +6,7 @@ TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ansim_test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 VENV := .venv/bin
 
-.PHONY: setup run test lint format typecheck bench clean
+.PHONY: setup run test lint format typecheck bench clean fuzz-receiver
 
 setup:                ## install PostgreSQL/PostGIS/Redis if missing, create .venv
 	scripts/setup.sh
@@ -22,6 +22,12 @@ test:                 ## everything the tests need, then the whole suite
 	scripts/ensure_db.sh $(TEST_DATABASE_URL)
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) ANSIM_ENVIRONMENT=test \
 	  $(VENV)/pytest -q $(PYTEST_ARGS)
+
+fuzz-receiver:        ## the DC-09 frame fuzz with 100,000 inputs (make test runs 5,000)
+	scripts/ensure_db.sh $(TEST_DATABASE_URL)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) ANSIM_ENVIRONMENT=test \
+	  ANSIM_FUZZ_EXAMPLES=100000 $(VENV)/pytest -q -s -o timeout=3600 --durations=5 \
+	  tests/receiver/test_fuzz.py $(PYTEST_ARGS)
 
 lint:                 ## ruff + mypy
 	$(VENV)/ruff format --check .

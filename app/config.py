@@ -89,6 +89,22 @@ class Settings(BaseSettings):
     home_entry_delay_s: float = Field(30.0, gt=0, le=600)
     home_entry_check_s: float = Field(1.0, gt=0)
 
+    # Alarm-panel receiver (SIA DC-09, ``ansim receiver``; docs/alarm-panels.md)
+    receiver_host: str = "0.0.0.0"
+    #: TCP and UDP on the same port.
+    receiver_port: int = Field(9000, ge=0, le=65535)
+    #: A TCP line not finished this long after its first byte cuts the connection (slowloris).
+    receiver_line_timeout_s: float = Field(10.0, gt=0)
+    #: A TCP connection silent this long is closed (a panel opens a new one).
+    receiver_idle_timeout_s: float = Field(120.0, gt=0)
+    #: A line longer than this cuts the connection (a DC-09 frame is a few hundred bytes).
+    receiver_max_line_bytes: int = Field(4096, ge=256)
+    #: UDP messages handled at once; more are dropped (the panel retries).
+    receiver_udp_concurrency: int = Field(256, ge=1)
+    #: An account's supervision interval when the operator gives none: silent this long, the
+    #: panel is reported offline on its district's consoles.
+    alarm_supervision_s: float = Field(1800.0, gt=0)
+
     # Privacy
     #: How long the trail of a closed incident is kept (default 30 days).
     trail_retention_s: float = 30 * 24 * 3600

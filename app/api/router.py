@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from app.api import (
     admin,
+    alarm_accounts,
     alerts,
     auth,
     console,
@@ -34,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     safe_places.router,
     volunteers.router,
     admin.router,
+    alarm_accounts.router,
     maps.router,
     guardian.router,
     metrics.router,

@@ -16,14 +16,16 @@ import typer
 
 from app.config import get_settings
 from app.devices import service
-from app.errors import BadRequest, NotFound
+from app.errors import AppError
 
 devices_app = typer.Typer(help="Panic buttons installed in safe places.", no_args_is_help=True)
 
 T = TypeVar("T")
 
 
-def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+def run_on_connection(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """Run ``work`` on one connection; an ``AppError`` is printed and exits 1."""
+
     async def main() -> T:
         conn = await asyncpg.connect(get_settings().asyncpg_dsn)
         try:
@@ -33,9 +35,12 @@ def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except (NotFound, BadRequest) as exc:
+    except AppError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
+
+
+_run = run_on_connection
 
 
 @devices_app.command("create")

@@ -57,7 +57,7 @@ def _device_json(d: str) -> str:
       'id', {d}.id, 'kind', {d}.kind, 'label', {d}.label, 'battery_pct', {d}.battery_pct,
       'last_heartbeat_at', {d}.last_heartbeat_at, 'last_seen_at', {d}.last_seen_at,
       'offline_since', {d}.offline_reported_at, 'low_battery_at', {d}.low_battery_at,
-      'tampered_at', {d}.tampered_at,
+      'tampered_at', {d}.tampered_at, 'troubles', {d}.troubles,
       'store', CASE WHEN p.id IS NOT NULL THEN jsonb_build_object(
                  'id', p.id, 'name', p.name, 'address', p.address, 'phone', p.phone,
                  'lat', ST_Y(p.geog::geometry), 'lon', ST_X(p.geog::geometry)) END,
@@ -77,7 +77,8 @@ _REPORT_SQL = f"""
 WITH due AS (
   SELECT d.id FROM device d
   WHERE d.enabled AND d.offline_reported_at IS NULL
-    AND coalesce(d.last_heartbeat_at, d.created_at) < now() - make_interval(secs => $1)
+    AND coalesce(d.last_heartbeat_at, d.created_at)
+        < now() - make_interval(secs => coalesce(d.offline_after_s, $1))
   ORDER BY coalesce(d.last_heartbeat_at, d.created_at)
   LIMIT $2
   FOR UPDATE OF d SKIP LOCKED
@@ -86,21 +87,22 @@ WITH due AS (
   FROM due WHERE d.id = due.id
   RETURNING d.*
 ), info AS (
-  SELECT upd.id, upd.last_heartbeat_at, dist.id AS district_id, dist.code AS district_code,
+  SELECT upd.id, upd.last_heartbeat_at, coalesce(upd.offline_after_s, $1) AS after_s,
+         dist.id AS district_id, dist.code AS district_code,
          dist.name AS district_name, {_device_json("upd")} AS device
   FROM upd{_owner_join("upd")}
   {_DISTRICT_LATERAL}
 ), ev AS (
   INSERT INTO security_event (kind, device_id, detail)
   SELECT $4, id, jsonb_build_object('last_heartbeat_at', last_heartbeat_at,
-                                    'offline_after_s', $1::float8)
+                                    'offline_after_s', after_s)
   FROM info
 ), ob AS (
   INSERT INTO outbox (topic, incident_id, payload)
   SELECT $3, NULL, jsonb_build_object(
     'kind', 'device_offline', 'event', 'offline',
     'district_id', district_id, 'district_code', district_code, 'district_name', district_name,
-    'offline_after_s', $1::float8, 'device', device)
+    'offline_after_s', after_s, 'device', device)
   FROM info
   RETURNING id
 )
@@ -109,8 +111,9 @@ SELECT count(*) AS reported FROM ob
 
 
 async def report_offline(pool: asyncpg.Pool, settings: Settings, *, batch: int = 200) -> int:
-    """Report every enabled device whose heartbeat is overdue and not yet reported; returns how
-    many were reported (their outbox rows are committed; kick the relay)."""
+    """Report every enabled device whose heartbeat is overdue and not yet reported (after its
+    own ``offline_after_s``, an alarm panel's supervision interval, or the setting); returns
+    how many were reported (their outbox rows are committed; kick the relay)."""
     total = 0
     while True:
         reported: int = await pool.fetchval(
@@ -228,13 +231,15 @@ SELECT {_device_json("d")} AS device, dist.id AS district_id, dist.code AS distr
        array_remove(ARRAY[
          CASE WHEN d.offline_reported_at IS NOT NULL THEN 'offline' END,
          CASE WHEN d.low_battery_at IS NOT NULL THEN 'low_battery' END,
-         CASE WHEN d.tampered_at > now() - make_interval(secs => $3::float8) THEN 'tamper' END
+         CASE WHEN d.tampered_at > now() - make_interval(secs => $3::float8) THEN 'tamper' END,
+         CASE WHEN cardinality(d.troubles) > 0 THEN 'trouble' END
        ], NULL) AS problems
 FROM device d{_owner_join("d")}
 {_DISTRICT_LATERAL}
 WHERE d.enabled
   AND (d.offline_reported_at IS NOT NULL OR d.low_battery_at IS NOT NULL
-       OR d.tampered_at > now() - make_interval(secs => $3::float8))
+       OR d.tampered_at > now() - make_interval(secs => $3::float8)
+       OR cardinality(d.troubles) > 0)
   AND ($1::bool OR dist.id = ANY($2::uuid[]))
 ORDER BY d.offline_reported_at NULLS LAST, coalesce(p.name, h.label), d.id
 LIMIT $4
@@ -262,6 +267,49 @@ async def console_devices(
         }
         for r in rows
     ]
+
+
+# $1 device, $2 the trouble, $3 true: reported, false: restored, $4 the code, $5 the topic.
+# Only a change is a message: a trouble reported again (a status report) or a restore of a
+# trouble not on record writes nothing.
+_TROUBLE_CHANGE_SQL = f"""
+WITH old AS (
+  SELECT id, troubles FROM device WHERE id = $1 FOR UPDATE
+), upd AS (
+  UPDATE device d SET
+    troubles = CASE WHEN $3::bool THEN array_append(old.troubles, $2::text)
+                    ELSE array_remove(old.troubles, $2::text) END
+  FROM old
+  WHERE d.id = old.id AND ($2::text = ANY(old.troubles)) <> $3::bool
+  RETURNING d.*
+), info AS (
+  SELECT dist.id AS district_id, dist.code AS district_code, dist.name AS district_name,
+         {_device_json("upd")} AS device
+  FROM upd JOIN safe_place p ON p.id = upd.safe_place_id
+  {_DISTRICT_LATERAL}
+), ob AS (
+  INSERT INTO outbox (topic, incident_id, payload)
+  SELECT $5, NULL, jsonb_build_object(
+    'kind', CASE WHEN $3::bool THEN 'device_trouble' ELSE 'device_trouble_restored' END,
+    'event', CASE WHEN $3::bool THEN 'trouble' ELSE 'trouble_restored' END,
+    'district_id', district_id, 'district_code', district_code, 'district_name', district_name,
+    'device', device, 'data', jsonb_build_object('trouble', $2::text, 'code', $4::text))
+  FROM info
+  RETURNING id
+)
+SELECT count(*) FROM ob
+"""
+
+
+async def record_trouble(
+    pool: asyncpg.Pool, *, device_id: uuid.UUID, trouble: str, present: bool, code: str
+) -> int:
+    """An alarm panel's trouble (``present``) or its restore, on the district's consoles
+    (``trouble`` / ``trouble_restored``) once per change; returns the messages written."""
+    reported: int = await pool.fetchval(
+        _TROUBLE_CHANGE_SQL, device_id, trouble, present, code, TOPIC_DEVICE_HEALTH
+    )
+    return reported
 
 
 def is_device_entry(fields: dict[bytes, bytes]) -> bool:

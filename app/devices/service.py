@@ -88,6 +88,18 @@ class Store:
     lat: float
     lon: float
 
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Store:
+        """From a row with ``place_id``, ``name``, ``address``, ``phone``, ``lat``, ``lon``."""
+        return cls(
+            id=row["place_id"],
+            name=row["name"],
+            address=row["address"],
+            phone=row["phone"],
+            lat=row["lat"],
+            lon=row["lon"],
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "id": str(self.id),
@@ -294,14 +306,7 @@ async def authenticate(
     return AuthenticatedDevice(
         id=verified.device_id,
         label=row["label"],
-        store=Store(
-            id=row["place_id"],
-            name=row["name"],
-            address=row["address"],
-            phone=row["phone"],
-            lat=row["lat"],
-            lon=row["lon"],
-        ),
+        store=Store.from_row(row),
         key=verified.key,
         nonce=verified.nonce,
         nonce_checked=verified.nonce_checked,

@@ -56,7 +56,12 @@ def link_lateral_sql(source: str, window: str, radius: str) -> str:
     open.)"""
     others = LINK_OTHER.get(source)
     if others is None:
-        return "LATERAL (SELECT NULL::uuid AS link_id, NULL::uuid AS link_emergency_id) l"
+        # Still names the window and radius: the statement is called with them as parameters
+        # whatever the source, and asyncpg refuses parameters a statement does not use.
+        return (
+            "LATERAL (SELECT NULL::uuid AS link_id, NULL::uuid AS link_emergency_id,"
+            f" {window}::float8 AS link_window, {radius}::float8 AS link_radius) l"
+        )
     return f"""
 LATERAL (
   SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id

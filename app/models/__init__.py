@@ -1,5 +1,6 @@
 """All ORM models, in one place (Alembic reads ``Base.metadata`` from here)."""
 
+from app.models.alarm import AlarmAccount, AlarmEvent
 from app.models.base import Base
 from app.models.geo import POLICE_KINDS, District, PlaceKind, SafePlace
 from app.models.home import ArmState, Home, HomeArmingEvent
@@ -32,6 +33,8 @@ from app.models.notification import GuardianView, Notification
 
 __all__ = [
     "POLICE_KINDS",
+    "AlarmAccount",
+    "AlarmEvent",
     "ArmState",
     "Assignment",
     "Base",

@@ -21,7 +21,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import UUIDPK, Base, CreatedAt
@@ -170,6 +170,10 @@ class Device(UUIDPK, CreatedAt, Base):
     #: The previous cancel press, for the double-cancel duress sequence.
     last_cancel_at: Mapped[datetime | None]
     last_cancel_signal_id: Mapped[uuid.UUID | None]
+    #: Its own offline threshold (an alarm panel's supervision interval); None: the setting.
+    offline_after_s: Mapped[float | None]
+    #: Troubles an alarm panel reported and has not restored (``ac_loss``, ``low_battery``...).
+    troubles: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
 
     __table_args__ = (
         CheckConstraint("kind IN ('button','door','home_button','motion','keypad')", name="kind"),

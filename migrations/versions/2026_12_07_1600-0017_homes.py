@@ -1,7 +1,7 @@
 """homes: a member's home with its sensors, arming state, entry delay and arming history
 
 Revision ID: 0017_homes
-Revises: 0014_staff_totp
+Revises: 0016_alarm_receiver
 Create Date: 2026-12-07 16:00:00
 
 ``home``: registered to a member (address, position, the district computed from it), its
@@ -22,7 +22,7 @@ from alembic import op
 from geoalchemy2 import Geography
 
 revision: str = "0017_homes"
-down_revision: str | None = "0014_staff_totp"
+down_revision: str | None = "0016_alarm_receiver"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

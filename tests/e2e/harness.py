@@ -47,6 +47,16 @@ def free_port() -> int:
         return port
 
 
+def wait_listening(port: int, within: float = 30) -> None:
+    """Until something accepts TCP connections on ``port`` (a process that prints no ready line)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port} after {within} s")
+
+
 def stack_env(*, redis_url: str, gateway_port: int | None, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(

@@ -124,7 +124,11 @@ async def test_a_wrong_pin_is_refused_and_the_entry_delay_runs_on(
 def _normalised(response) -> tuple[int, dict, dict]:
     body = dict(response.json())
     body.pop("changed_at"), body.pop("home_id")
-    headers = {k: v for k, v in response.headers.items() if k not in ("date", "content-length", "x-request-id")}
+    headers = {
+        k: v
+        for k, v in response.headers.items()
+        if k not in ("date", "content-length", "x-request-id")
+    }
     return response.status_code, body, headers
 
 

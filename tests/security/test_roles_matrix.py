@@ -24,6 +24,7 @@ from starlette.routing import WebSocketRoute
 
 from app.devices.signing import sign_request
 from app.main import create_app
+from app.receiver.accounts import create_account as create_alarm_account
 from app.security.passwords import hash_secret
 from app.security.tokens import MEMBER_PREFIX, STAFF_PREFIX, hash_token, new_token
 from tests.security.live_server import serve, ws_session
@@ -286,6 +287,18 @@ CALLS = [
     Call("GET", "/v1/admin/location-access", audience("operator", operator=200)),
     Call("GET", "/v1/admin/security-events", audience("operator", operator=200)),
     Call("GET", "/v1/admin/devices", audience("operator", operator=200)),
+    Call(
+        "POST",
+        "/v1/admin/alarm-accounts",
+        audience("operator", operator=201),
+        body={"place_id": "{place_id}", "account": "ABC123", "supervision_s": 600},
+    ),
+    Call("GET", "/v1/admin/alarm-accounts", audience("operator", operator=200)),
+    Call(
+        "GET",
+        "/v1/admin/alarm-accounts/{alarm_account_id}/log",
+        audience("operator", operator=200),
+    ),
     Call("GET", "/v1/admin/devices/{device_id}", audience("operator", operator=200)),
     Call("POST", "/v1/admin/devices/{device_id}/disable", audience("operator", operator=200)),
     Call("POST", "/v1/admin/devices/{device_id}/enable", audience("operator", operator=200)),
@@ -486,6 +499,10 @@ async def build_world(pool: asyncpg.Pool, make_district: Any, make_place: Any) -
     )
     ids["device_id"] = str(device)
     ids["staff_id"] = ids["dispatcher_a_id"]
+    ids["place_id"] = str(place)
+    async with pool.acquire() as conn:
+        alarm = await create_alarm_account(conn, place_id=place, account="5A1E", supervision_s=600)
+    ids["alarm_account_id"] = alarm["id"]
 
     return World(ids, tokens, secret)
 

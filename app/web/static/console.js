@@ -267,7 +267,7 @@
     }
   }
 
-  const PROBLEM_LABEL = { offline: 'OFFLINE', low_battery: 'LOW BATTERY', tamper: 'TAMPERED', online: 'back online' };
+  const PROBLEM_LABEL = { offline: 'OFFLINE', low_battery: 'LOW BATTERY', tamper: 'TAMPERED', online: 'back online', trouble: 'TROUBLE' };
   const ONLINE_SHOWN_MS = 60000;
   function renderDevices() {
     const banner = $('banner-devices');
@@ -289,6 +289,8 @@
         `${d.store ? d.store.name : `Home ${(d.home && (d.home.label || d.home.address)) || ''}`}${d.label ? ` · ${d.label}` : ''} · ${shown.map((p) => PROBLEM_LABEL[p] || p).join(', ')}`,
         d.problems.includes('offline') ? ` · last heartbeat ${clock(d.last_heartbeat_at)}` : '',
         d.problems.includes('low_battery') && d.battery_pct !== null ? ` · ${d.battery_pct}%` : '',
+        // An alarm panel's troubles (docs/alarm-panels.md): AC loss, battery, communication.
+        d.problems.includes('trouble') && (d.troubles || []).length ? ` · ${d.troubles.join(', ').replaceAll('_', ' ')}` : '',
         d.store && d.store.phone ? ` · ☎ ${d.store.phone}` : '');
       }),
     );
@@ -313,6 +315,7 @@
     const known = state.devices.get(msg.device.id);
     const problems = new Set(known ? known.problems : []);
     if (msg.event === 'online') problems.delete('offline');
+    else if (msg.event === 'trouble_restored') { if (!(msg.device.troubles || []).length) problems.delete('trouble'); }
     else problems.add(msg.event);
     state.devices.set(msg.device.id, {
       ...msg.device, problems: [...problems], _onlineUntil: msg.event === 'online' ? Date.now() + ONLINE_SHOWN_MS : 0,

@@ -1,0 +1,1 @@
+"""The SIA DC-09 alarm receiver: alarm panels report into Ansim (docs/alarm-panels.md)."""
