@@ -285,7 +285,7 @@ WITH old AS (
 ), info AS (
   SELECT dist.id AS district_id, dist.code AS district_code, dist.name AS district_name,
          {_device_json("upd")} AS device
-  FROM upd JOIN safe_place p ON p.id = upd.safe_place_id
+  FROM upd{_owner_join("upd")}
   {_DISTRICT_LATERAL}
 ), ob AS (
   INSERT INTO outbox (topic, incident_id, payload)

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from starlette.routing import WebSocketRoute
 
 from app.devices.signing import sign_request
+from app.homes.service import create_home
 from app.main import create_app
 from app.receiver.accounts import create_account as create_alarm_account
 from app.security.passwords import hash_secret
@@ -185,6 +186,27 @@ CALLS = [
         # Her alert is open, so her own erasure waits (409); the other member has none.
         audience("member", member=409, other_member=204),
         body={"pin": PIN},
+    ),
+    # Her home (tests/homes/): the other member's answer is the one for a home that is not there.
+    Call("GET", "/v1/me/homes", audience("member", **every(MEMBERS, 200))),
+    Call(
+        "POST",
+        "/v1/me/homes/{home_id}/arm",
+        audience("member", member=200, other_member=404),
+        body={"mode": "away"},
+    ),
+    Call(
+        "POST",
+        "/v1/me/homes/{home_id}/disarm",
+        audience("member", member=200, other_member=404),
+        body={"pin": PIN},
+    ),
+    # A home sensor's endpoint refuses a store's button (its own sensors: tests/homes/).
+    Call(
+        "POST",
+        "/v1/homes/devices/{device_id}/signals",
+        audience("device", device=401),
+        body={"type": "heartbeat"},
     ),
     Call(
         "POST",
@@ -503,6 +525,12 @@ async def build_world(pool: asyncpg.Pool, make_district: Any, make_place: Any) -
     async with pool.acquire() as conn:
         alarm = await create_alarm_account(conn, place_id=place, account="5A1E", supervision_s=600)
     ids["alarm_account_id"] = alarm["id"]
+    async with pool.acquire() as conn:
+        home = await create_home(
+            conn, member_id=uuid.UUID(ids["member_id"]), address="A-dong 1", lat=IN_A[0],
+            lon=IN_A[1],
+        )  # fmt: skip
+    ids["home_id"] = str(home.home_id)
 
     return World(ids, tokens, secret)
 
