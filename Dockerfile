@@ -35,14 +35,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt PYTHONDONTWRITEBYTECODE=1
 WORKDIR /srv/ansim
 RUN python3 -m venv /opt/ansim
-# The dependencies first (a layer that changes only with pyproject.toml or constraints.txt).
-COPY pyproject.toml constraints.txt README.md ./
-RUN mkdir app && touch app/__init__.py \
+# The dependencies first (a layer that changes only with pyproject.toml or constraints.txt;
+# the README that pyproject.toml names is a stand-in here, so editing it rebuilds nothing).
+COPY pyproject.toml constraints.txt ./
+RUN mkdir app && touch app/__init__.py README.md \
  && /opt/ansim/bin/pip install -q -c constraints.txt . \
  && /opt/ansim/bin/pip uninstall -q -y ansim && rm -rf app build *.egg-info
 # Then the project itself, installed in place: `ansim db upgrade` reads alembic.ini and
 # migrations/ beside app/, and the pages read app/web/node_modules.
-COPY alembic.ini ./
+COPY README.md alembic.ini ./
 COPY migrations ./migrations
 COPY app ./app
 # pip has done its work: out. The bytecode is compiled here, as the image's user cannot write it
