@@ -19,14 +19,15 @@ from app.incidents.store import NewIncident, insert_incident
 from tests.e2e.harness import (
     Console,
     GatewayReceiver,
+    free_ports,
     settled,
     stack_env,
     start_api,
     start_dispatcher,
 )
 
-API_PORT = 8301
-GATEWAY_PORT = 8390
+#: Chosen free when the module's stack starts (two suites on one machine must not collide).
+API_PORT, GATEWAY_PORT = 0, 0
 
 # Two districts side by side, and a point outside both.
 A = (126.90, 37.50, 126.95, 37.55)
@@ -37,6 +38,8 @@ IN_B = (37.52, 126.97)
 
 @pytest.fixture(scope="module")
 async def gateway():
+    global API_PORT, GATEWAY_PORT
+    API_PORT, GATEWAY_PORT = free_ports(2)
     receiver = GatewayReceiver(GATEWAY_PORT)
     await receiver.start()
     yield receiver
