@@ -192,8 +192,8 @@ async def test_the_list_filters_status_source_and_since_return_exactly_the_right
     for name, source, status, hours in rows:
         made[name] = await pool.fetchval(
             "INSERT INTO incident (id, source, trigger, status, received_at, closed_at)"
-            " VALUES ($1, $2, 'button', $3, $4::timestamptz, CASE WHEN $5::bool THEN $4::timestamptz END)"
-            " RETURNING id",
+            " VALUES ($1, $2, 'button', $3, $4::timestamptz,"
+            " CASE WHEN $5::bool THEN $4::timestamptz END) RETURNING id",
             uuid.uuid4(),
             source,
             status,
