@@ -13,6 +13,7 @@ import uuid
 import httpx
 import orjson
 import pytest
+from redis.exceptions import ResponseError
 
 from app.incidents.responders import responders_for
 from app.incidents.store import NewIncident, insert_incident
@@ -276,7 +277,12 @@ async def test_sigkill_of_a_dispatcher_mid_flight_loses_nothing(
             stack["d3"] = start_dispatcher("e2e-victim", stack["env"])
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                info = await redis.xinfo_consumers(settings.stream_incidents, settings.stream_group)
+                try:
+                    info = await redis.xinfo_consumers(
+                        settings.stream_incidents, settings.stream_group
+                    )
+                except ResponseError:  # no stream or group yet: the victim is still starting
+                    info = []
                 victim = [c for c in info if c["name"] in (b"e2e-victim", "e2e-victim")]
                 if victim and victim[0]["pending"] > 0:
                     break
