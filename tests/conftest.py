@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import time
+import types
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,14 +30,39 @@ from app.security.tokens import MEMBER_PREFIX, STAFF_PREFIX, hash_token, new_tok
 from loadtests.paths import SEOUL
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The real Seoul open data beside the project (loadtests/paths.py finds it).
-needs_seoul_data = pytest.mark.skipif(
-    not SEOUL.is_dir(), reason=f"the shared Seoul open data is not at {SEOUL}"
-)
 
-os.environ.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ansim_test")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+# The database and the Redis DB come from the environment only (`make test` passes
+# TEST_DATABASE_URL / TEST_REDIS_URL as DATABASE_URL / REDIS_URL), so two runs on one machine
+# given different ones never share state; the defaults are the Makefile's.
+for _name, _default in (
+    ("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/ansim_test"),
+    ("REDIS_URL", "redis://127.0.0.1:6379/9"),
+):
+    os.environ.setdefault(_name, os.environ.get(f"TEST_{_name}", _default))
 os.environ.setdefault("ANSIM_ENVIRONMENT", "test")
+
+
+@pytest.fixture
+def seoul_data() -> Path:
+    """The real Seoul open data beside the project (loadtests/paths.py finds it). Missing, the
+    test fails and says where it looked: it is never skipped in silence."""
+    if not SEOUL.is_dir():
+        pytest.fail(
+            f"the shared Seoul open data is not at {SEOUL}: put ../shared beside the checkout"
+            " or set ANSIM_SHARED_DIR",
+            pytrace=False,
+        )
+    return SEOUL
+
+
+needs_seoul_data = pytest.mark.usefixtures("seoul_data")
+
+
+@functools.cache
+def hashed(secret: str) -> str:
+    """Argon2 of a test PIN or password, computed once per session: each hash costs tens of
+    milliseconds by design, and the tests make thousands of members and staff."""
+    return hash_secret(secret)
 
 
 def alembic_config(database_url: str) -> Config:
@@ -97,10 +125,25 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     await r.aclose()
 
 
+#: A test whose fixtures include one of these uses PostgreSQL or Redis (every fixture that
+#: reaches them depends on one): ``clean`` empties both before it. Other tests (signatures,
+#: lifecycle, redaction, parsing) run without either: no migration, no TRUNCATE.
+_STATEFUL = frozenset({"migrated", "redis"})
+
+
 @pytest.fixture(autouse=True)
-async def clean(request: pytest.FixtureRequest, pool: asyncpg.Pool, redis: Redis) -> None:
+def clean(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("keep_db"):
         return
+    if _STATEFUL.isdisjoint(request.fixturenames):
+        return
+    # (A plain fixture: pytest-asyncio sets up the async one it asks for on its own loop.)
+    request.getfixturevalue("emptied")
+
+
+@pytest.fixture
+async def emptied(pool: asyncpg.Pool, redis: Redis) -> None:
+    """Both stores emptied before the test (``clean`` asks for it when a test uses them)."""
     for attempt in range(5):
         try:
             # (Identities go on: an outbox id is never used twice, as in production, so a
@@ -130,6 +173,43 @@ async def app(settings: Settings, migrated: None) -> AsyncIterator[FastAPI]:
     application = create_app(settings, process_name="ansim-tests-api")
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture
+def limit_clock_mid_minute(monkeypatch: pytest.MonkeyPatch) -> float:
+    """The rate limiters' clock stopped half-way through a minute. Their windows are fixed
+    minutes of ``time.time()``: on the real clock a minute can end between a test's requests,
+    its count starts again, and the test that wanted a 429 gets a 2xx (one run in a few dozen)."""
+    at = (time.time() // 60) * 60 + 30
+    clock = types.SimpleNamespace(time=lambda: at)
+    monkeypatch.setattr("app.security.ratelimit.time", clock)
+    monkeypatch.setattr("app.security.signin.time", clock)
+    return at
+
+
+async def room_in_the_minute(seconds: float) -> None:
+    """Wait, if need be, until ``seconds`` are left before the next minute: for limits counted
+    by processes of their own, whose clock a test cannot stop."""
+    left = 60 - time.time() % 60
+    if left < seconds:
+        await asyncio.sleep(left + 0.05)
+
+
+@pytest.fixture
+def relay_paused(request: pytest.FixtureRequest) -> None:
+    """The session app's outbox relay stopped for the test: for tests that publish the outbox
+    by hand and count what they published (a relay in the background takes rows from them)."""
+    if "migrated" in request.fixturenames:  # a test without the database has no rows to race
+        request.getfixturevalue("_relay_stopped")
+
+
+@pytest.fixture
+async def _relay_stopped(app: FastAPI) -> AsyncIterator[None]:
+    await app.state.relay.stop()
+    try:
+        yield
+    finally:
+        app.state.relay.start()
 
 
 @pytest.fixture
@@ -165,8 +245,8 @@ async def make_member(pool: asyncpg.Pool):
             member_id,
             phone,
             name,
-            hash_secret(pin),
-            hash_secret(duress_pin),
+            hashed(pin),
+            hashed(duress_pin),
         )
         await pool.execute(
             "INSERT INTO member_token (id, member_id, token_hash) VALUES ($1, $2, $3)",
@@ -208,7 +288,7 @@ async def make_staff(pool: asyncpg.Pool):
             f"{role}-{staff_id.hex[:8]}",
             name,
             role,
-            hash_secret("pw"),
+            hashed("pw"),
             city_wide,
             badge_number,
         )

@@ -113,12 +113,26 @@ async def test_dispatchers_create_scopes_to_districts(make_district, pool, clien
     assert bad.returncode == 1 and "unknown district" in bad.stderr
 
 
-@pytest.mark.parametrize("password", ["wrong", ""])
+@pytest.mark.parametrize("password", ["wrong", "PW", "pw "])
 async def test_login_refuses_a_wrong_password_with_the_stable_body(client, make_staff, password):
-    await make_staff()
-    r = await client.post("/v1/auth/login", json={"username": "nobody", "password": password})
-    assert r.status_code in (401, 422)
-    assert "error" in r.json()
+    staff = await make_staff()
+    username = f"dispatcher-{staff.id.hex[:8]}"  # how make_staff names them; its password is pw
+    right = await client.post("/v1/auth/login", json={"username": username, "password": "pw"})
+    assert right.status_code == 200, right.text
+    wrong = await client.post("/v1/auth/login", json={"username": username, "password": password})
+    assert wrong.status_code == 401
+    assert wrong.json() == {"error": "Unauthorized", "detail": "wrong username or password"}
+    assert "token" not in wrong.text
+    # A real user's wrong password reads like an unknown user: nothing tells the two apart.
+    nobody = await client.post("/v1/auth/login", json={"username": "nobody", "password": "pw"})
+    assert (nobody.status_code, nobody.json()) == (wrong.status_code, wrong.json())
+
+
+async def test_login_refuses_an_empty_password_as_bad_input(client, make_staff):
+    staff = await make_staff()
+    username = f"dispatcher-{staff.id.hex[:8]}"
+    r = await client.post("/v1/auth/login", json={"username": username, "password": ""})
+    assert r.status_code == 422 and {"error", "detail"} <= set(r.json())
 
 
 async def test_demo_is_idempotent_and_its_credentials_work(client, pool, tmp_path):

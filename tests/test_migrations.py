@@ -52,6 +52,12 @@ async def _diff_with_models(url: str) -> list[object]:
         await engine.dispose()
 
 
+def _beside(settings, suffix: str) -> str:
+    """A database name derived from the configured one (``ansim_test_suite`` gives
+    ``ansim_test_suite_migrations``): two runs given two databases never share these either."""
+    return settings.asyncpg_dsn.rsplit("/", 1)[1].split("?")[0] + suffix
+
+
 async def _empty_database(settings, name: str) -> tuple[str, str, Config]:
     """A new empty database beside the test one: its asyncpg DSN, SQLAlchemy URL, Alembic
     config."""
@@ -63,7 +69,7 @@ async def _empty_database(settings, name: str) -> tuple[str, str, Config]:
 
 
 async def test_migrations_upgrade_from_empty_match_the_models_and_downgrade_cleanly(settings):
-    dsn, url, cfg = await _empty_database(settings, "ansim_test_migrations")
+    dsn, url, cfg = await _empty_database(settings, _beside(settings, "_migrations"))
 
     await asyncio.to_thread(command.upgrade, cfg, "head")
     assert {"incident", "safe_place", "district", "outbox"} <= await _tables(dsn)
@@ -79,7 +85,7 @@ async def test_the_access_log_survives_a_round_trip_through_one_row_per_reader(s
     """0009 folds the readers of one write into one row; its downgrade gives each reader a row
     of their own again (at the same time, for the same incident and reason), and the upgrade
     after it keeps them all. The append-only trigger is back on after each."""
-    name = "ansim_test_migr"
+    name = _beside(settings, "_migr")
     dsn, url, cfg = await _empty_database(settings, name)
     readers = sorted(uuid.uuid4() for _ in range(3))
     alone, incident, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from app.redis_line import RedisLine, encode
+from tests.e2e.harness import free_port
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ async def test_a_reply_not_in_time_is_a_timeout_and_the_next_command_reconnects(
 
 
 async def test_no_server_is_a_connection_error() -> None:
-    line = RedisLine(port=8399, connect_timeout=0.5)
+    line = RedisLine(port=free_port(), connect_timeout=0.5)  # nobody listens there
     with pytest.raises(ConnectionError):
         await line.execute("PING")
     with pytest.raises(ConnectionError):  # and again: nothing is left half-open

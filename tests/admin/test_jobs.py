@@ -18,7 +18,6 @@ from app.incidents.store import NewIncident, insert_incident
 from tests.devices.helpers import make_device, send_signal
 from tests.security.live_server import serve, ws_session
 
-PORT = 8610
 A = (126.90, 37.50, 126.95, 37.55)
 B = (126.95, 37.50, 127.00, 37.55)
 IN_A = (37.52, 126.92)
@@ -115,7 +114,7 @@ async def test_the_offline_report_reaches_the_stores_district_console_only(
         return any(m["type"] == "device" for m in ms)
 
     async with (
-        serve(app, PORT) as host,
+        serve(app) as host,
         dispatcher(pool, redis, settings, device_offline_after_s=60.0, device_offline_check_s=0.2),
     ):
         url = f"ws://{host}/v1/console/stream?token="

@@ -13,8 +13,6 @@ import pytest
 from tests.api.test_alerts import HERE, city, sos  # noqa: F401  (the fixture)
 from tests.security.live_server import serve, ws_session
 
-PORT = 8671
-
 
 async def test_simultaneous_sos_with_different_ids_from_one_member_are_one_incident(
     app,
@@ -25,7 +23,7 @@ async def test_simultaneous_sos_with_different_ids_from_one_member_are_one_incid
     """Phone and wearable fire at once: different ``client_alert_id``s, one emergency."""
     members = [await make_member() for _ in range(3)]
     per_member = 6
-    async with serve(app, PORT) as host:
+    async with serve(app) as host:
         limits = httpx.Limits(max_connections=len(members) * per_member)
         async with httpx.AsyncClient(base_url=f"http://{host}", limits=limits) as http:
             replies = await asyncio.gather(
@@ -172,7 +170,7 @@ async def test_the_console_snapshot_in_a_flood_keeps_the_most_urgent_and_oldest_
         m.id,
     )
     dispatcher = await make_staff("dispatcher", city_wide=True)
-    async with serve(app, PORT + 1) as host:
+    async with serve(app) as host:
         messages, _ = await ws_session(
             f"ws://{host}/v1/console/stream?token={dispatcher.token}",
             until=lambda ms: any(x["type"] == "snapshot" for x in ms),

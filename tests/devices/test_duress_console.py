@@ -11,7 +11,6 @@ from tests.admin.test_jobs import dispatcher
 from tests.devices.helpers import make_device, send_signal
 from tests.security.live_server import serve, ws_session
 
-PORT = 8715
 A = (126.90, 37.50, 126.95, 37.55)
 IN_A = (37.52, 126.92)
 
@@ -30,7 +29,7 @@ async def test_the_console_is_told_to_call_the_store_then_sees_the_duress_escala
     def done(ms: list[dict[str, Any]]) -> bool:
         return "escalated" in _incident_events(ms)
 
-    async with serve(app, PORT) as host, dispatcher(pool, redis, settings):
+    async with serve(app) as host, dispatcher(pool, redis, settings):
         console = asyncio.create_task(
             ws_session(f"ws://{host}/v1/console/stream?token={disp_a.token}", until=done, within=10)
         )

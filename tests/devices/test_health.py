@@ -14,7 +14,6 @@ from tests.admin.test_jobs import dispatcher
 from tests.devices.helpers import make_device, send_signal
 from tests.security.live_server import serve, ws_session
 
-PORT = 8714
 A = (126.90, 37.50, 126.95, 37.55)
 B = (126.95, 37.50, 127.00, 37.55)
 IN_A = (37.52, 126.92)
@@ -145,7 +144,7 @@ async def test_device_messages_and_the_snapshot_reach_the_district_console_only(
     def events(ms: list[dict[str, Any]]) -> list[str]:
         return [m["event"] for m in ms if m["type"] == "device"]
 
-    async with serve(app, PORT) as host, dispatcher(pool, redis, settings):
+    async with serve(app) as host, dispatcher(pool, redis, settings):
         url = f"ws://{host}/v1/console/stream?token="
         console_a = asyncio.create_task(
             ws_session(url + disp_a.token, until=lambda ms: len(events(ms)) >= 3, within=8)

@@ -22,15 +22,17 @@ from app.incidents.console_service import incident_summary
 from app.incidents.store import NewIncident, insert_incident
 from app.notifications import service as notifications
 from app.notifications.sender import Sender
-from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver
+from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver, free_port
 from tests.plans import Measured, PlanProbe, generic_plan, rows_read
 
-GATEWAY_PORT = 8391
+# The session's test app (started by any earlier test) runs its outbox relay in the background:
+# it would publish the rows these tests publish by hand, and take the ones they count.
+pytestmark = pytest.mark.usefixtures("relay_paused")
 
 
 @pytest.fixture
 async def gateway():
-    receiver = GatewayReceiver(GATEWAY_PORT)
+    receiver = GatewayReceiver(free_port())
     await receiver.start()
     yield receiver
     await receiver.stop()
@@ -40,8 +42,8 @@ async def gateway():
 async def ctx(pool, redis, settings, gateway):
     s = settings.model_copy(
         update={
-            "push_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/push",
-            "sms_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
+            "push_gateway_url": f"http://127.0.0.1:{gateway.port}/push",
+            "sms_gateway_url": f"http://127.0.0.1:{gateway.port}/sms",
             "gateway_hmac_key": GATEWAY_KEY,
         }
     )
@@ -108,7 +110,7 @@ async def test_a_relay_with_redis_down_leaves_rows_for_the_sweeper(pool, setting
 
     member = await make_member()
     await _incident(pool, member)
-    dead = Redis(host="127.0.0.1", port=8399, socket_connect_timeout=0.5)
+    dead = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)  # nobody there
     with pytest.raises(Exception):  # noqa: B017 - any connection error
         await publish_pending(pool, dead, settings)
     await dead.aclose()
@@ -187,7 +189,7 @@ async def test_an_sos_redis_refuses_goes_back_to_the_relay(pool, redis, settings
     from redis.asyncio import Redis
 
     stored = await _published_sos(pool, await make_member())
-    dead = Redis(host="127.0.0.1", port=8399, socket_connect_timeout=0.5)
+    dead = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)  # nobody there
     relay = OutboxRelay(pool=pool, redis=dead, settings=settings)
     await relay.publish(stored.to_publish)  # no exception: the phone still gets her answer
     await dead.aclose()
@@ -433,6 +435,54 @@ async def test_a_phone_sos_links_with_a_press_nearby_reading_only_the_window(
     assert orjson.loads(console[1][b"body"])["incident"]["emergency_id"] == str(press)
 
 
+async def _press(pool, *, metres_north: float, seconds_ago: float) -> uuid.UUID:
+    """A button press that far north of 37.52, 126.92 (where ``_incident`` raises an SOS)."""
+    press: uuid.UUID = await pool.fetchval(
+        "INSERT INTO incident (id, source, trigger, location, received_at) VALUES"
+        " (gen_random_uuid(), 'button', 'button',"
+        " ST_SetSRID(ST_MakePoint(126.92, 37.52 + $1 / 111000.0), 4326)::geography,"
+        " now() - make_interval(secs => $2)) RETURNING id",
+        metres_north,
+        seconds_ago,
+    )
+    return press
+
+
+@pytest.mark.parametrize("how", ["far", "old", "closed"])
+async def test_a_phone_sos_is_not_linked_with_a_far_old_or_closed_press(
+    ctx, pool, redis, settings, make_member, how
+):
+    """Just outside ``link_radius_m``, or just before ``link_window_s``, or already closed: a
+    press is another emergency. Neither the dispatcher nor the intake links them."""
+    near, recent = 20.0, 30.0
+    press = await _press(
+        pool,
+        metres_north=settings.link_radius_m + 30 if how == "far" else near,
+        seconds_ago=settings.link_window_s + 60 if how == "old" else recent,
+    )
+    if how == "closed":
+        await pool.execute(
+            "UPDATE incident SET status = 'false_alarm', closed_at = now() WHERE id = $1", press
+        )
+    stored = await _incident(pool, await make_member())
+    await publish_pending(pool, redis, settings)
+    (entry,) = await _entries(redis, settings)
+    await _handle(ctx, entry)
+    assert await _kinds(pool, stored.id) == ["reported", "routed"]
+    linked = await pool.fetchval("SELECT emergency_id FROM incident WHERE id = $1", stored.id)
+    assert linked in (None, stored.id)
+    (console,) = await redis.xrange(settings.console_stream)
+    assert orjson.loads(console[1][b"body"])["incident"].get("emergency_id") != str(press)
+    # At intake, nothing to link: the insert routes it itself (a press near would leave it).
+    routed = await _sos_routed_at_intake(pool, settings, await make_member())
+    assert routed.to_publish.summary is not None
+    assert await _kinds(pool, routed.id) == ["reported", "routed"]
+    assert await pool.fetchval("SELECT emergency_id FROM incident WHERE id = $1", routed.id) in (
+        None,
+        routed.id,
+    )
+
+
 async def test_a_report_of_a_gone_incident_is_dropped(ctx, pool, redis, settings, make_member):
     stored = await _incident(pool, await make_member())
     await publish_pending(pool, redis, settings)
@@ -487,7 +537,7 @@ async def test_a_client_error_is_not_retried(ctx, pool, make_member, gateway):
         )
     async with httpx.AsyncClient() as http:
         wrong_key = HttpGateway(
-            channel="push", url=f"http://127.0.0.1:{GATEWAY_PORT}/push", key="wrong", http=http
+            channel="push", url=f"http://127.0.0.1:{gateway.port}/push", key="wrong", http=http
         )
         sender = Sender(pool=pool, settings=ctx.settings, gateways={"push": wrong_key})
         assert await sender.run_once() == 1

@@ -14,8 +14,6 @@ from app.incidents.store import NewIncident, insert_incident
 from tests.dispatch.test_routing import _send_due, ctx, gateway  # noqa: F401  (the fixtures)
 from tests.security.live_server import serve
 
-PORT = 8672
-
 
 async def _sos(pool, member, lat=37.52, lon=126.92) -> uuid.UUID:
     stored = await insert_incident(
@@ -67,7 +65,7 @@ async def test_volunteers_accepting_at_the_same_moment_only_the_needed_are_assig
     volunteers = [await make_staff("volunteer", name=f"V{n}") for n in range(6)]
     offers = [await _offer(pool, incident_id, v.id) for v in volunteers]
     async with (
-        serve(app, PORT) as host,
+        serve(app) as host,
         httpx.AsyncClient(base_url=f"http://{host}", timeout=20) as http,
     ):
         replies = await asyncio.gather(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -40,11 +41,22 @@ FAST_COVERAGE = {
 
 
 def free_port() -> int:
-    """A TCP port free on loopback now, so two runs of the suite on one machine do not collide."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port free on loopback now, so two runs of the suite on one machine do not collide.
+    Choose it just before use (in the fixture or test that starts the server), not at import."""
+    (port,) = free_ports(1)
+    return port
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on loopback now (each held until all are chosen, so the kernel
+    cannot hand the same one out twice)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def wait_listening(port: int, within: float = 30) -> None:
@@ -105,8 +117,14 @@ class Proc:
                 self.popen.wait(5)
 
 
+def log_path(name: str) -> Path:
+    """Where a spawned process writes its output: named by this run's pid too, so two suites on
+    one machine do not write into each other's logs."""
+    return Path(f"/tmp/ansim-e2e-{os.getpid()}-{name}.log")
+
+
 def spawn(name: str, args: list[str], env: dict[str, str]) -> Proc:
-    log = open(f"/tmp/ansim-e2e-{name}.log", "wb")  # noqa: SIM115 - kept for the process life
+    log = log_path(name).open("wb")
     popen = subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
@@ -133,7 +151,7 @@ def start_api(port: int, env: dict[str, str]) -> Proc:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
-            raise RuntimeError(f"API on {port} exited; see /tmp/ansim-e2e-api-{port}.log")
+            raise RuntimeError(f"API on {port} exited; see {log_path(f'api-{port}')}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc
@@ -147,6 +165,11 @@ def start_dispatcher(name: str, env: dict[str, str]) -> Proc:
 
 
 def start_redis(port: int) -> Proc:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        raise RuntimeError(
+            "this test starts its own Redis and needs redis-server and redis-cli"
+            " (Debian: apt-get install redis-server; scripts/setup.sh installs it)"
+        )
     popen = subprocess.Popen(
         [
             "redis-server",

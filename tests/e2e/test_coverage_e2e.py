@@ -14,14 +14,14 @@ from tests.e2e.harness import (
     FAST_COVERAGE,
     Console,
     GatewayReceiver,
+    free_ports,
     stack_env,
     start_api,
     start_dispatcher,
 )
 
-API_PORT = 8321
-OTHER_API_PORT = 8322
-GATEWAY_PORT = 8392
+#: Chosen free when the module's stack starts (two suites on one machine must not collide).
+API_PORT, OTHER_API_PORT, GATEWAY_PORT = 0, 0, 0
 
 # Three districts in a row: A touches B, B touches C.
 A = (126.90, 37.50, 126.95, 37.55)
@@ -34,6 +34,8 @@ COVERED_WITHIN_S = 2.0
 
 @pytest.fixture(scope="module")
 async def gateway():
+    global API_PORT, OTHER_API_PORT, GATEWAY_PORT
+    API_PORT, OTHER_API_PORT, GATEWAY_PORT = free_ports(3)
     async with GatewayReceiver.running(GATEWAY_PORT) as receiver:
         yield receiver
 

@@ -13,19 +13,21 @@ import uuid
 import httpx
 import orjson
 import pytest
+from redis.exceptions import ResponseError
 
 from app.incidents.store import NewIncident, insert_incident
 from tests.e2e.harness import (
     Console,
     GatewayReceiver,
+    free_ports,
     settled,
     stack_env,
     start_api,
     start_dispatcher,
 )
 
-API_PORT = 8301
-GATEWAY_PORT = 8390
+#: Chosen free when the module's stack starts (two suites on one machine must not collide).
+API_PORT, GATEWAY_PORT = 0, 0
 
 # Two districts side by side, and a point outside both.
 A = (126.90, 37.50, 126.95, 37.55)
@@ -36,6 +38,8 @@ IN_B = (37.52, 126.97)
 
 @pytest.fixture(scope="module")
 async def gateway():
+    global API_PORT, GATEWAY_PORT
+    API_PORT, GATEWAY_PORT = free_ports(2)
     receiver = GatewayReceiver(GATEWAY_PORT)
     await receiver.start()
     yield receiver
@@ -272,7 +276,12 @@ async def test_sigkill_of_a_dispatcher_mid_flight_loses_nothing(
             stack["d3"] = start_dispatcher("e2e-victim", stack["env"])
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                info = await redis.xinfo_consumers(settings.stream_incidents, settings.stream_group)
+                try:
+                    info = await redis.xinfo_consumers(
+                        settings.stream_incidents, settings.stream_group
+                    )
+                except ResponseError:  # no stream or group yet: the victim is still starting
+                    info = []
                 victim = [c for c in info if c["name"] in (b"e2e-victim", "e2e-victim")]
                 if victim and victim[0]["pending"] > 0:
                     break

@@ -12,15 +12,24 @@ import uuid
 import httpx
 import pytest
 
-from tests.e2e.harness import Console, stack_env, start_api, start_dispatcher, start_redis
+from tests.e2e.harness import (
+    Console,
+    free_ports,
+    stack_env,
+    start_api,
+    start_dispatcher,
+    start_redis,
+)
 
-API_PORT = 8302
-REDIS_PORT = 8380
+#: Chosen free when the stack starts (two suites on one machine must not collide).
+API_PORT, REDIS_PORT = 0, 0
 IN_A = {"lat": 37.52, "lon": 126.92, "accuracy_m": 8}
 
 
 @pytest.fixture
 async def private_stack(migrated, app):
+    global API_PORT, REDIS_PORT
+    API_PORT, REDIS_PORT = free_ports(2)
     # The in-process test app shares this database but not this Redis: its relay would publish
     # our rows to the other Redis. Pause it (one database, one Redis is the real deployment).
     await app.state.relay.stop()

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from tests.e2e.harness import Console, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import Console, free_ports, stack_env, start_api, start_dispatcher
 from tests.faults.common import (
     Phone,
     make_city_dispatcher,
@@ -20,8 +20,6 @@ from tests.faults.common import (
     write_artifact,
 )
 
-API_PORT = 8640
-CONSOLE_API_PORT = 8641
 KILLS = 3
 
 
@@ -29,23 +27,24 @@ async def test_sigkill_between_commit_and_response_then_a_retry_is_one_incident(
     migrated, settings, pool
 ):
     env = stack_env(redis_url=settings.redis_url, gateway_port=None, ANSIM_ACK_DEADLINE_S="600")
+    api_port, console_port = free_ports(2)
     console_token = await make_city_dispatcher(pool)
     phones = [Phone(token) for token in await make_members(pool, KILLS)]
     procs = {
         "dispatcher": start_dispatcher("faults-kill-d1", env),
-        "console_api": await asyncio.to_thread(start_api, CONSOLE_API_PORT, env),
+        "console_api": await asyncio.to_thread(start_api, console_port, env),
     }
-    base = f"http://127.0.0.1:{API_PORT}"
+    base = f"http://127.0.0.1:{api_port}"
     started = time.monotonic()
     try:
         async with (
             httpx.AsyncClient(timeout=10) as http,
-            Console(CONSOLE_API_PORT, console_token) as console,
+            Console(console_port, console_token) as console,
         ):
             killed = 0
             for phone in phones:
                 doomed = await asyncio.to_thread(
-                    start_api, API_PORT, {**env, "ANSIM_FAULT": "kill_after_commit"}
+                    start_api, api_port, {**env, "ANSIM_FAULT": "kill_after_commit"}
                 )
                 procs["doomed"] = doomed
                 assert await phone.send(http, base) is None  # the connection died, no answer
@@ -55,7 +54,7 @@ async def test_sigkill_between_commit_and_response_then_a_retry_is_one_incident(
             # Each SOS is committed although nobody was told.
             committed = await pool.fetchval("SELECT count(*) FROM incident")
             assert committed == KILLS
-            procs["api"] = await asyncio.to_thread(start_api, API_PORT, env)
+            procs["api"] = await asyncio.to_thread(start_api, api_port, env)
             for phone in phones:
                 r = await phone.send(http, base)
                 assert r is not None and r.status_code == 200, r and r.text  # a replay

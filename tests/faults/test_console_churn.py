@@ -14,13 +14,14 @@ from tests.e2e.harness import (
     FAST_COVERAGE,
     Console,
     GatewayReceiver,
+    free_ports,
     stack_env,
     start_api,
     start_dispatcher,
 )
 
-API_PORT = 8331
-GATEWAY_PORT = 8393
+#: Chosen free when the module's stack starts (two suites on one machine must not collide).
+API_PORT, GATEWAY_PORT = 0, 0
 
 A = (126.90, 37.50, 126.95, 37.55)
 B = (126.95, 37.50, 127.00, 37.55)
@@ -32,6 +33,8 @@ SEEN_WITHIN_S = 3.0
 
 @pytest.fixture(scope="module")
 async def gateway():
+    global API_PORT, GATEWAY_PORT
+    API_PORT, GATEWAY_PORT = free_ports(2)
     async with GatewayReceiver.running(GATEWAY_PORT) as receiver:
         yield receiver
 

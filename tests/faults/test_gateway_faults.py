@@ -27,16 +27,17 @@ from starlette.routing import Route
 from app.dispatch import presence
 from app.dispatch.worker import Dispatcher
 from app.incidents.store import NewIncident, insert_incident
+from tests.e2e.harness import free_port
 from tests.faults.common import write_artifact
 
-GATEWAY_PORT = 8670
 IN_A = (37.52, 126.92)
 CLIENT_TIMEOUT_S = 0.3
 
 
 class BrokenGateway:
-    def __init__(self, slow_target: str) -> None:
+    def __init__(self, slow_target: str, port: int) -> None:
         self.slow_target = slow_target
+        self.port = port
         self.calls: list[tuple[str, str]] = []
 
     async def handle(self, request: Request) -> JSONResponse:
@@ -49,8 +50,9 @@ class BrokenGateway:
 
 @pytest.fixture
 async def gateway(request):
+    port = free_port()
     slow = f"volunteer:{uuid.uuid4()}"
-    broken = BrokenGateway(slow)
+    broken = BrokenGateway(slow, port)
     app = Starlette(
         routes=[
             Route("/push", broken.handle, methods=["POST"]),
@@ -61,7 +63,7 @@ async def gateway(request):
         uvicorn.Config(
             app,
             host="127.0.0.1",
-            port=GATEWAY_PORT,
+            port=port,
             log_level="warning",
             timeout_graceful_shutdown=1,
         )
@@ -102,8 +104,8 @@ async def test_failing_gateways_are_retried_until_the_deadline_then_shown_failed
         await presence.report(redis, settings, volunteer_id=vid, lat=IN_A[0] + dlat, lon=IN_A[1])
     s = settings.model_copy(
         update={
-            "push_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/push",
-            "sms_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
+            "push_gateway_url": f"http://127.0.0.1:{gateway.port}/push",
+            "sms_gateway_url": f"http://127.0.0.1:{gateway.port}/sms",
             "gateway_hmac_key": "faults",
             "notify_deadline_s": 3.0,
             "notify_backoff_base_s": 0.2,

@@ -19,11 +19,16 @@ from collections import Counter
 
 import httpx
 
-from tests.e2e.harness import GatewayReceiver, settled, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import (
+    GatewayReceiver,
+    free_ports,
+    settled,
+    stack_env,
+    start_api,
+    start_dispatcher,
+)
 from tests.faults.common import Phone, make_members, write_artifact
 
-GATEWAY_PORT = 8690
-API_PORT = 8691
 SOS_COUNT = 20
 GUARDIANS_EACH = 2
 OUTAGE_S = 20.0
@@ -47,9 +52,10 @@ async def _add_guardians(pool, tokens: list[str], each: int) -> None:
 async def test_every_guardian_text_is_delivered_once_after_a_20_second_gateway_outage(
     migrated, settings, pool
 ):
+    api_port, gateway_port = free_ports(2)
     env = stack_env(
         redis_url=settings.redis_url,
-        gateway_port=GATEWAY_PORT,
+        gateway_port=gateway_port,
         ANSIM_ACK_DEADLINE_S="600",  # no escalation texts: the report's are what is counted
         ANSIM_NOTIFY_BACKOFF_BASE_S="0.5",
         ANSIM_NOTIFY_BACKOFF_CAP_S="2",
@@ -62,15 +68,15 @@ async def test_every_guardian_text_is_delivered_once_after_a_20_second_gateway_o
     procs = {
         "d1": start_dispatcher("faults-notify-d1", env),
         "d2": start_dispatcher("faults-notify-d2", env),
-        "api": await asyncio.to_thread(start_api, API_PORT, env),
+        "api": await asyncio.to_thread(start_api, api_port, env),
     }
-    gateway = GatewayReceiver(GATEWAY_PORT)
+    gateway = GatewayReceiver(gateway_port)
     started = time.monotonic()
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             outage_started = time.monotonic()
             for token in tokens:  # a stream of SOS over the first half of the outage
-                r = await Phone(token).send(http, f"http://127.0.0.1:{API_PORT}")
+                r = await Phone(token).send(http, f"http://127.0.0.1:{api_port}")
                 assert r is not None and r.status_code == 201, r and r.text
                 await asyncio.sleep(OUTAGE_S / 2 / SOS_COUNT)
             queued = await settled(
@@ -132,9 +138,10 @@ async def test_every_guardian_text_is_delivered_once_after_a_20_second_gateway_o
 async def test_a_dispatcher_killed_between_a_failed_sms_and_its_retry_still_delivers_it(
     migrated, settings, pool
 ):
+    api_port, gateway_port = free_ports(2)
     env = stack_env(
         redis_url=settings.redis_url,
-        gateway_port=GATEWAY_PORT,
+        gateway_port=gateway_port,
         ANSIM_ACK_DEADLINE_S="600",
         # The retry is due 2-4 s after the failure: the dispatcher is dead by then.
         ANSIM_NOTIFY_BACKOFF_BASE_S="4",
@@ -143,16 +150,16 @@ async def test_a_dispatcher_killed_between_a_failed_sms_and_its_retry_still_deli
     )
     (token,) = await make_members(pool, 1)
     await _add_guardians(pool, [token], 1)
-    gateway = GatewayReceiver(GATEWAY_PORT, fail_first=1)  # the first attempt gets a 503
+    gateway = GatewayReceiver(gateway_port, fail_first=1)  # the first attempt gets a 503
     await gateway.start()
     procs = {
         "d1": start_dispatcher("faults-notify-kill-d1", env),
-        "api": await asyncio.to_thread(start_api, API_PORT, env),
+        "api": await asyncio.to_thread(start_api, api_port, env),
     }
     started = time.monotonic()
     try:
         async with httpx.AsyncClient(timeout=10) as http:
-            r = await Phone(token).send(http, f"http://127.0.0.1:{API_PORT}")
+            r = await Phone(token).send(http, f"http://127.0.0.1:{api_port}")
             assert r is not None and r.status_code == 201
         assert await settled(pool, "SELECT count(*) FROM delivery_attempt", within=15) == 1
         procs["d1"].kill(signal.SIGKILL)

@@ -23,7 +23,15 @@ import pytest
 from alembic import command
 
 from tests.conftest import alembic_config
-from tests.e2e.harness import Console, stack_env, start_api, start_dispatcher, start_redis
+from tests.e2e.harness import (
+    Console,
+    free_port,
+    free_ports,
+    stack_env,
+    start_api,
+    start_dispatcher,
+    start_redis,
+)
 from tests.faults.common import (
     Phone,
     make_city_dispatcher,
@@ -32,45 +40,60 @@ from tests.faults.common import (
     write_artifact,
 )
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PG_PORT = 8660
-API_PORT = 8661
-REDIS_PORT = 8662
+#: Chosen free when the stack starts (two suites on one machine must not collide).
+API_PORT, REDIS_PORT = 0, 0
 RATE = 5.0
 DOWN_S = 4.0
 
 
+def pg_bin() -> Path:
+    """The directory of the PostgreSQL server binaries (``initdb``, ``pg_ctl``): a missing one
+    fails the test with the fix, it never skips it."""
+    found = [Path(p).parent for p in (shutil.which("pg_ctl"), shutil.which("initdb")) if p]
+    found += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for directory in found:
+        if (directory / "initdb").exists() and (directory / "pg_ctl").exists():
+            return directory
+    pytest.fail(
+        "this test runs a private PostgreSQL cluster and needs the server binaries initdb and"
+        " pg_ctl (Debian: apt-get install postgresql; scripts/setup.sh installs them)",
+        pytrace=False,
+    )
+
+
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, bin_dir: Path, database: str) -> None:
+        self.bin = bin_dir
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="ansim-trust-pg-"))
         self.data = self.root / "data"
         self.sock = self.root / "sock"
         self.sock.mkdir()
         self.log = self.root / "server.log"
-        shutil.chown(self.root, "postgres")
-        shutil.chown(self.sock, "postgres")
-        self.dsn = f"postgresql://postgres@127.0.0.1:{PG_PORT}/ansim"
+        # initdb refuses to run as root: as root, the cluster belongs to the postgres user.
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.sock, "postgres")
+        self.database = database
+        self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def _as_postgres(self, *args: str, timeout: float = 60) -> None:
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *args],
-            check=True,
-            capture_output=True,
-            timeout=timeout,
-        )
+        runuser = ["runuser", "-u", "postgres", "--"] if self.as_root else []
+        subprocess.run([*runuser, *args], check=True, capture_output=True, timeout=timeout)
 
     def initdb(self) -> None:
         self._as_postgres(
-            str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-N"
+            str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-N"
         )
 
     def start(self) -> None:
         options = (
-            f"-p {PG_PORT} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+            f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c synchronous_commit=off -c max_connections=100"
         )
         self._as_postgres(
-            str(PG_BIN / "pg_ctl"),
+            str(self.bin / "pg_ctl"),
             "-D",
             str(self.data),
             "-o",
@@ -82,7 +105,7 @@ class Cluster:
         )
 
     def stop(self, mode: str = "fast") -> None:
-        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def remove(self) -> None:
         with contextlib.suppress(Exception):
@@ -91,15 +114,15 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster():
-    if not (PG_BIN / "initdb").exists() or os.geteuid() != 0:
-        pytest.skip("needs PostgreSQL 15 binaries and root (to run initdb as postgres)")
-    c = Cluster()
+async def cluster(settings):
+    # The private cluster's database is named like the configured one (it is on its own port,
+    # so it never touches the shared server's).
+    c = Cluster(pg_bin(), settings.asyncpg_dsn.rsplit("/", 1)[1].split("?")[0])
     try:
         await asyncio.to_thread(c.initdb)
         await asyncio.to_thread(c.start)
-        admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{PG_PORT}/postgres")
-        await admin.execute("CREATE DATABASE ansim")
+        admin = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{c.port}/postgres")
+        await admin.execute(f'CREATE DATABASE "{c.database}"')
         await admin.close()
         url = c.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
         await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
@@ -110,6 +133,8 @@ async def cluster():
 
 @pytest.fixture
 async def stack(cluster):
+    global API_PORT, REDIS_PORT
+    API_PORT, REDIS_PORT = free_ports(2)
     procs = {"redis": await asyncio.to_thread(start_redis, REDIS_PORT)}
     env = stack_env(
         redis_url=f"redis://127.0.0.1:{REDIS_PORT}/0",

@@ -15,7 +15,14 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.harness import Console, stack_env, start_api, start_dispatcher, start_redis
+from tests.e2e.harness import (
+    Console,
+    free_ports,
+    stack_env,
+    start_api,
+    start_dispatcher,
+    start_redis,
+)
 from tests.faults.common import (
     Phone,
     make_city_dispatcher,
@@ -24,8 +31,8 @@ from tests.faults.common import (
     write_artifact,
 )
 
-API_PORT = 8651
-REDIS_PORT = 8650
+#: Chosen free when the stack starts (two suites on one machine must not collide).
+API_PORT, REDIS_PORT = 0, 0
 OUTAGE_S = float(os.environ.get("ANSIM_FAULT_REDIS_OUTAGE_S", "30"))
 RATE = 4.0  # SOS per second
 BEFORE_S, AFTER_S = 3.0, 4.0
@@ -33,6 +40,8 @@ BEFORE_S, AFTER_S = 3.0, 4.0
 
 @pytest.fixture
 async def private_stack(migrated, app):
+    global API_PORT, REDIS_PORT
+    API_PORT, REDIS_PORT = free_ports(2)
     # The in-process test app shares this database but not this Redis: its relay would publish
     # our rows to the other Redis. Pause it (one database, one Redis is the real deployment).
     await app.state.relay.stop()

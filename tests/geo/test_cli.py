@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from app.geo.cli import districts_app, places_app
 from tests.conftest import SEOUL, needs_seoul_data
 
-pytestmark = needs_seoul_data
+# The CLI reaches the test database itself: ask for it, so that it is migrated and emptied.
+pytestmark = [needs_seoul_data, pytest.mark.usefixtures("migrated")]
 
 ansim = typer.Typer()
 ansim.add_typer(places_app, name="places")

@@ -170,22 +170,23 @@ async def test_spheroid_and_sphere_order_differ_yet_the_answer_follows_the_spher
     pool, make_place
 ):
     # North-south degrees are shorter on the spheroid than on the sphere at 37.5°N and
-    # east-west ones longer: 1000 m north on the sphere is < 1000 m on the spheroid.
+    # east-west ones longer: 1000 m north on the sphere is 998 m on the spheroid, 999 m east
+    # on the sphere 1001 m. The sphere puts east first, the spheroid (the truth) north.
     here = (37.5, 127.0)
     north = await make_place("north", 37.5 + 1000 / SPHERE_R * 180 / math.pi, 127.0)
     east = await make_place(
-        "east", 37.5, 127.0 + 1000 / (SPHERE_R * math.cos(math.radians(37.5))) * 180 / math.pi
+        "east", 37.5, 127.0 + 999 / (SPHERE_R * math.cos(math.radians(37.5))) * 180 / math.pi
     )
     sphere_order = await pool.fetch(
         "SELECT id FROM safe_place ORDER BY geog <-> ST_MakePoint($2, $1)::geography",
         *here,
     )
+    assert [r["id"] for r in sphere_order] == [east, north]
     got = await nearest_places(pool, lat=here[0], lon=here[1], limit=2)
-    _, _, d_north = GEOD.inv(127.0, 37.5, got[0].lon, got[0].lat)
+    truth = [GEOD.inv(127.0, 37.5, p.lon, p.lat)[2] for p in got]
     assert [p.id for p in got] == [north, east]
-    assert got[0].distance_m < got[1].distance_m
-    assert abs(got[0].distance_m - d_north) < 0.01
-    assert {r["id"] for r in sphere_order} == {north, east}
+    assert truth[0] < 999 < 1001 < truth[1]
+    assert [abs(p.distance_m - d) < 0.01 for p, d in zip(got, truth, strict=True)] == [True] * 2
 
 
 async def test_equal_distances_are_ordered_by_id(pool, make_place):

@@ -12,11 +12,11 @@ from typing import Any
 
 from app.config import Settings
 from tests.conftest import needs_seoul_data
+from tests.e2e.harness import free_port
 
 pytestmark = needs_seoul_data
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT = 8550  # this suite's port range is 8500-8599; the harness's default is 8500
 
 
 def _bench(settings: Settings, out: Path, *profile: str) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def _bench(settings: Settings, out: Path, *profile: str) -> dict[str, Any]:
             "--redis-url",
             settings.redis_url,
             "--port",
-            str(PORT),
+            str(free_port()),
             "--places",
             "600",
             "--warmup-s",

@@ -15,15 +15,14 @@ from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import publish_pending
 from app.incidents.store import NewIncident, insert_incident
 from app.notifications.sender import Sender
-from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver
+from tests.e2e.harness import GATEWAY_KEY, GatewayReceiver, free_port
 
-GATEWAY_PORT = 8392
 IN_A = (37.52, 126.92)
 
 
 @pytest.fixture
 async def gateway():
-    receiver = GatewayReceiver(GATEWAY_PORT)
+    receiver = GatewayReceiver(free_port())
     await receiver.start()
     yield receiver
     await receiver.stop()
@@ -33,8 +32,8 @@ async def gateway():
 async def ctx(pool, redis, settings, gateway):
     s = settings.model_copy(
         update={
-            "push_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/push",
-            "sms_gateway_url": f"http://127.0.0.1:{GATEWAY_PORT}/sms",
+            "push_gateway_url": f"http://127.0.0.1:{gateway.port}/push",
+            "sms_gateway_url": f"http://127.0.0.1:{gateway.port}/sms",
             "gateway_hmac_key": GATEWAY_KEY,
             "public_base_url": "https://ansim.example/",
         }

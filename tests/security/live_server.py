@@ -14,7 +14,11 @@ from fastapi import FastAPI
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI, port: int) -> AsyncIterator[str]:
+async def serve(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
+    """Serve on ``port``, by default one free now (``free_port``): yields ``host:port``."""
+    from tests.e2e.harness import free_port
+
+    port = port or free_port()
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

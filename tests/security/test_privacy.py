@@ -30,11 +30,10 @@ from app.dispatch.worker import Dispatcher
 from app.security.passwords import hash_secret
 from app.security.redact import redact
 from tests.devices.helpers import make_device
-from tests.e2e.harness import ROOT, stack_env
+from tests.e2e.harness import ROOT, free_port, stack_env
 from tests.security.leaks import phones_in, positions_in, traces_of
 from tests.security.live_server import ws_session
 
-PORT = 8630
 # Distinctive values: a hit in the logs cannot be a coincidence.
 PIN, DURESS, WRONG_PIN = "73918264", "51729384", "60482715"
 PASSWORD = "violet-harbour-93716-lantern"
@@ -233,10 +232,10 @@ def test_redaction_keeps_the_shape_of_uvicorn_records():
 
 
 @contextlib.contextmanager
-def production_server(env: dict[str, str], log: Path):
+def production_server(env: dict[str, str], log: Path, port: int):
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(PORT), "--dispatchers", "1"],
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--dispatchers", "1"],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -248,7 +247,7 @@ def production_server(env: dict[str, str], log: Path):
             while time.monotonic() < deadline:
                 assert proc.poll() is None, log.read_text()
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=1).status_code == 200:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                         break
                 time.sleep(0.1)
             children = [
@@ -278,8 +277,9 @@ async def test_no_secret_or_position_reaches_the_output_of_real_processes(
     env = stack_env(redis_url=settings.redis_url, gateway_port=None)
     env.pop("ANSIM_LOG_LEVEL", None)
     log = tmp_path / "serve.log"
-    with production_server(env, log):
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORT}", timeout=10) as http:
+    port = free_port()
+    with production_server(env, log, port):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
             r = await http.post(
                 "/v1/auth/login", json={"username": people["username"], "password": PASSWORD}
             )
@@ -288,7 +288,7 @@ async def test_no_secret_or_position_reaches_the_output_of_real_processes(
             # A console with its token in the query string (the handshake line is logged).
             console = asyncio.create_task(
                 ws_session(
-                    f"ws://127.0.0.1:{PORT}/v1/console/stream?token={console_token}",
+                    f"ws://127.0.0.1:{port}/v1/console/stream?token={console_token}",
                     until=lambda ms: any(
                         m["type"] == "incident" and m["event"] == "cancelled" for m in ms
                     ),

@@ -10,6 +10,9 @@ import pytest
 from app.config import Settings
 from app.main import create_app
 
+# Every request of a test in one fixed window (see the fixture).
+pytestmark = pytest.mark.usefixtures("limit_clock_mid_minute")
+
 
 @pytest.fixture
 async def strict_client(settings: Settings, migrated):

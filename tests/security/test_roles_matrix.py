@@ -30,7 +30,6 @@ from app.security.passwords import hash_secret
 from app.security.tokens import MEMBER_PREFIX, STAFF_PREFIX, hash_token, new_token
 from tests.security.live_server import serve, ws_session
 
-WS_PORT = 8620
 ROLES = (
     # The order calls are made in, for every route: refusals first, then the callers who may act
     # (some actions change state: e.g. the first acknowledgement wins, a second one is a 409).
@@ -574,7 +573,7 @@ async def test_each_caller_gets_exactly_the_answer_in_the_table(client, world, c
 
 async def test_the_console_stream_admits_dispatchers_and_scopes_what_they_see(app, world):
     incident = world.ids["incident_id"]
-    async with serve(app, WS_PORT) as host:
+    async with serve(app) as host:
         for role, expected in WS_TABLE["/v1/console/stream"].items():
             url = f"ws://{host}/v1/console/stream"
             if role == "device":
@@ -701,7 +700,7 @@ async def test_a_revoked_dispatcher_is_cut_off_an_open_console_within_the_ping_i
 ):
     fast = settings.model_copy(update={"console_ping_s": 0.3})
     app = create_app(fast, process_name="ansim-tests-revoke")
-    async with app.router.lifespan_context(app), serve(app, WS_PORT + 1) as host:
+    async with app.router.lifespan_context(app), serve(app) as host:
         world = await build_world(pool, make_district, make_place)
         url = f"ws://{host}/v1/console/stream?token={world.tokens['dispatcher_a']}"
         session = asyncio.create_task(ws_session(url, within=5))

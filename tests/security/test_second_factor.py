@@ -193,6 +193,7 @@ async def test_in_production_an_operator_without_a_second_factor_is_told_to_enro
     assert ok.status_code == 200 and ok.json()["role"] == "operator"
 
 
+@pytest.mark.usefixtures("limit_clock_mid_minute")  # all the tries in one minute
 async def test_wrong_codes_are_limited_per_account(production_client, enrolled):
     username, _, enrolment = await enrolled()
     other, _, other_enrolment = await enrolled()

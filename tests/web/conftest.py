@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Proc, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import Proc, free_port, stack_env, start_api, start_dispatcher
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -28,8 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-API_PORT = 8401
-BASE = f"http://127.0.0.1:{API_PORT}"
+#: The module's API, on a port chosen free when its stack starts (see ``base``).
+_base = ""
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 # Two districts side by side; a point inside each.
@@ -53,27 +53,39 @@ def _stack_env(redis_url: str) -> dict[str, str]:
     )
 
 
+def base() -> str:
+    """The running stack's URL (the ``stack`` fixture chose its port)."""
+    assert _base, "no stack running: request the stack fixture"
+    return _base
+
+
 @dataclass
 class Stack:
     env: dict[str, str]
+    port: int
     api: Proc
     dispatchers: list[Proc] = field(default_factory=list)
 
     async def restart_api(self) -> None:
         self.api.kill()  # SIGKILL by PID: the server drops every WebSocket without a goodbye
         await asyncio.to_thread(self.api.popen.wait, 10)
-        self.api = await asyncio.to_thread(start_api, API_PORT, self.env)
+        self.api = await asyncio.to_thread(start_api, self.port, self.env)
 
 
 @pytest.fixture(scope="module")
 async def stack(migrated: None, settings: Any) -> AsyncIterator[Stack]:
     if not HAVE_CHROMIUM:
-        pytest.skip(
-            "browser tests need Debian's chromium at /usr/bin/chromium (setup.sh --browser)"
+        pytest.fail(
+            "browser tests need Debian's chromium at /usr/bin/chromium"
+            " (apt-get install chromium; scripts/setup.sh --browser installs it)",
+            pytrace=False,
         )
+    global _base
     env = _stack_env(settings.redis_url)
-    api = await asyncio.to_thread(start_api, API_PORT, env)
-    running = Stack(env=env, api=api)
+    port = free_port()
+    api = await asyncio.to_thread(start_api, port, env)
+    _base = f"http://127.0.0.1:{port}"
+    running = Stack(env=env, port=port, api=api)
     try:
         running.dispatchers = [start_dispatcher(f"web-d{n}", env) for n in (1, 2)]
         yield running
@@ -129,7 +141,7 @@ class Pages:
         )
         page.on("pageerror", lambda e: self.errors.append(f"{path}: uncaught {e}"))
         self.pages.append(page)
-        await page.goto(BASE + path)
+        await page.goto(base() + path)
         return page
 
     def unexpected_errors(self) -> list[str]:

@@ -15,13 +15,13 @@ from app.devices.signing import sign_request
 from app.incidents.console_service import incident_summary
 from app.incidents.store import NewIncident, insert_incident
 from tests.web.conftest import (
-    BASE,
     IN_A,
     IN_B,
     A,
     B,
     Pages,
     Stack,
+    base,
     screenshot,
 )
 
@@ -65,7 +65,7 @@ async def sign_in(pages: Pages, staff: Any, **size: int) -> Any:
 
 
 async def post_sos(member: Any, at: tuple[float, float], **extra: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=BASE, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=base(), timeout=5) as http:
         r = await http.post(
             "/v1/alerts",
             headers=member.headers,
@@ -135,7 +135,7 @@ async def test_acknowledge_click_changes_the_state_on_every_console_and_the_phon
         .wait_for(timeout=3000)
     )
     assert await row(choi, sos["incident_id"]).locator(".deadline").inner_text() == ""
-    async with httpx.AsyncClient(base_url=BASE) as http:
+    async with httpx.AsyncClient(base_url=base()) as http:
         view = await http.get(f"/v1/alerts/{sos['incident_id']}", headers=world["member"].headers)
     assert view.json()["police_acknowledged"] is True
 
@@ -193,9 +193,8 @@ async def test_console_recovers_after_the_server_drops_its_socket_and_shows_what
     await screenshot(page, "console-disconnected")
 
     from tests.e2e.harness import start_api
-    from tests.web.conftest import API_PORT
 
-    stack.api = await asyncio.to_thread(start_api, API_PORT, stack.env)
+    stack.api = await asyncio.to_thread(start_api, stack.port, stack.env)
     await row(page, str(missed.id)).wait_for(timeout=10000)
     await banner.wait_for(state="hidden", timeout=3000)
     state = await page.evaluate(
@@ -281,7 +280,7 @@ async def test_the_console_scales_to_a_large_control_room_screen(
     first = await post_sos(world["others"][0], IN_A)
     second = await post_sos(world["others"][1], (IN_A[0] + 0.012, IN_A[1] + 0.01), silent=True)
     third = await post_sos(member, (IN_A[0] - 0.01, IN_A[1] - 0.012))
-    async with httpx.AsyncClient(base_url=BASE) as http:
+    async with httpx.AsyncClient(base_url=base()) as http:
         duress = await http.post(
             f"/v1/alerts/{third['incident_id']}/cancel",
             headers=member.headers,
@@ -318,24 +317,29 @@ async def test_a_silent_panic_button_shows_on_its_district_console(
     lee = await sign_in(pages, world["disp_b"])
     store = await make_place("GS25 Quiet Corner", IN_A[0], IN_A[1])
     device_id = uuid.uuid4()
-    await pool.execute(
+    await pool.execute(  # a button heard from a minute ago: online, no device banner
         "INSERT INTO device (id, safe_place_id, label, secret, last_heartbeat_at)"
-        " VALUES ($1, $2, 'counter', 'x', now() - interval '2 hours')",
+        " VALUES ($1, $2, 'counter', 'x', now() - interval '1 minute')",
         device_id,
         store,
     )
-    banner = kim.locator(f"#device-{device_id}")
-    await banner.wait_for(timeout=8000)
-    assert "GS25 Quiet Corner" in await banner.inner_text()
-    assert await kim.locator("#banner-devices").is_visible()
+    press = await _signal("x", device_id, {"type": "silent_panic", "signal_id": str(uuid.uuid4())})
+    item = row(kim, press["incident_id"])
+    await item.wait_for(timeout=3000)
+    text = await item.inner_text()
+    assert "SILENT" in text and "Panic button" in text and "District A" in text
+    assert await item.locator(".badge.silent").count() == 1
+    await item.click()
+    await kim.locator("#detail h2", has_text="panic button").wait_for(timeout=3000)
+    assert await kim.locator(f"#device-{device_id}").count() == 0  # no offline banner for it
     # District B's console is not told about a store in A.
-    assert await lee.locator(f"#device-{device_id}").count() == 0
-    await screenshot(kim, "console-device-offline")
+    assert await row(lee, press["incident_id"]).count() == 0
+    await screenshot(kim, "console-silent-panic")
 
 
 async def _signal(secret: str, device_id: uuid.UUID, body: dict[str, Any]) -> dict[str, Any]:
     raw = orjson.dumps(body)
-    async with httpx.AsyncClient(base_url=BASE, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=base(), timeout=5) as http:
         r = await http.post(
             f"/v1/devices/{device_id}/signals", content=raw, headers=sign_request(secret, raw)
         )
@@ -359,6 +363,9 @@ async def test_the_devices_panel_survives_a_reload_and_shows_a_button_back_onlin
     )
     item = kim.locator(f"#device-{device_id}")
     await item.wait_for(timeout=8000)
+    assert "GS25 Reload Corner" in await item.inner_text()
+    assert await kim.locator("#banner-devices").is_visible()
+    await screenshot(kim, "console-device-offline")
     # A reload starts from a snapshot: the offline button is still there.
     await kim.reload()
     await kim.wait_for_function("window.ansimConsole.connected && window.ansimConsole.snapshots")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.web.conftest import BASE, Pages, Stack, screenshot
+from tests.web.conftest import Pages, Stack, base, screenshot
 
 
 async def test_the_api_docs_render_with_the_network_off(stack: Stack, pages: Pages) -> None:
@@ -14,14 +14,14 @@ async def test_the_api_docs_render_with_the_network_off(stack: Stack, pages: Pag
     outside: list[str] = []
 
     async def only_this_machine(route: Any) -> None:
-        if route.request.url.startswith(BASE):
+        if route.request.url.startswith(base()):
             await route.continue_()
         else:
             outside.append(route.request.url)
             await route.abort()
 
     await page.route("**/*", only_this_machine)
-    await page.goto(BASE + "/docs")
+    await page.goto(base() + "/docs")
     title = page.locator(".swagger-ui .info .title")
     await title.wait_for(timeout=10000)
     assert "Ansim" in await title.inner_text()
