@@ -76,6 +76,7 @@ async def migrated(settings: Settings) -> None:
 # tests seed what they need.
 _TABLES = (
     "dispatch_receipt, location_access, delivery_attempt, notification, guardian_view, "
+    "safe_return_access, safe_return_point, safe_return_session, "
     "assignment, offer, outbox, "
     "location_point, incident_event, incident, security_event, device, guardian, member_token, "
     "member, staff_recovery_code, staff_token, staff_district, staff, safe_place, district"

@@ -14,6 +14,7 @@ from app.api import (
     me,
     metrics,
     safe_places,
+    safe_return,
     volunteers,
     web,
 )
@@ -34,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     admin.router,
     maps.router,
     guardian.router,
+    safe_return.router,
     metrics.router,
     web.router,
 )

@@ -27,6 +27,7 @@ from app.models.incident import (
     Outbox,
 )
 from app.models.notification import GuardianView, Notification
+from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
 
 __all__ = [
     "POLICE_KINDS",
@@ -50,6 +51,9 @@ __all__ = [
     "Outbox",
     "PlaceKind",
     "SafePlace",
+    "SafeReturnAccess",
+    "SafeReturnPoint",
+    "SafeReturnSession",
     "SecurityEvent",
     "Staff",
     "StaffRecoveryCode",

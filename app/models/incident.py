@@ -31,6 +31,7 @@ class IncidentSource(enum.StrEnum):
     app = "app"
     button = "button"
     sensor = "sensor"
+    safe_return = "safe_return"
 
 
 class Incident(UUIDPK, Base):
@@ -82,7 +83,7 @@ class Incident(UUIDPK, Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (
-        CheckConstraint("source IN ('app','button','sensor')", name="source"),
+        CheckConstraint("source IN ('app','button','sensor','safe_return')", name="source"),
         CheckConstraint(
             "status IN ('new','acknowledged','responding','on_scene','resolved',"
             "'false_alarm','cancelled')",
