@@ -54,7 +54,11 @@ def link_lateral_sql(source: str, window: str, radius: str) -> str:
     8,000 open.)"""
     other = LINK_OTHER.get(source)
     if other is None:
-        return "LATERAL (SELECT NULL::uuid AS link_id, NULL::uuid AS link_emergency_id) l"
+        # (The parameters are still named, so every source's statement takes the same ones.)
+        return (
+            "LATERAL (SELECT NULL::uuid AS link_id, NULL::uuid AS link_emergency_id,"
+            f" {window}::float8 AS window_s, {radius}::float8 AS radius_m) l"
+        )
     return f"""
 LATERAL (
   SELECT o.id AS link_id, coalesce(o.emergency_id, o.id) AS link_emergency_id
