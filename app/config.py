@@ -238,6 +238,8 @@ class Settings(BaseSettings):
     #: Walking speed for an arrival time she did not give (and the farthest one she may give).
     safe_return_walking_mps: float = Field(1.2, gt=0)
     safe_return_max_duration_s: float = Field(4 * 3600.0, gt=0)
+    #: An expected arrival sooner than this is refused as "in the past".
+    safe_return_min_lead_s: float = Field(60.0, ge=0)
     safe_return_route_max_points: int = Field(1000, gt=1)
     #: How often every dispatcher sweeps due checks, and how many rows one statement takes.
     safe_return_sweep_s: float = Field(1.0, gt=0)

@@ -99,7 +99,8 @@ SELECT $1, $2, 'active', $3, $4, ST_SetSRID(ST_MakePoint($6, $5), 4326)::geograp
   CASE WHEN cardinality($9::float8[]) >= 2 THEN ST_SetSRID(ST_MakeLine(ARRAY(
     SELECT ST_MakePoint(lon, lat) FROM unnest($9::float8[], $10::float8[])
       WITH ORDINALITY AS p(lat, lon, n) ORDER BY n)), 4326)::geography END,
-  $11::timestamptz, $11::timestamptz + make_interval(secs => $12::float8), $13, $14, $15, $16, $17, $18, $19, $20, $21,
+  $11::timestamptz, $11::timestamptz + make_interval(secs => $12::float8),
+  $13, $14, $15, $16, $17, $18, $19, $20, $21,
   o.g, CASE WHEN o.g IS NOT NULL THEN now() END, o.g, CASE WHEN o.g IS NOT NULL THEN now() END
 FROM (SELECT CASE WHEN $22::float8 IS NOT NULL
              THEN ST_SetSRID(ST_MakePoint($23, $22), 4326)::geography END AS g) o
@@ -157,8 +158,11 @@ async def start(
         eta = req.expected_arrival_at
         if eta.tzinfo is None:
             raise ArrivalTimeInvalid("expected_arrival_at needs a time zone")
-        if eta <= now + timedelta(seconds=60):
-            raise ArrivalTimeInvalid("expected_arrival_at is in the past (or within a minute)")
+        if eta <= now + timedelta(seconds=settings.safe_return_min_lead_s):
+            raise ArrivalTimeInvalid(
+                "expected_arrival_at is in the past"
+                f" (or less than {settings.safe_return_min_lead_s:g} s ahead)"
+            )
         if eta > latest:
             raise ArrivalTimeInvalid(
                 f"expected_arrival_at is more than {settings.safe_return_max_duration_s / 3600:g}"

@@ -18,7 +18,6 @@ from app.dispatch.gateways import build_gateways
 from app.dispatch.relay import publish_pending
 from app.notifications import service as notifications
 from app.safe_return import links, sweeper
-from app.safe_return import service as walks
 
 # District A: a box around (37.52, 126.92); district B beside it, to the east.
 A_BOX = (126.90, 37.50, 126.95, 37.55)
