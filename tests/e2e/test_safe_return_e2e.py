@@ -60,6 +60,15 @@ async def stack(migrated, settings, gateway):
         api.stop()
 
 
+async def _received(gateway, pred, within: float) -> None:
+    """Until the gateway got a message matching ``pred`` (or ``within`` seconds passed)."""
+    deadline = time.monotonic() + within
+    for _ in range(int(within / 0.05) + 1):
+        if any(pred(m["message"]) for m in gateway.received) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_a_walk_with_no_arrival_is_an_sos_on_the_district_console_on_time(
     stack, gateway, make_district, make_staff, make_member, pool
 ):
@@ -93,11 +102,11 @@ async def test_a_walk_with_no_arrival_is_an_sos_on_the_district_console_on_time(
         sos_due = due + timedelta(seconds=ASK_S)
 
         # The ask: a push to her phone, within the sweep's tolerance of its due time.
-        deadline = time.monotonic() + ARRIVE_IN_S + GRACE_S + ON_TIME_S + 5
-        while time.monotonic() < deadline and not any(
-            m["message"].get("type") == "safe_return_check" for m in gateway.received
-        ):
-            await asyncio.sleep(0.05)
+        await _received(
+            gateway,
+            lambda m: m.get("type") == "safe_return_check",
+            ARRIVE_IN_S + GRACE_S + ON_TIME_S + 5,
+        )
         asks = [
             m["message"]
             for m in gateway.received
@@ -122,11 +131,7 @@ async def test_a_walk_with_no_arrival_is_an_sos_on_the_district_console_on_time(
         incident_id = msg["incident"]["id"]
 
         # Her guardian was told she set off, and of the SOS, through the gateway.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not any(
-            "SOS" in m["message"].get("text", "") for m in gateway.received
-        ):
-            await asyncio.sleep(0.05)
+        await _received(gateway, lambda m: "SOS" in m.get("text", ""), 5)
         texts = [m["message"].get("text", "") for m in gateway.received if m["path"] == "/sms"]
         assert any("set off" in t for t in texts), texts
         assert any("SOS" in t for t in texts), texts
