@@ -54,7 +54,8 @@ SELECT id, check_reason, extract(epoch FROM now() - due_at)::float8 AS late_s FR
 """
 
 _EXPIRED_SQL = """
-SELECT id FROM safe_return_session
+SELECT id, check_reason, extract(epoch FROM now() - next_check_at)::float8 AS late_s
+FROM safe_return_session
 WHERE status = 'asking' AND next_check_at <= now()
 ORDER BY next_check_at LIMIT 1
 FOR UPDATE SKIP LOCKED
@@ -90,6 +91,8 @@ class SweepResult:
     escalated: int = 0
     #: Seconds each check was raised after its due time.
     lateness_s: list[float] = field(default_factory=list)
+    #: Seconds each SOS was raised after her time to answer ran out.
+    escalation_lateness_s: list[float] = field(default_factory=list)
 
 
 async def escalate(
@@ -183,14 +186,13 @@ async def sweep(pool: asyncpg.Pool, settings: Settings, *, max_batches: int = 10
             break
     for _ in range(max_batches):
         async with pool.acquire() as conn, conn.transaction():
-            session_id = await conn.fetchval(_EXPIRED_SQL)
-            if session_id is None:
+            expired = await conn.fetchrow(_EXPIRED_SQL)
+            if expired is None:
                 break
-            reason = await conn.fetchval(
-                "SELECT check_reason FROM safe_return_session WHERE id = $1", session_id
-            )
-            if await escalate(conn, settings, session_id=session_id, reason=reason or "no_answer"):
+            reason = expired["check_reason"] or "no_arrival"
+            if await escalate(conn, settings, session_id=expired["id"], reason=reason):
                 result.escalated += 1
+                result.escalation_lateness_s.append(expired["late_s"])
     return result
 
 
