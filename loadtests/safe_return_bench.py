@@ -219,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--window-s", type=float, default=180.0, help="checks come due over this")
-    parser.add_argument("--lead-s", type=float, default=5.0, help="before the first is due")
+    parser.add_argument(
+        "--lead-s", type=float, default=30.0, help="after the seed starts, before the first is due"
+    )
     parser.add_argument("--escalate", type=int, default=1000, help="sessions left unanswered")
     parser.add_argument("--ask-s", type=float, default=10.0, help="their time to answer")
     parser.add_argument("--sweepers", type=int, default=2, help="dispatchers sweeping")
