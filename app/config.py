@@ -261,6 +261,34 @@ class Settings(BaseSettings):
     #: districts; a deployment elsewhere turns them off.
     map_dongs: bool = True
 
+    # Safe return, "walk me home" (app/safe_return; docs/safe-return.md). The timers run here,
+    # in PostgreSQL (``safe_return_session.next_check_at``), swept by every dispatcher.
+    #: Added to her expected arrival before the no-arrival check; "extend" adds it again.
+    safe_return_grace_s: float = Field(600.0, gt=0)
+    #: No position for this long is a check.
+    safe_return_no_position_s: float = Field(300.0, gt=0)
+    #: Farther than this from her route for longer than ``off_route_s`` is a check.
+    safe_return_corridor_m: float = Field(150.0, gt=0)
+    safe_return_off_route_s: float = Field(120.0, gt=0)
+    #: Not moving (within ``stationary_m``) for this long, away from the destination, is a check.
+    safe_return_stationary_m: float = Field(30.0, gt=0)
+    safe_return_stationary_s: float = Field(600.0, gt=0)
+    #: A battery under this percentage is a check (asked once).
+    safe_return_low_battery_pct: int = Field(5, ge=0, le=100)
+    #: A position within this distance of the destination is an arrival.
+    safe_return_geofence_m: float = Field(75.0, gt=0)
+    #: How long she has to answer "Are you OK?" before it becomes an SOS (1-5 minutes).
+    safe_return_ask_s: float = Field(120.0, gt=0)
+    #: Walking speed for an arrival time she did not give (and the farthest one she may give).
+    safe_return_walking_mps: float = Field(1.2, gt=0)
+    safe_return_max_duration_s: float = Field(4 * 3600.0, gt=0)
+    #: An expected arrival sooner than this is refused as "in the past".
+    safe_return_min_lead_s: float = Field(60.0, ge=0)
+    safe_return_route_max_points: int = Field(1000, gt=1)
+    #: How often every dispatcher sweeps due checks, and how many rows one statement takes.
+    safe_return_sweep_s: float = Field(1.0, gt=0)
+    safe_return_sweep_batch: int = Field(500, gt=0)
+
     secret_key: str = PLACEHOLDER
 
     #: Fault injection for the fault campaign (tests/faults/); only honoured when

@@ -104,6 +104,7 @@ async def migrated(settings: Settings) -> None:
 # tests seed what they need.
 _TABLES = (
     "dispatch_receipt, location_access, delivery_attempt, notification, guardian_view, "
+    "safe_return_access, safe_return_point, safe_return_session, "
     "assignment, offer, outbox, "
     "location_point, incident_event, incident, security_event, home_arming_event, device, home, "
     "guardian, member_token, "

@@ -87,7 +87,7 @@ async def get_incidents(
     pool: PoolDep,
     status: IncidentFilter = "open",
     district_id: uuid.UUID | None = None,
-    source: Literal["app", "button", "sensor"] | None = None,
+    source: Literal["app", "button", "sensor", "safe_return"] | None = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:

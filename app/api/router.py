@@ -16,6 +16,7 @@ from app.api import (
     me,
     metrics,
     safe_places,
+    safe_return,
     volunteers,
     web,
 )
@@ -38,6 +39,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     alarm_accounts.router,
     maps.router,
     guardian.router,
+    safe_return.router,
     metrics.router,
     web.router,
 )

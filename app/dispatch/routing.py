@@ -142,7 +142,7 @@ SELECT {SUMMARY_COLUMNS}, l.link_id, l.link_emergency_id
 FROM u i LEFT JOIN district d ON d.id = i.district_id
 LEFT JOIN {link_lateral_sql(source, "$4", "$5")} ON true
 """
-    for source in ("app", "button", "sensor")
+    for source in ("app", "button", "sensor", "safe_return")
 }
 # The common case, a phone's new report with no volunteer near and nothing to link, as ONE
 # statement and no explicit transaction (a statement is its own transaction): the receipt, the

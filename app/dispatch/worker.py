@@ -31,7 +31,9 @@ from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.errors import TRANSIENT, transient
 from app.homes import service as homes
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
+from app.notifications import sender as notification_sender
 from app.notifications.sender import Sender
+from app.safe_return import sweeper as safe_return
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,6 +106,10 @@ class Dispatcher:
             asyncio.create_task(
                 self._every(self.settings.home_entry_check_s, self._raise_expired_entries),
                 name="home-entry-delays",
+            ),
+            asyncio.create_task(
+                self._every(self.settings.safe_return_sweep_s, self._sweep_safe_return),
+                name="safe-return",
             ),
             asyncio.create_task(
                 self._every(self.settings.retention_interval_s, self._purge_trails),
@@ -265,6 +271,13 @@ class Dispatcher:
         if await self.coverage.sweep():
             self.relay.kick()
 
+    async def _sweep_safe_return(self) -> None:
+        result = await safe_return.sweep(self.pool, self.settings)
+        if result.asked:
+            notification_sender.kick()
+        if result.escalated:
+            self.relay.kick()
+
     async def _republish_lost(self) -> None:
         lost = await republish_unrouted(self.pool, self.settings)
         if lost:
@@ -275,6 +288,11 @@ class Dispatcher:
         result = await purge_closed_trails(self.pool, retention_s=self.settings.trail_retention_s)
         if result.incidents:
             log.info("retention: purged %d trails (%d points)", result.incidents, result.points)
+        walks = await safe_return.purge_ended(
+            self.pool, retention_s=self.settings.trail_retention_s
+        )
+        if walks:
+            log.info("retention: purged the trails of %d walks home", walks)
         outbox = await purge_processed_outbox(
             self.pool, retention_s=self.settings.outbox_retention_s
         )

@@ -30,6 +30,7 @@ from app.models.incident import (
     Outbox,
 )
 from app.models.notification import GuardianView, Notification
+from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
 
 __all__ = [
     "POLICE_KINDS",
@@ -59,6 +60,9 @@ __all__ = [
     "Outbox",
     "PlaceKind",
     "SafePlace",
+    "SafeReturnAccess",
+    "SafeReturnPoint",
+    "SafeReturnSession",
     "SecurityEvent",
     "Staff",
     "StaffRecoveryCode",

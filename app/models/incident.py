@@ -32,6 +32,7 @@ class IncidentSource(enum.StrEnum):
     app = "app"
     button = "button"
     sensor = "sensor"
+    safe_return = "safe_return"
 
 
 class Incident(UUIDPK, Base):
@@ -85,7 +86,7 @@ class Incident(UUIDPK, Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (
-        CheckConstraint("source IN ('app','button','sensor')", name="source"),
+        CheckConstraint("source IN ('app','button','sensor','safe_return')", name="source"),
         CheckConstraint(f"status IN ({sql_list(IncidentStatus)})", name="status"),
         Index(
             "uq_incident_member_client_alert",

@@ -31,8 +31,12 @@ class Notification(CreatedAt, Base):
     __tablename__ = "notification"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    incident_id: Mapped[uuid.UUID] = mapped_column(
+    #: The incident it is about, or (a walk home's messages) the safe-return session.
+    incident_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    safe_return_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("safe_return_session.id", ondelete="CASCADE"), index=True
     )
     channel: Mapped[str] = mapped_column(String(16))
     #: ``guardian:<id>``, ``volunteer:<id>``, ``staff:<id>``.
@@ -52,6 +56,7 @@ class Notification(CreatedAt, Base):
     __table_args__ = (
         CheckConstraint("channel IN ('sms','push')", name="channel"),
         CheckConstraint("status IN ('pending','sent','failed')", name="status"),
+        CheckConstraint("incident_id IS NOT NULL OR safe_return_id IS NOT NULL", name="about"),
         Index(
             "ix_notification_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
         ),

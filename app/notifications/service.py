@@ -21,6 +21,7 @@ from app.config import Settings, get_settings
 from app.dispatch.gateways import Attempt
 from app.incidents.store import TOPIC_UPDATED
 from app.notifications import guardian_view
+from app.safe_return.links import walk_view_url
 
 ACTOR = "dispatch"
 MAX_GUARDIANS = 5
@@ -39,8 +40,9 @@ GUARDIAN_EVENTS = frozenset({"reported", "acknowledged", "escalated"}) | CLOSING
 # --- enqueue ---------------------------------------------------------------------------------
 
 _ENQUEUE_SQL = """
-INSERT INTO notification (incident_id, channel, target, message, dedupe_key, deadline_at)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8))
+INSERT INTO notification (incident_id, channel, target, message, dedupe_key, deadline_at,
+                          safe_return_id)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8), $7)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id
 """
@@ -49,20 +51,22 @@ RETURNING id
 async def enqueue(
     conn: asyncpg.Connection,
     *,
-    incident_id: uuid.UUID,
+    incident_id: uuid.UUID | None,
     channel: str,
     target: str,
     message: dict[str, Any],
     dedupe_key: str,
     deadline_s: float | None = None,
+    safe_return_id: uuid.UUID | None = None,
 ) -> bool:
     """Queue one message inside the caller's transaction; False if the key was queued before.
+    A message about a walk home (app/safe_return) names its session instead of an incident.
     Call ``sender.kick()`` after the commit so it goes out at once."""
     if channel not in ("sms", "push"):
         raise ValueError(f"unknown channel {channel!r}")
     deadline = get_settings().notify_deadline_s if deadline_s is None else deadline_s
     new = await conn.fetchval(
-        _ENQUEUE_SQL, incident_id, channel, target, message, dedupe_key, deadline
+        _ENQUEUE_SQL, incident_id, channel, target, message, dedupe_key, deadline, safe_return_id
     )
     return new is not None
 
@@ -280,13 +284,14 @@ async def page_on_call(
 @dataclass(frozen=True)
 class Claimed:
     id: int
-    incident_id: uuid.UUID
+    incident_id: uuid.UUID | None
     channel: str
     target: str
     message: dict[str, Any]
     dedupe_key: str
     attempts: int
     lease_until: datetime
+    safe_return_id: uuid.UUID | None = None
 
 
 _CLAIM_SQL = """
@@ -301,7 +306,7 @@ UPDATE notification n SET attempts = n.attempts + 1,
        lease_until = now() + make_interval(secs => $2::float8)
 FROM due WHERE n.id = due.id
 RETURNING n.id, n.incident_id, n.channel, n.target, n.message, n.dedupe_key, n.attempts,
-          n.lease_until
+          n.lease_until, n.safe_return_id
 """
 
 
@@ -319,6 +324,7 @@ async def claim_due(pool: asyncpg.Pool, *, limit: int, lease_s: float) -> list[C
             r["dedupe_key"],
             r["attempts"],
             r["lease_until"],
+            r["safe_return_id"],
         )
         for r in rows
     ]
@@ -350,7 +356,7 @@ WITH n AS (
   WHERE id = $1 AND status = 'pending' RETURNING incident_id
 )
 INSERT INTO incident_event (incident_id, kind, actor, data)
-SELECT incident_id, 'notified', $2, $3 FROM n
+SELECT incident_id, 'notified', $2, $3 FROM n WHERE incident_id IS NOT NULL
 """
 _FAILED_SQL = """
 UPDATE notification SET lease_until = NULL, last_error = $3,
@@ -397,7 +403,7 @@ async def record_attempt(
         )
         if status is None:
             return "lost"
-        if status == "failed":
+        if status == "failed" and n.incident_id is not None:
             data = {**_event_data(n), "attempts": n.attempts, "error": error}
             await conn.execute(
                 _GAVE_UP_SQL,
@@ -414,7 +420,13 @@ def render(settings: Settings, n: Claimed) -> dict[str, Any]:
     """The message as the gateway gets it: a guardian's link is made now, from the secret key
     (the queue holds no token)."""
     message = dict(n.message)
-    if message.pop("view", False):
+    if message.pop("walk_view", False) and n.safe_return_id is not None:
+        recipient, _, guardian_id = n.target.partition(":")
+        if recipient == "guardian":
+            url = walk_view_url(settings, n.safe_return_id, uuid.UUID(guardian_id))
+            message["url"] = url
+            message["text"] = f"{message.get('text', '')} Follow her: {url}".strip()
+    if message.pop("view", False) and n.incident_id is not None:
         recipient, _, guardian_id = n.target.partition(":")
         if recipient == "guardian":
             url = guardian_view.view_url(settings, n.incident_id, uuid.UUID(guardian_id))

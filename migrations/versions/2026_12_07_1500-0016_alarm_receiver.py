@@ -1,7 +1,7 @@
 """alarm panels (SIA DC-09): accounts, their logs, and per-device offline threshold and troubles
 
 Revision ID: 0016_alarm_receiver
-Revises: 0014_staff_totp
+Revises: 0015_safe_return
 Create Date: 2026-12-07 15:00:00
 
 ``alarm_account``: a panel's account number and line prefix (unique together), its AES key,
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0016_alarm_receiver"
-down_revision: str | None = "0014_staff_totp"
+down_revision: str | None = "0015_safe_return"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -110,6 +110,8 @@ class Call:
     path_params: dict[str, str] = field(default_factory=dict)
 
 
+_NO_WALK = "00000000-0000-4000-8000-000000000000"
+
 # Path parameters: {incident_id} is the member's alert in district A; {offer_id} the offered
 # volunteer's offer on it; {guardian_id} the member's guardian; {device_id} a button at a store in
 # district A; {staff_id} the district-A dispatcher; {member_id} the member.
@@ -338,6 +340,44 @@ CALLS = [
         "POST",
         "/v1/admin/members/{member_id}/revoke-tokens",
         audience("operator", operator=200),
+    ),
+    # Walk me home (tests/safe_return/): a member's own walks; nobody's walk is a 404 for
+    # either member (another member's walk is a 404 too, tested there).
+    Call(
+        "POST",
+        "/v1/safe-return",
+        audience("member", member=201, other_member=201),
+        body={
+            "destination": {"lat": IN_A[0], "lon": IN_A[1]},
+            "origin": {"lat": IN_A[0] - 0.005, "lon": IN_A[1]},
+        },
+    ),
+    *(
+        Call(
+            method,
+            f"/v1/safe-return/{{session_id}}{tail}",
+            audience("member", member=404, other_member=404),
+            body=body,
+            path_params={"session_id": _NO_WALK},
+        )
+        for method, tail, body in (
+            ("GET", "", None),
+            ("POST", "/locations", {"points": [{"lat": IN_A[0], "lon": IN_A[1]}]}),
+            ("POST", "/ok", {"pin": PIN}),
+            ("POST", "/end", {"pin": PIN}),
+            ("POST", "/extend", {"minutes": 5}),
+        )
+    ),
+    Call(
+        "GET",
+        "/v1/guardian/walk/{token}",
+        audience("public", **every(ROLES, 404)),
+        path_params={"token": "aw_nobody"},
+    ),
+    Call(
+        "GET",
+        "/v1/console/safe-return",
+        audience("dispatcher", **every(DISPATCHERS, 200)),
     ),
 ]
 HTTP_TABLE = {(c.method, c.path): c for c in CALLS}
