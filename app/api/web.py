@@ -1,4 +1,5 @@
-"""The browser pages: the police console (/console) and the phone simulator (/demo/phone).
+"""The browser pages: the police console (/console), the app for women (/app, a PWA) and the
+phone simulator (/demo/phone).
 
 Plain HTML and JavaScript from app/web/ (no build step); Leaflet and Swagger UI (the API's
 /docs) come from npm (app/web/node_modules, installed by scripts/setup.sh and the Dockerfile)
@@ -43,6 +44,29 @@ async def console_page() -> FileResponse:
 @router.get("/demo/phone")
 async def phone_page() -> FileResponse:
     return FileResponse(WEB / "phone.html", headers=_NO_CACHE)
+
+
+@router.get("/app")
+async def app_page() -> FileResponse:
+    """The app for women (docs/app.md): the shell its service worker caches for offline starts."""
+    return FileResponse(WEB / "app.html", headers=_NO_CACHE)
+
+
+@router.get("/app/manifest.webmanifest")
+async def app_manifest() -> FileResponse:
+    return FileResponse(
+        WEB / "app.webmanifest", media_type="application/manifest+json", headers=_NO_CACHE
+    )
+
+
+@router.get("/app/sw.js")
+async def app_service_worker() -> FileResponse:
+    # Served under /app/ but controlling /app itself (a scope of "/app", not "/app/").
+    return FileResponse(
+        WEB / "static" / "app" / "sw.js",
+        media_type="text/javascript",
+        headers={**_NO_CACHE, "Service-Worker-Allowed": "/app"},
+    )
 
 
 @router.get("/demo")
