@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from tests.api.test_alerts import GANGNAM, HERE, sos
-from tests.e2e.harness import Console, free_port, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import Console, free_port, log_path, stack_env, start_api, start_dispatcher
 from tests.security.leaks import phones_in, positions_in, traces_of
 
 GUARDIAN_PHONE = "+821055507788"
@@ -59,8 +59,8 @@ async def test_an_sos_request_id_follows_it_from_http_to_dispatcher_to_console(
     alone = await make_member(name="Han Jiwoo")  # routed at intake
     api = await asyncio.to_thread(start_api, api_port, env)
     dispatcher = start_dispatcher(name, env)
-    api_log = Path(f"/tmp/ansim-e2e-api-{api_port}.log")
-    dispatcher_log = Path(f"/tmp/ansim-e2e-{name}.log")
+    api_log = log_path(f"api-{api_port}")
+    dispatcher_log = log_path(name)
     try:
         async with (
             Console(api_port, console_staff.token) as console,

@@ -120,6 +120,9 @@ CALLS = [
     Call("GET", "/docs", audience("public")),
     Call("GET", "/console", audience("public")),
     Call("GET", "/demo/phone", audience("public")),
+    Call("GET", "/app", audience("public")),
+    Call("GET", "/app/manifest.webmanifest", audience("public")),
+    Call("GET", "/app/sw.js", audience("public")),
     Call("GET", "/demo", audience("public", **every(ROLES, 307))),  # to /demo/phone
     Call("GET", "/v1/web/config", audience("public")),
     # A guardian's link is its own credential (tests/notifications/test_guardians.py): a token
