@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from app import metrics
 from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
 from app.devices import health, service
-from app.devices.service import AuthenticatedDevice
+from app.devices.service import AuthenticatedDevice, SignedRequest
 from app.devices.signals import PANIC_TYPES, SignalBody, SignalType, parse_signal
 from app.errors import ServiceUnavailable
 from app.security.device_signature import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -22,25 +22,28 @@ from app.security.device_signature import NONCE_HEADER, SIGNATURE_HEADER, TIMEST
 router = APIRouter(tags=["devices"])
 
 
-async def signed_device(
-    device_id: str,
-    request: Request,
-    pool: PoolDep,
-    redis: RedisDep,
-    settings: SettingsDep,
-) -> AuthenticatedDevice:
-    # The path id is a plain string so that a malformed one is a 401 like any unknown device,
-    # not a 422 that would tell a prober what the ids look like.
-    return await service.authenticate(
-        pool=pool,
-        redis=redis,
-        settings=settings,
+async def signed_request(device_id: str, request: Request) -> SignedRequest:
+    """A device's request as the signature checks read it (store buttons and home sensors).
+    The path id is a plain string so that a malformed one is a 401 like any unknown device,
+    not a 422 that would tell a prober what the ids look like."""
+    return SignedRequest(
         device_ref=device_id,
         timestamp=request.headers.get(TIMESTAMP_HEADER),
         nonce=request.headers.get(NONCE_HEADER),
         signature=request.headers.get(SIGNATURE_HEADER),
         body=await request.body(),
         source_ip=request.client.host if request.client else None,
+    )
+
+
+async def signed_device(
+    device_id: str, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+) -> AuthenticatedDevice:
+    return await service.authenticate(
+        pool=pool,
+        redis=redis,
+        settings=settings,
+        request=await signed_request(device_id, request),
     )
 
 

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from app.api.deps import CurrentMember, PoolDep, RedisDep, SettingsDep, kick_relay
-from app.api.devices import _ERROR, _OPENAPI_EXTRA
+from app.api.devices import _ERROR, _OPENAPI_EXTRA, signed_request
 from app.api.schemas import StrictModel
 from app.devices import health
 from app.devices import service as devices
@@ -22,7 +22,6 @@ from app.errors import AppError, ServiceUnavailable
 from app.homes import service
 from app.homes.signals import ALARM_TYPES, HomeSignalBody, HomeSignalType, parse_home_signal
 from app.models import ArmState
-from app.security.device_signature import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 router = APIRouter(tags=["homes"])
 
@@ -57,19 +56,9 @@ async def post_home_signal(
     redis: RedisDep,
     settings: SettingsDep,
 ) -> Response:
-    raw = await request.body()
-    source_ip = request.client.host if request.client else None
-    device = await service.authenticate(
-        pool=pool,
-        redis=redis,
-        settings=settings,
-        device_ref=device_id,
-        timestamp=request.headers.get(TIMESTAMP_HEADER),
-        nonce=request.headers.get(NONCE_HEADER),
-        signature=request.headers.get(SIGNATURE_HEADER),
-        body=raw,
-        source_ip=source_ip,
-    )
+    signed = await signed_request(device_id, request)
+    raw, source_ip = signed.body, signed.source_ip
+    device = await service.authenticate(pool=pool, redis=redis, settings=settings, request=signed)
     signal = parse_home_signal(raw, kind=device.kind)
     kind = signal.body.type
     if kind in ALARM_TYPES:

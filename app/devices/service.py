@@ -165,6 +165,19 @@ async def record_security_event(
 
 
 @dataclass(frozen=True)
+class SignedRequest:
+    """What a device sent: the id in its path, its three signature headers (any may be
+    missing), the raw body it signed and the address it came from."""
+
+    device_ref: str
+    timestamp: str | None
+    nonce: str | None
+    signature: str | None
+    body: bytes
+    source_ip: str | None
+
+
+@dataclass(frozen=True)
 class VerifiedRequest:
     """A signed request that passed every check, with the device's row from the look-up."""
 
@@ -182,12 +195,7 @@ async def verify_signed_request(
     redis: Redis,
     settings: Settings,
     device_sql: str,
-    device_ref: str,
-    timestamp: str | None,
-    nonce: str | None,
-    signature: str | None,
-    body: bytes,
-    source_ip: str | None,
+    request: SignedRequest,
     now: float | None = None,
 ) -> VerifiedRequest:
     """The checks of every signed device request (store buttons and home sensors alike), or
@@ -198,6 +206,8 @@ async def verify_signed_request(
     Order matters: the cheap checks that need no secret come first; the nonce is stored only
     once the signature verifies, so nobody without the secret can burn a device's nonces.
     """
+    device_ref, source_ip = request.device_ref, request.source_ip
+    timestamp, nonce, signature = request.timestamp, request.nonce, request.signature
     try:
         device_id: uuid.UUID | None = uuid.UUID(device_ref)
     except ValueError:
@@ -239,7 +249,7 @@ async def verify_signed_request(
     # Verify even for an unknown or disabled device (against a decoy key) so every rejection
     # costs the same.
     matched = device_signature.verify(
-        candidates, headers.timestamp, headers.nonce, body, headers.signature
+        candidates, headers.timestamp, headers.nonce, request.body, headers.signature
     )
     if row is None:
         raise await reject(EV_UNKNOWN, DETAIL_REJECTED)
@@ -279,12 +289,7 @@ async def authenticate(
     pool: asyncpg.Pool,
     redis: Redis,
     settings: Settings,
-    device_ref: str,
-    timestamp: str | None,
-    nonce: str | None,
-    signature: str | None,
-    body: bytes,
-    source_ip: str | None,
+    request: SignedRequest,
     now: float | None = None,
 ) -> AuthenticatedDevice:
     """The store button that signed this request (``verify_signed_request``); a home's
@@ -294,12 +299,7 @@ async def authenticate(
         redis=redis,
         settings=settings,
         device_sql=_DEVICE_SQL,
-        device_ref=device_ref,
-        timestamp=timestamp,
-        nonce=nonce,
-        signature=signature,
-        body=body,
-        source_ip=source_ip,
+        request=request,
         now=now,
     )
     row = verified.row

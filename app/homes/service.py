@@ -31,7 +31,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.devices.service import record_security_event, verify_signed_request
+from app.devices.service import SignedRequest, record_security_event, verify_signed_request
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from app.homes.signals import HomeSignal, HomeSignalType
 from app.incidents.store import (
@@ -106,12 +106,7 @@ async def authenticate(
     pool: asyncpg.Pool,
     redis: Redis,
     settings: Settings,
-    device_ref: str,
-    timestamp: str | None,
-    nonce: str | None,
-    signature: str | None,
-    body: bytes,
-    source_ip: str | None,
+    request: SignedRequest,
 ) -> HomeDevice:
     """The home sensor that signed this request: the store button's checks exactly
     (``verify_signed_request``); a store's button is unknown here."""
@@ -120,12 +115,7 @@ async def authenticate(
         redis=redis,
         settings=settings,
         device_sql=_HOME_DEVICE_SQL,
-        device_ref=device_ref,
-        timestamp=timestamp,
-        nonce=nonce,
-        signature=signature,
-        body=body,
-        source_ip=source_ip,
+        request=request,
     )
     row = verified.row
     return HomeDevice(
