@@ -95,11 +95,12 @@ class LogGateway:
         self.channel = channel
 
     async def send(self, *, target: str, message: dict[str, Any], idempotency_key: str) -> Attempt:
-        # Neither the recipient nor the text: a guardian's text names her, a target is a phone
-        # number. The kind of message and its size say enough to follow a development run.
+        # The target (an id such as ``guardian:<uuid>``), never the text: a guardian's text
+        # names her. The kind of message and its size say enough to follow a development run.
         log.info(
-            "%s (no gateway, logged only): a %s message of %d characters",
+            "%s to %s (no gateway, logged only): a %s message of %d characters",
             self.channel,
+            target,
             message.get("type", "text"),
             len(str(message.get("text", ""))),
         )
