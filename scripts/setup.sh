@@ -66,6 +66,12 @@ if [ "$want_browser" = 1 ] && ! command -v chromium >/dev/null; then
   say "installing Debian's chromium for the browser tests"
   apt_install chromium
 fi
+# Hangul glyphs: the console, the app and the maps are Korean first; without a Korean font
+# chromium draws boxes in the browser tests' screenshots (docs/img/).
+if [ "$want_browser" = 1 ] && [ ! -d /usr/share/fonts/truetype/nanum ]; then
+  say "installing Debian's Nanum fonts (Hangul) for the browser"
+  apt_install fonts-nanum
+fi
 
 # --- promtool (tests only: checks and unit-tests deploy/prometheus/alerts.yml) ---------------
 if [ "$want_browser" = 1 ] && ! command -v promtool >/dev/null; then
