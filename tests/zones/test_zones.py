@@ -97,11 +97,7 @@ async def test_an_operator_creates_a_zone_and_every_staff_map_reads_it(client, w
         ({"active_from": "22:00", "active_to": "22:00"}, 422, "all day"),
         ({"priority_raise": 4}, 422, "priority_raise"),
         (
-            {
-                "geometry": polygon(
-                    [[127.0, 37.4], [127.1, 37.5], [127.1, 37.4], [127.0, 37.5]]
-                )
-            },
+            {"geometry": polygon([[127.0, 37.4], [127.1, 37.5], [127.1, 37.4], [127.0, 37.5]])},
             400,
             "Self-intersection",
         ),
@@ -257,5 +253,3 @@ async def test_a_lookup_of_garbage_ids_is_a_400(client, world):
         "/v1/console/zones/incidents", params={"ids": many}, headers=world["disp_a"].headers
     )
     assert r.status_code == 400
-
-
