@@ -36,7 +36,8 @@ async def insert_incidents(pool: asyncpg.Pool, rows: list[Seeded]) -> list[uuid.
                 WHERE ST_Covers(d.boundary, ST_SetSRID(ST_MakePoint(r.lon, r.lat), 4326))
                 ORDER BY d.code LIMIT 1)
         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::float8[],
-                    $6::timestamptz[], $7::timestamptz[]) AS r(id, source, status, lat, lon, at, ack)
+                    $6::timestamptz[], $7::timestamptz[])
+             AS r(id, source, status, lat, lon, at, ack)
         """,
         ids,
         [r.source for r in rows],
