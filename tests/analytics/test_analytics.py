@@ -29,7 +29,7 @@ PERIOD = {"since": "2026-11-01T00:00:00+09:00", "until": "2026-11-30T00:00:00+09
 @pytest.fixture
 async def world(make_district, make_staff, pool):
     a = await make_district("11680", "강남구", *A)
-    b = await make_district("11710", "송파구", *B)
+    await make_district("11710", "송파구", *B)
     async with pool.acquire() as conn:
         await service.import_dongs(conn)
     return {
