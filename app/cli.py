@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analytics.cli import analytics_app
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
 from app.devices.cli import devices_app
@@ -20,6 +21,7 @@ from app.errors import AppError
 from app.geo.cli import districts_app, places_app
 from app.homes.cli import homes_app
 from app.receiver.cli import alarm_accounts_app, receiver
+from app.zones.cli import zones_app
 
 T = TypeVar("T")
 
@@ -47,6 +49,8 @@ cli.command("relay")(relay)
 cli.command("dead-letters")(dead_letters)
 cli.add_typer(alarm_accounts_app, name="alarm-accounts")
 cli.command("receiver")(receiver)
+cli.add_typer(zones_app, name="zones")
+cli.add_typer(analytics_app, name="analytics")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     #: Time zone used to decide whether a safe place is open now.
     local_timezone: str = "Asia/Seoul"
 
+    # Analytics (app/analytics/)
+    #: Heat-map cells with fewer incidents than this are not shown (k-anonymity of places); a
+    #: request may ask for a larger k, never a smaller one.
+    analytics_k: int = Field(5, ge=2)
+    #: How often a dispatcher refreshes the analytics view of the incidents (0: never; then
+    #: ``ansim analytics refresh`` from cron).
+    analytics_refresh_s: float = Field(600.0, ge=0)
+
     # Intake
     max_body_bytes: int = 64 * 1024
     nearest_default_limit: int = 5

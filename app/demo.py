@@ -14,6 +14,7 @@ import asyncpg
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.analytics.service import import_dongs
 from app.config import get_settings
 from app.geo.importers import DistrictRecord, PlaceRecord, write_districts, write_places
 from app.geo.shipped import seoul_districts
@@ -226,6 +227,8 @@ async def seed_demo(session: AsyncSession) -> dict[str, Any]:
     conn = await _driver(session)
     await _upsert_districts(conn, districts)
     await _upsert_places(conn, districts)
+    # The dongs the analytics count by (the same shipped boundaries).
+    await import_dongs(conn)
     dispatchers = [
         await _staff(
             session,

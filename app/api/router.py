@@ -6,6 +6,7 @@ from app.api import (
     admin,
     alarm_accounts,
     alerts,
+    analytics,
     auth,
     console,
     devices,
@@ -19,6 +20,7 @@ from app.api import (
     safe_return,
     volunteers,
     web,
+    zones,
 )
 
 #: Included into the app one by one (``app.include_router``), not through a router that
@@ -41,5 +43,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     guardian.router,
     safe_return.router,
     metrics.router,
+    zones.router,
+    analytics.router,
     web.router,
 )

@@ -41,6 +41,12 @@ async def console_page() -> FileResponse:
     return FileResponse(WEB / "console.html", headers=_NO_CACHE)
 
 
+@router.get("/analytics")
+async def analytics_page() -> FileResponse:
+    """Incidents by district, dong, hour, source and outcome; the heat map (app/analytics/)."""
+    return FileResponse(WEB / "analytics.html", headers=_NO_CACHE)
+
+
 @router.get("/demo/phone")
 async def phone_page() -> FileResponse:
     return FileResponse(WEB / "phone.html", headers=_NO_CACHE)

@@ -22,6 +22,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from app.analytics import service as analytics
 from app.config import Settings
 from app.devices import health
 from app.dispatch import routing, stream_retention
@@ -120,6 +121,13 @@ class Dispatcher:
                 name="reconcile",
             ),
         ]
+        if self.settings.analytics_refresh_s > 0:
+            loops.append(
+                asyncio.create_task(
+                    self._every(self.settings.analytics_refresh_s, self._refresh_analytics),
+                    name="analytics",
+                )
+            )
         log.info("dispatcher %s started", self.name)
         await self._stopping.wait()
         log.info("dispatcher %s draining %d entries", self.name, len(self._inflight))
@@ -283,6 +291,11 @@ class Dispatcher:
         if lost:
             log.warning("%d published outbox rows were never processed; publishing again", lost)
             self.relay.kick()
+
+    async def _refresh_analytics(self) -> None:
+        seconds = await analytics.refresh(self.pool)
+        if seconds is not None:
+            log.info("analytics refreshed in %.2f s", seconds)
 
     async def _purge_trails(self) -> None:
         result = await purge_closed_trails(self.pool, retention_s=self.settings.trail_retention_s)

@@ -31,19 +31,23 @@ from app.models.incident import (
 )
 from app.models.notification import GuardianView, Notification
 from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
+from app.models.zone import AnalyticsRefresh, CrimeStat, Dong, SpecialZone
 
 __all__ = [
     "POLICE_KINDS",
     "AlarmAccount",
     "AlarmEvent",
+    "AnalyticsRefresh",
     "ArmState",
     "Assignment",
     "Base",
+    "CrimeStat",
     "DeliveryAttempt",
     "Device",
     "DeviceKind",
     "DispatchReceipt",
     "District",
+    "Dong",
     "Guardian",
     "GuardianView",
     "Home",
@@ -64,6 +68,7 @@ __all__ = [
     "SafeReturnPoint",
     "SafeReturnSession",
     "SecurityEvent",
+    "SpecialZone",
     "Staff",
     "StaffRecoveryCode",
     "StaffRole",

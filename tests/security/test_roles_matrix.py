@@ -231,6 +231,32 @@ CALLS = [
     ),
     # Open data (Seoul's dong boundaries), the same for everyone: no token needed.
     Call("GET", "/v1/map/dongs", audience("public")),
+    # Special control zones (tests/zones/): every staff map draws them; the zone of an incident
+    # is the dispatchers' (of its district) to read.
+    Call("GET", "/v1/map/zones", audience("staff", **every(STAFF, 200))),
+    Call(
+        "GET",
+        "/v1/console/zones/incidents",
+        audience("dispatcher", **every(DISPATCHERS, 200)),
+        params={"ids": "00000000-0000-4000-8000-000000000001"},
+    ),
+    # The analytics page and its aggregates (tests/analytics/): dispatchers (scoped to their
+    # districts) and operators (the city safety office); no volunteer, no member.
+    Call("GET", "/analytics", audience("public")),
+    *(
+        Call(
+            "GET",
+            f"/v1/analytics/{name}",
+            audience("dispatcher", **every(DISPATCHERS, 200), operator=200),
+        )
+        for name in ("districts", "dongs", "hours", "outcomes", "heatmap", "crimes")
+    ),
+    Call(
+        "GET",
+        "/v1/analytics/export.csv",
+        audience("dispatcher", **every(DISPATCHERS, 200), operator=200),
+        params={"aggregate": "districts"},
+    ),
     Call(
         "GET",
         "/v1/console/incidents/{incident_id}/nearby",
@@ -311,6 +337,33 @@ CALLS = [
         audience("volunteer", volunteer_offered=404, volunteer_assigned=200),
     ),
     Call("GET", "/v1/admin/location-access", audience("operator", operator=200)),
+    Call(
+        "POST",
+        "/v1/admin/zones",
+        audience("operator", operator=201),
+        body={
+            "name": "matrix zone",
+            "reason": "test",
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[126.9, 37.5], [126.95, 37.5], [126.95, 37.55], [126.9, 37.5]]],
+            },
+        },
+    ),
+    Call(
+        "POST",
+        "/v1/admin/zones/import",
+        # A FeatureCollection without features: the operator's answer is the 400 saying so.
+        audience("operator", operator=400),
+        body={"type": "FeatureCollection", "features": []},
+    ),
+    Call("GET", "/v1/admin/zones", audience("operator", operator=200)),
+    Call(
+        "DELETE",
+        "/v1/admin/zones/{zone_id}",
+        audience("operator", operator=404),
+        path_params={"zone_id": _NO_WALK},
+    ),
     Call("GET", "/v1/admin/security-events", audience("operator", operator=200)),
     Call("GET", "/v1/admin/devices", audience("operator", operator=200)),
     Call(

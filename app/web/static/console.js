@@ -83,7 +83,7 @@
   const isUrgent = (i) => i.duress || i.escalation_level > 0 || i.unwatched;
   function rank(i) {
     if (isUrgent(i)) return 0;
-    if (i.status === 'new') return 1;
+    if (i.status === 'new') return zoneRaise(i) > 0 ? 0.5 : 1;
     return 2;
   }
   function sorted() {
@@ -104,6 +104,8 @@
       out.push(el('span', { class: 'badge coverage' }, `COVERING FOR ${i.district_name || i.district_code}`));
     }
     if (i._notifyFailed) out.push(el('span', { class: 'badge duress' }, 'NOT NOTIFIED'));
+    const zone = zoneBadge(i);
+    if (zone) out.push(zone);
     const note = storeNote(i);
     if (note) out.push(note);
     for (const f of i.flags || []) {
@@ -138,6 +140,7 @@
 
   // --- the list ---------------------------------------------------------------------------
   function renderList() {
+    askZones();
     const list = $('incidents');
     const now = Date.now();
     const items = sorted();
@@ -471,6 +474,7 @@
       ownDistrictIds: own, cityWide: Boolean(state.staff && state.staff.city_wide),
     });
     if (drawn.bounds) map.fitBounds(drawn.bounds, { padding: [20, 20] });
+    loadZones();
     incidentLayer.eachLayer((l) => l.bringToFront && l.bringToFront());
   }
 
@@ -522,6 +526,58 @@
         }).bindTooltip(`${v.assigned ? 'Assigned: ' : 'On duty: '}${v.name} (${v.badge_number || 'no badge'})`).addTo(focusLayer);
       }
     }
+  }
+
+  // --- special control zones (docs/control-room.md) ---------------------------------------
+  // The zone of each incident comes from the server (its hours at the moment of the report);
+  // the map draws every zone, the ones active now stronger.
+  const zoneOf = new Map();
+  const zoneAsked = new Set();
+  const zoneLayer = L.layerGroup();
+  let zoneTimer = null;
+  window.ansimZones = zoneOf;
+
+  function zoneRaise(i) {
+    const z = zoneOf.get(i.id);
+    return z ? z.priority_raise : 0;
+  }
+  function zoneBadge(i) {
+    const z = zoneOf.get(i.id);
+    if (!z) return null;
+    const raised = z.priority_raise > 0 ? ` · PRIORITY +${z.priority_raise}` : '';
+    return el('span', {
+      class: `badge zone${z.priority_raise > 0 ? ' raised' : ''}`,
+      title: `Special control zone: ${z.reason}${z.active_at_report ? '' : ' (outside its hours at the report)'}`,
+      dataset: { zone: z.name },
+    }, `ZONE ${z.name}${raised}`);
+  }
+  function askZones() {
+    const ids = [...state.incidents.keys()].filter((id) => !zoneAsked.has(id));
+    if (!ids.length || zoneTimer || !state.token) return;
+    zoneTimer = setTimeout(() => fetchZones(ids.slice(0, 200)), 200);
+  }
+  async function fetchZones(ids) {
+    const res = await api('GET', `/v1/console/zones/incidents?ids=${ids.join(',')}`, { token: state.token });
+    zoneTimer = null;
+    if (!res.ok) return;
+    for (const id of ids) zoneAsked.add(id);
+    for (const z of res.data.zones) zoneOf.set(z.incident_id, z);
+    if (res.data.zones.length) { renderList(); if (state.detail) renderDetail(); }
+    else askZones();
+  }
+  async function loadZones() {
+    const res = await api('GET', '/v1/map/zones', { token: state.token });
+    if (!res.ok || !map) return;
+    zoneLayer.clearLayers();
+    for (const z of res.data.zones) {
+      L.geoJSON(z.geometry, {
+        style: { color: '#c77dff', weight: z.active_now ? 2.5 : 1.5, dashArray: z.active_now ? null : '4 4', fillOpacity: z.active_now ? 0.15 : 0.04 },
+        className: 'zone-shape',
+      }).bindTooltip(`${z.name} · ${z.reason} · ${z.active_hours || 'all day'}${z.priority_raise ? ` · priority +${z.priority_raise}` : ''}${z.active_now ? ' · active now' : ''}`)
+        .addTo(zoneLayer);
+    }
+    zoneLayer.addTo(map);
+    incidentLayer.eachLayer((l) => l.bringToFront && l.bringToFront());
   }
 
   // --- detail -----------------------------------------------------------------------------
