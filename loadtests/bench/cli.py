@@ -27,8 +27,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--db-url", default="postgresql://postgres@127.0.0.1:5432/ansim_bench")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--ceiling-port", type=int, default=8100, help="its API; its dispatcher +1")
     p.add_argument("--api-workers", type=int, default=1)
     p.add_argument("--dispatchers", type=int, default=1)
+    p.add_argument(
+        "--console-procs",
+        type=int,
+        default=1,
+        help="`ansim consoles` processes (on free ports; the consoles spread over them);"
+        " 0: the API serves the consoles, as before issue 23",
+    )
     p.add_argument("--places", type=int, default=50_000)
     p.add_argument(
         "--members", type=int, default=20_000, help="one per SOS in a run (see openloop.ours)"
@@ -123,8 +131,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         {
             "CEILING_DSN": args.db_url.rsplit("/", 1)[0] + "/ceiling",
             "CEILING_REDIS": args.redis_url,
-            "CEILING_API_PORT": "8100",
-            "CEILING_DISPATCH_PORT": "8101",
+            "CEILING_API_PORT": str(args.ceiling_port),
+            "CEILING_DISPATCH_PORT": str(args.ceiling_port + 1),
         }
     )
     results["ansim"], results["ceiling"] = {}, {}
