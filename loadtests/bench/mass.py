@@ -28,6 +28,7 @@ from websockets.asyncio.client import connect as ws_connect
 
 from loadtests import openloop
 from loadtests.bench import HOST
+from loadtests.bench.meters import CpuMeter
 from loadtests.bench.report import print_one
 from loadtests.bench.runs import _start, _stop, _target, measure
 from loadtests.bench.stacks import Stack, console_ports
@@ -43,8 +44,9 @@ SELECT u.id, u.source, CASE WHEN u.source = 'app' THEN gen_random_uuid() END,
 FROM (
   SELECT gen_random_uuid() AS id,
          CASE WHEN g % 2 = 0 THEN 'app' ELSE 'button' END AS source,
-         ST_SetSRID(ST_MakePoint($2 + random() * ($3 - $2), $4 + random() * ($5 - $4)), 4326) AS pt
-  FROM generate_series(1, $1) AS g
+         ST_SetSRID(ST_MakePoint($2::float8 + random() * ($3::float8 - $2::float8),
+                                   $4::float8 + random() * ($5::float8 - $4::float8)), 4326) AS pt
+  FROM generate_series(1, $1::int) AS g
 ) u
 """
 
@@ -112,7 +114,17 @@ async def run_mass(
             if n:
                 res["fill_s"] = await fill(args.db_url, n)
             res["rss_mb_before"] = rss_mb(stack)
+            meter = CpuMeter(await groups())
+            meter.start()
             res["snapshot"] = await snapshot_times(urls)
+            # What a console's start costs (the runs below connect theirs too: it is in their
+            # CPU per SOS, as in a real control room whose consoles connect during the event).
+            spent = meter.stop()
+            res["snapshot"]["cpu_ms_each"] = {
+                k: round(v["cpu_s"] * 1000 / max(1, len(urls)), 1)
+                for k, v in spent.items()
+                if k in ("api", "consoles", "postgres_backends", "load_generator")
+            }
             print(f"[ansim] mass/{phase}: snapshot {res['snapshot']}", flush=True)
             run = await measure(
                 target(args.consoles_mass),
