@@ -266,6 +266,45 @@ def demo(
     typer.echo(f"(saved to {out})", err=True)
 
 
+#: How every HTTP process of ours runs under uvicorn (the API, the console processes).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "factory": True,
+    "loop": "uvloop",
+    "http": "httptools",
+    "ws_per_message_deflate": False,  # console fan-out cost (docs/performance.md)
+    "access_log": False,
+    "backlog": 2048,
+    # The client behind a proxy is found by the app (ANSIM_TRUSTED_PROXIES,
+    # app/security/client_ip.py); uvicorn's own rule would trust 127.0.0.1.
+    "proxy_headers": False,
+}
+
+
+@cli.command("consoles")
+def consoles(
+    host: str = "127.0.0.1",
+    port: int = 8001,
+    workers: Annotated[int, typer.Option(help="Console processes on this port")] = 1,
+) -> None:
+    """Serve the console WebSocket (/v1/console/stream) apart from the API: each process reads
+    the console log from Redis; run any number, beside the API (docs/operations.md)."""
+    import uvicorn
+
+    uvicorn.run(
+        "app.consoles.app:create_console_app", host=host, port=port, workers=workers,
+        **UVICORN_OPTIONS,
+    )  # fmt: skip
+
+
+def _stream_url(host: str, port: int) -> str | None:
+    """Where a browser finds the console processes ``serve`` started; None for a wildcard
+    address, which names no host a browser can reach."""
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"ws://{shown}:{port}/v1/console/stream"
+
+
 @cli.command("serve")
 def serve(
     host: str = "127.0.0.1",
@@ -274,8 +313,18 @@ def serve(
     dispatchers: Annotated[
         int, typer.Option(help="Dispatcher processes to run beside the API (stopped with it)")
     ] = 0,
+    consoles: Annotated[
+        int,
+        typer.Option(
+            help="Console processes beside the API (0: the API serves the console WebSocket)"
+        ),
+    ] = 1,
+    consoles_port: Annotated[
+        int | None, typer.Option(help="Their port (default: the API's port + 1)")
+    ] = None,
 ) -> None:
-    """Run the API (uvicorn with uvloop and httptools), optionally with dispatchers."""
+    """Run the API (uvicorn with uvloop and httptools), the console processes, and optionally
+    dispatchers."""
     import os
     import signal
     import subprocess
@@ -307,29 +356,36 @@ def serve(
         )
         for i in range(dispatchers)
     ]
+    if consoles:
+        cport = port + 1 if consoles_port is None else consoles_port
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "consoles", "--host", host,
+                 "--port", str(cport), "--workers", str(consoles)],
+                env=child_env,
+            )
+        )  # fmt: skip
+        # The console page connects there, unless the operator named another place.
+        url = settings.console_stream_url or _stream_url(host, cport)
+        if url is None:
+            typer.echo(
+                f"consoles on port {cport}: route /v1/console/stream there or set"
+                " ANSIM_CONSOLE_STREAM_URL to their public ws(s):// URL; until then the"
+                " console page uses the API's own stream",
+                err=True,
+            )
+        elif not settings.console_stream_url:
+            os.environ["ANSIM_CONSOLE_STREAM_URL"] = url
+            get_settings.cache_clear()
 
     def stop(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     # uvicorn re-raises the SIGTERM it shut down for; with the default handler this process
-    # would die there and orphan its dispatchers. Exiting through Python runs the cleanup below.
+    # would die there and orphan its children. Exiting through Python runs the cleanup below.
     signal.signal(signal.SIGTERM, stop)
     try:
-        uvicorn.run(
-            "app.main:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http="httptools",
-            ws_per_message_deflate=False,  # console fan-out cost (docs/performance.md)
-            access_log=False,
-            backlog=2048,
-            # The client behind a proxy is found by the app (ANSIM_TRUSTED_PROXIES,
-            # app/security/client_ip.py); uvicorn's own rule would trust 127.0.0.1.
-            proxy_headers=False,
-        )
+        uvicorn.run("app.main:create_app", host=host, port=port, workers=workers, **UVICORN_OPTIONS)
     finally:
         for child in children:
             child.terminate()  # SIGTERM: dispatchers drain their in-flight entries

@@ -187,6 +187,13 @@ class Settings(BaseSettings):
     #: that died counts no longer after the TTL (app/dispatch/coverage.py).
     console_presence_refresh_s: float = 5.0
     console_presence_ttl_s: float = 15.0
+    #: Where the console page opens its WebSocket: empty for its own origin (a load balancer
+    #: sends ``/v1/console/stream`` to the ``ansim consoles`` processes), else a ``ws://`` or
+    #: ``wss://`` URL of the console processes (``ansim serve`` sets it to the one it starts).
+    console_stream_url: str = ""
+    #: The API process serves the console WebSocket too (one-process setups, a load balancer
+    #: that sends everything to the API). Off: the API is intake only, ``ansim consoles`` serve.
+    api_console_stream: bool = True
     #: How often every dispatcher gives incidents nobody watches to the consoles that are open.
     coverage_poll_s: float = 0.5
     #: Districts whose boundaries are within this (degrees, ~50 m) are neighbours: simplified
@@ -315,6 +322,14 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(str(entry).strip(), strict=False)
                 except ValueError as exc:
                     raise ValueError(f"ANSIM_TRUSTED_PROXIES: {entry!r} is no IP or CIDR") from exc
+        return value
+
+    @field_validator("console_stream_url")
+    @classmethod
+    def _stream_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("ws://", "wss://")):
+            raise ValueError("ANSIM_CONSOLE_STREAM_URL must be a ws:// or wss:// URL (or empty)")
         return value
 
     @field_validator("map_tile_url")

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import logs
+from app.api import console_stream
 from app.api.router import ROUTERS
 from app.config import Settings, get_settings
 from app.db import create_engine, create_pool, create_sessionmaker
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None, *, process_name: str = "ansim-a
     )
     install_error_handlers(app)
     for router in ROUTERS:
+        if router is console_stream.router and not settings.api_console_stream:
+            continue  # intake only: `ansim consoles` serve the stream (docs/operations.md)
         app.include_router(router)
     app.add_middleware(RateLimit, settings=settings)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -85,7 +85,17 @@ class Target:
     greets: bool = False
 
 
-def ours(host: str, port: int, member_tokens: list[str], console_tokens: list[str]) -> Target:
+def ours(
+    host: str,
+    port: int,
+    member_tokens: list[str],
+    console_tokens: list[str],
+    *,
+    console_ports: list[int] | None = None,
+) -> Target:
+    """Our API on ``port``; console ``i`` connects to ``console_ports[i % n]`` (the console
+    processes; default the API's port)."""
+    ports = console_ports or [port]
     auth = [b"Authorization: Bearer %s\r\n" % t.encode() for t in member_tokens]
     # One woman per SOS: a second report from a member with an open alert is folded into it
     # (a different, cheaper path), so each request takes the next member.
@@ -122,7 +132,8 @@ def ours(host: str, port: int, member_tokens: list[str], console_tokens: list[st
         path=b"/v1/alerts",
         # As the web console does, they ask for the messages waiting together in one frame.
         ws_urls=[
-            f"ws://{host}:{port}/v1/console/stream?token={t}&batch=true" for t in console_tokens
+            f"ws://{host}:{ports[i % len(ports)]}/v1/console/stream?token={t}&batch=true"
+            for i, t in enumerate(console_tokens)
         ],
         make_body=body,
         headers_for=lambda i: auth[next(next_member) % len(auth)],

@@ -86,3 +86,15 @@ def test_no_tile_url_by_default_and_a_template_is_kept() -> None:
     assert Settings().map_tile_url == ""
     url = "https://{s}.tiles.example/{z}/{x}/{y}.png"
     assert Settings(map_tile_url=f" {url} ").map_tile_url == url
+
+
+@pytest.mark.parametrize("url", ["http://consoles.example/v1/console/stream", "consoles:8001"])
+def test_the_console_stream_url_must_be_a_websocket_url(url: str) -> None:
+    with pytest.raises(ValidationError, match="ANSIM_CONSOLE_STREAM_URL"):
+        Settings(console_stream_url=url)
+
+
+def test_the_console_page_uses_its_own_origin_unless_told_where_the_consoles_are() -> None:
+    assert Settings().console_stream_url == ""
+    url = "wss://consoles.example/v1/console/stream"
+    assert Settings(console_stream_url=f" {url} ").console_stream_url == url

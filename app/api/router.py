@@ -9,6 +9,7 @@ from app.api import (
     analytics,
     auth,
     console,
+    console_stream,
     devices,
     guardian,
     health,
@@ -27,11 +28,13 @@ from app.api import (
 #: includes them: FastAPI matches a request router by router, and a nested inclusion walks
 #: the tree again at every level (a quarter of an SOS request's time in the framework went to
 #: that). The alert intakes come first, the pages (``web``) last.
+#: ``console_stream`` is left out when ``ANSIM_API_CONSOLE_STREAM`` is off (app/main.py).
 ROUTERS: tuple[APIRouter, ...] = (
     alerts.router,
     devices.router,
     homes.router,
     console.router,
+    console_stream.router,
     health.router,
     auth.router,
     me.router,

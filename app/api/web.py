@@ -7,6 +7,7 @@ and are served from here, so the pages work without internet: on a police networ
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from pathlib import Path
@@ -36,9 +37,17 @@ router = APIRouter(include_in_schema=False)
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
+#: The console page's placeholder for where its WebSocket is (ANSIM_CONSOLE_STREAM_URL).
+STREAM_META = '<meta name="ansim-console-stream" content="">'
+
+
 @router.get("/console")
-async def console_page() -> FileResponse:
-    return FileResponse(WEB / "console.html", headers=_NO_CACHE)
+async def console_page(settings: SettingsDep) -> Response:
+    page = (WEB / "console.html").read_text()
+    if settings.console_stream_url:
+        url = html.escape(settings.console_stream_url)
+        page = page.replace(STREAM_META, f'<meta name="ansim-console-stream" content="{url}">', 1)
+    return HTMLResponse(page, headers=_NO_CACHE)
 
 
 @router.get("/analytics")

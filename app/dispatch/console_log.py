@@ -207,7 +207,7 @@ async def replay_after(
 
 class Wake(enum.Enum):
     """What a connection puts in its own queue besides the hub's entries: the wake-ups of its
-    loop, which then waits on the queue alone (``app.api.console._live``)."""
+    loop, which then waits on the queue alone (``app.api.console_stream._live``)."""
 
     TICK = "tick"  # its next ping or session check is due
     GONE = "gone"  # its client closed the socket

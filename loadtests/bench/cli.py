@@ -12,6 +12,7 @@ from typing import Any
 
 from loadtests.bench import ROOT
 from loadtests.bench.database import prepare_database, seed
+from loadtests.bench.mass import run_mass
 from loadtests.bench.report import plot, ratios, summary
 from loadtests.bench.runs import run_sweep, run_target
 
@@ -21,14 +22,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--profile",
         action="append",
-        choices=["all", "idle", "steady", "burst", "sweep", "smoke"],
-        help="repeatable; default all (idle, steady, burst, sweep)",
+        choices=["all", "idle", "steady", "burst", "sweep", "smoke", "mass"],
+        help="repeatable; default all (idle, steady, burst, sweep); mass: ours only",
     )
     p.add_argument("--db-url", default="postgresql://postgres@127.0.0.1:5432/ansim_bench")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--ceiling-port", type=int, default=8100, help="its API; its dispatcher +1")
     p.add_argument("--api-workers", type=int, default=1)
     p.add_argument("--dispatchers", type=int, default=1)
+    p.add_argument(
+        "--console-procs",
+        type=int,
+        default=1,
+        help="`ansim consoles` processes (on free ports; the consoles spread over them);"
+        " 0: the API serves the consoles, as before issue 23",
+    )
     p.add_argument("--places", type=int, default=50_000)
     p.add_argument(
         "--members", type=int, default=20_000, help="one per SOS in a run (see openloop.ours)"
@@ -48,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-s", type=float, default=10)
     p.add_argument("--sweep-repeats", type=int, default=3, help="whole sweeps, one after the other")
     p.add_argument("--warmup-s", type=float, default=2.0, help="20/s before each run, discarded")
+    p.add_argument("--open-incidents", type=int, default=10_000, help="mass: open incidents")
+    p.add_argument("--mass-rate", type=float, default=200, help="mass: SOS per second")
+    p.add_argument("--mass-s", type=float, default=15, help="mass: seconds at that rate")
+    p.add_argument("--consoles-mass", type=int, default=20, help="mass: consoles during the run")
+    p.add_argument("--mass-snapshots", type=int, default=5, help="mass: consoles timed connecting")
     p.add_argument("--smoke-rate", type=float, default=20)
     p.add_argument("--smoke-s", type=float, default=3)
     p.add_argument("--no-ceiling", action="store_true", help="measure our stack only")
@@ -101,6 +115,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     env.pop("ANSIM_REDIS_URL", None)
     await prepare_database(args.db_url, env)
     consoles = max(args.consoles, args.burst_consoles, args.consoles_idle, args.consoles_sweep)
+    if "mass" in args.todo:
+        consoles = max(consoles, args.consoles_mass, args.mass_snapshots)
     if "smoke" in args.todo:
         consoles = max(consoles, 2)
     creds = await seed(args.db_url, places=args.places, members=args.members, consoles=consoles)
@@ -123,8 +139,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         {
             "CEILING_DSN": args.db_url.rsplit("/", 1)[0] + "/ceiling",
             "CEILING_REDIS": args.redis_url,
-            "CEILING_API_PORT": "8100",
-            "CEILING_DISPATCH_PORT": "8101",
+            "CEILING_API_PORT": str(args.ceiling_port),
+            "CEILING_DISPATCH_PORT": str(args.ceiling_port + 1),
         }
     )
     results["ansim"], results["ceiling"] = {}, {}
@@ -133,6 +149,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     # apart at most, so a change in the machine's other load affects both (the sweep's steps
     # take turns).
     for name in args.todo:
+        if name == "mass":
+            if "ansim" in envs:
+                results["ansim"]["mass"] = await run_mass(args, env, logdir, creds)
+            continue
         if name == "sweep":
             for which, res in (await run_sweep(args, envs, logdir, creds)).items():
                 results[which]["sweep"] = res

@@ -58,12 +58,13 @@ def redis_pids() -> list[int]:
 def start_py_spy(
     spy_dir: Path, groups: dict[str, list[int]], offsets: list[int]
 ) -> list[subprocess.Popen[bytes]]:
-    """Sample the API workers and dispatchers for the length of the run (collapsed stacks)."""
+    """Sample the API workers, console processes and dispatchers for the length of the run
+    (collapsed stacks)."""
     spy_dir.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).parent / "py-spy"
     dur = max(1, int(offsets[-1] / 1e9) if offsets else 1)
     out = []
-    for group in ("api", "dispatchers"):
+    for group in ("api", "consoles", "dispatchers"):
         for pid in groups.get(group, []):
             out.append(
                 subprocess.Popen(

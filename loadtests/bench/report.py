@@ -142,3 +142,17 @@ def summary(results: dict[str, Any]) -> None:
                 else ""
             )
         )
+    if "mass" in o:
+        m = o["mass"]
+        for phase in ("empty", "open"):
+            r = m[phase]
+            snap = _fmt(r["snapshot"]["ms"])
+            print(
+                f"mass/{phase} ({r['open_incidents']} open): snapshot ms {snap}"
+                f" ({r['snapshot']['incidents_in_snapshot']} incidents,"
+                f" {r['snapshot']['bytes_max']} bytes); ingest {_fmt(r['run']['ingest_ms'])};"
+                f" slowest console {_fmt(r['run']['sos_to_slowest_console_ms'])};"
+                f" linked {r['run']['linked_sos']}; cpu ms per SOS {r['run']['cpu_ms_per_sos']};"
+                f" RSS MB {r['rss_mb_after']}"
+            )
+        print(f"mass ratios, open / empty: {m['ratios_open_to_empty']}")

@@ -20,7 +20,7 @@ from loadtests.bench import E2E_TARGET_MS, HOST, WARM_S
 from loadtests.bench.database import backend_pids, checkpoint, clear_incidents, flush_redis
 from loadtests.bench.meters import CpuMeter, redis_pids, start_py_spy
 from loadtests.bench.report import print_one
-from loadtests.bench.stacks import Stack, start_ceiling, start_ours
+from loadtests.bench.stacks import Stack, console_ports, start_ceiling, start_ours
 from loadtests.openloop import RunData, schedule, stats
 
 
@@ -153,12 +153,14 @@ async def measure(
     # CPU per SOS is the figure the other helpers' load on this shared machine disturbs least.
     n = max(1, result["accepted"])
     per = {k: round(v["cpu_s"] * 1000 / n, 3) for k, v in cpu.items() if k != "wall_s"}
-    per["service_total"] = round(
-        sum(v for k, v in per.items() if k in ("api", "dispatchers", "postgres_backends")), 3
-    )
+    per["service_total"] = round(sum(v for k, v in per.items() if k in SERVICE), 3)
     result["cpu_ms_per_sos"] = per
     result["segments"] = segments
     return result
+
+
+#: The processes of a pipeline (the load generator and the shared Redis aside).
+SERVICE = ("api", "consoles", "dispatchers", "postgres_backends")
 
 
 def profiles(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -183,7 +185,11 @@ def _target(
         if which == "ansim":
             assert creds is not None
             return openloop.ours(
-                HOST, args.port, creds["member_tokens"], creds["console_tokens"][:consoles]
+                HOST,
+                args.port,
+                creds["member_tokens"],
+                creds["console_tokens"][:consoles],
+                console_ports=console_ports(args),
             )
         return openloop.ceiling(
             HOST, int(env["CEILING_API_PORT"]), int(env["CEILING_DISPATCH_PORT"]), consoles
@@ -215,6 +221,7 @@ async def _start(
     async def groups() -> dict[str, list[int]]:
         return {
             "api": stack.pids("api"),
+            "consoles": stack.pids("consoles"),
             "dispatchers": stack.pids("dispatcher"),
             "postgres_backends": await backend_pids(db_url, dbname),
             "redis_shared": redis_pids(),

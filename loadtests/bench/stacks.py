@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -80,37 +81,44 @@ def wait_http(urls: list[str], timeout: float = 30) -> None:
         raise RuntimeError(f"not up: {pending}")
 
 
+def console_ports(args: argparse.Namespace) -> list[int]:
+    """Where our consoles connect: the console processes (``ansim consoles``, one port each,
+    free on loopback when the run starts), or the API itself with ``--console-procs 0``."""
+    if not hasattr(args, "console_port_list"):
+        with contextlib.ExitStack() as held:
+            ports = []
+            for _ in range(args.console_procs):
+                sock = held.enter_context(socket.socket())
+                sock.bind((HOST, 0))
+                ports.append(int(sock.getsockname()[1]))
+        args.console_port_list = ports
+    return list(args.console_port_list) or [args.port]
+
+
+def _uvicorn(app: str, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", app, "--factory", "--host", HOST, "--port", str(port),
+        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+        # As `ansim serve` (uvicorn's default WebSocket implementation, sans-I/O websockets):
+        # console messages are small and go to many sockets; deflate per socket cost more
+        # CPU than everything else in the fan-out.
+        "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning",
+        "--backlog", "2048",
+    ]  # fmt: skip
+
+
 def start_ours(args: argparse.Namespace, env: dict[str, str], logdir: Path) -> Stack:
     stack = Stack("ansim", logdir=logdir)
-    uv = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
-    stack.spawn(
-        "api",
-        [
-            *uv,
-            "--host",
-            HOST,
-            "--port",
-            str(args.port),
-            "--workers",
-            str(args.api_workers),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            # As `ansim serve` (uvicorn's default WebSocket implementation, sans-I/O websockets):
-            # console messages are small and go to many sockets; deflate per socket cost more
-            # CPU than everything else in the fan-out.
-            "--ws-per-message-deflate",
-            "false",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "2048",
-        ],
-        env,
-        ROOT,
-    )
+    urls = [f"http://{HOST}:{args.port}/healthz"]
+    if args.console_procs:
+        # As deployed: the API is intake only, the consoles have processes of their own.
+        env = {**env, "ANSIM_API_CONSOLE_STREAM": "false"}
+        for i, port in enumerate(console_ports(args)):
+            stack.spawn(
+                f"consoles{i}", _uvicorn("app.consoles.app:create_console_app", port, 1), env, ROOT
+            )
+            urls.append(f"http://{HOST}:{port}/healthz")
+    stack.spawn("api", _uvicorn("app.main:create_app", args.port, args.api_workers), env, ROOT)
     for i in range(args.dispatchers):
         stack.spawn(
             f"dispatcher{i}",
@@ -119,7 +127,7 @@ def start_ours(args: argparse.Namespace, env: dict[str, str], logdir: Path) -> S
             ROOT,
         )
     try:
-        wait_http([f"http://{HOST}:{args.port}/healthz"])
+        wait_http(urls)
         time.sleep(0.5 * args.api_workers)  # every worker has finished its lifespan startup
         stack.check_alive()
     except Exception:

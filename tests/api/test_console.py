@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from app.api.console import _AccessWriter
+from app.api.console_stream import _AccessWriter
 from app.main import create_app
 from tests.e2e.harness import Console, free_port, settled
 from tests.security.live_server import serve

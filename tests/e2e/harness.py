@@ -160,6 +160,23 @@ def start_api(port: int, env: dict[str, str]) -> Proc:
     raise RuntimeError(f"API on {port} did not start")
 
 
+def start_consoles(port: int, env: dict[str, str], *, name: str | None = None) -> Proc:
+    """``ansim consoles`` on ``port`` (the console WebSocket apart from the API)."""
+    name = name or f"consoles-{port}"
+    args = ["-m", "app.cli", "consoles", "--port", str(port)]
+    proc = spawn(name, args, env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"consoles on {port} exited; see {log_path(name)}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"consoles on {port} did not start")
+
+
 def start_dispatcher(name: str, env: dict[str, str]) -> Proc:
     return spawn(name, ["-m", "app.dispatch.cli", "dispatcher", "--name", name], env)
 

@@ -68,6 +68,8 @@ def test_harness_delivers_every_accepted_sos_to_every_console(
     assert smoke["errors"] == 0 and smoke["server_errors_5xx"] == 0
     assert smoke["sos_to_console_ms"]["max"] is not None
     assert smoke["cpu"]["api"]["cpu_s"] > 0
+    # The consoles were served by a console process of their own (`ansim consoles`).
+    assert smoke["cpu"]["consoles"]["cpu_s"] > 0
 
 
 def test_sweep_repeats_on_one_stack_and_reports_each_best_rate(

@@ -1,5 +1,6 @@
-"""Browser tests: a real uvicorn API and real dispatcher processes on this module's ports, driven
-through Debian's chromium with Playwright (never a downloaded browser)."""
+"""Browser tests: a real uvicorn API, a console process (`ansim consoles`, where the console page
+opens its WebSocket, as under `ansim serve`) and real dispatcher processes on this module's
+ports, driven through Debian's chromium with Playwright (never a downloaded browser)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import Proc, free_port, stack_env, start_api, start_dispatcher
+from tests.e2e.harness import (
+    Proc,
+    free_ports,
+    stack_env,
+    start_api,
+    start_consoles,
+    start_dispatcher,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 HAVE_CHROMIUM = CHROMIUM.exists()
@@ -64,6 +72,8 @@ class Stack:
     env: dict[str, str]
     port: int
     api: Proc
+    consoles_port: int
+    consoles: Proc
     dispatchers: list[Proc] = field(default_factory=list)
 
     async def restart_api(self) -> None:
@@ -81,11 +91,14 @@ async def stack(migrated: None, settings: Any) -> AsyncIterator[Stack]:
             pytrace=False,
         )
     global _base
+    port, consoles_port = free_ports(2)
     env = _stack_env(settings.redis_url)
-    port = free_port()
+    # As `ansim serve` sets it: the page connects to the console process.
+    env["ANSIM_CONSOLE_STREAM_URL"] = f"ws://127.0.0.1:{consoles_port}/v1/console/stream"
+    consoles = await asyncio.to_thread(start_consoles, consoles_port, env)
     api = await asyncio.to_thread(start_api, port, env)
     _base = f"http://127.0.0.1:{port}"
-    running = Stack(env=env, port=port, api=api)
+    running = Stack(env=env, port=port, api=api, consoles_port=consoles_port, consoles=consoles)
     try:
         running.dispatchers = [start_dispatcher(f"web-d{n}", env) for n in (1, 2)]
         yield running
@@ -93,6 +106,7 @@ async def stack(migrated: None, settings: Any) -> AsyncIterator[Stack]:
         for proc in running.dispatchers:
             proc.stop()
         running.api.stop(timeout=3)  # uvicorn's graceful shutdown adds nothing to a test
+        running.consoles.stop(timeout=3)
 
 
 @contextlib.asynccontextmanager

@@ -164,14 +164,14 @@ async def test_a_dispatcher_of_another_district_does_not_see_it(
 async def test_console_recovers_after_the_server_drops_its_socket_and_shows_what_it_missed(
     stack: Stack, world: dict[str, Any], pages: Pages, pool: Any
 ) -> None:
-    # While the API is down the browser logs the refused reconnects: expected, nothing else.
+    # While the console process is down the browser logs the refused reconnects: expected.
     pages.allowed += ["ERR_CONNECTION_REFUSED", "WebSocket connection to"]
     page = await sign_in(pages, world["disp_a"])
     before = await post_sos(world["member"], IN_A)
     await row(page, before["incident_id"]).wait_for(timeout=3000)
 
-    stack.api.kill()
-    await asyncio.to_thread(stack.api.popen.wait, 10)
+    stack.consoles.kill()  # SIGKILL by PID: every socket on it drops without a goodbye
+    await asyncio.to_thread(stack.consoles.popen.wait, 10)
     banner = page.locator("#banner-disconnected")
     await banner.wait_for(state="visible", timeout=3000)
     assert "DISCONNECTED" in await banner.inner_text()
@@ -192,9 +192,9 @@ async def test_console_recovers_after_the_server_drops_its_socket_and_shows_what
     assert missed is not None
     await screenshot(page, "console-disconnected")
 
-    from tests.e2e.harness import start_api
+    from tests.e2e.harness import start_consoles
 
-    stack.api = await asyncio.to_thread(start_api, stack.port, stack.env)
+    stack.consoles = await asyncio.to_thread(start_consoles, stack.consoles_port, stack.env)
     await row(page, str(missed.id)).wait_for(timeout=10000)
     await banner.wait_for(state="hidden", timeout=3000)
     state = await page.evaluate(

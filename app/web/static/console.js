@@ -392,10 +392,17 @@
   }
 
   // --- the WebSocket ----------------------------------------------------------------------
+  // The console processes' URL when the server names one (ansim serve does), else this origin.
+  function streamUrl() {
+    const named = document.querySelector('meta[name="ansim-console-stream"]');
+    if (named && named.content) return named.content;
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    return `${scheme}://${location.host}/v1/console/stream`;
+  }
+
   function connect() {
     if (state.signedOut) return;
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/v1/console/stream`);
+    const ws = new WebSocket(streamUrl());
     state.ws = ws;
     ws.onopen = () => {
       // The token goes in the first frame, not the URL (URLs end up in access logs).
