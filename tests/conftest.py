@@ -108,7 +108,8 @@ _TABLES = (
     "assignment, offer, outbox, "
     "location_point, incident_event, incident, security_event, home_arming_event, device, home, "
     "guardian, member_token, "
-    "member, staff_recovery_code, staff_token, staff_district, staff, safe_place, district"
+    "member, staff_recovery_code, staff_token, staff_district, staff, safe_place, district, "
+    "public_asset"
 )
 
 

@@ -1,6 +1,7 @@
 """All ORM models, in one place (Alembic reads ``Base.metadata`` from here)."""
 
 from app.models.alarm import AlarmAccount, AlarmEvent
+from app.models.asset import AssetKind, PublicAsset
 from app.models.base import Base
 from app.models.geo import POLICE_KINDS, District, PlaceKind, SafePlace
 from app.models.home import ArmState, Home, HomeArmingEvent
@@ -37,6 +38,7 @@ __all__ = [
     "AlarmAccount",
     "AlarmEvent",
     "ArmState",
+    "AssetKind",
     "Assignment",
     "Base",
     "DeliveryAttempt",
@@ -59,6 +61,7 @@ __all__ = [
     "Offer",
     "Outbox",
     "PlaceKind",
+    "PublicAsset",
     "SafePlace",
     "SafeReturnAccess",
     "SafeReturnPoint",
