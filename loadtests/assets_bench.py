@@ -209,6 +209,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await prepare(db_url)
     rounds, per_round = args.rounds, args.sos
     seeded = await seed(db_url, assets=args.assets, members=(2 * rounds + 1) * per_round)
+    print(f"[assetbench] {seeded['assets']} assets ({seeded['imports']})", flush=True)
     tokens: list[str] = seeded.pop("member_tokens")
     console = {"Authorization": f"Bearer {seeded.pop('console_token')}"}
     settings = base.model_copy(
@@ -226,6 +227,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             " WHERE source <> 'bench-synthetic'")]  # fmt: skip
         points = _points(rng, sites, args.lookups)
         lookups = await measure_lookups(pool, points, args.radii, args.limit)
+        print(f"[assetbench] lookups: {lookups}", flush=True)
     finally:
         await pool.close()
 

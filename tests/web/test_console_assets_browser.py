@@ -44,7 +44,7 @@ async def test_the_detail_lists_and_draws_cameras_and_bells_and_follows_her_trai
     district = await make_district("11000", "Seoul (test)", 126.90, 37.45, 127.10, 37.60)
     dispatcher = await make_staff("dispatcher", district_ids=(district,), name="Park")
     member = await make_member()
-    page = await sign_in(pages, dispatcher)
+    page = await sign_in(pages, dispatcher, width=1440, height=1000)
     sos = await post_sos(member, JANGAN)
     incident = sos["incident_id"]
     await row(page, incident).click()
@@ -62,7 +62,7 @@ async def test_the_detail_lists_and_draws_cameras_and_bells_and_follows_her_trai
     markers = page.locator("#map path.asset-marker-cctv")
     assert await markers.count() == len(api["cameras"])
     assert await page.locator("#map path.asset-marker-bell").count() == len(api["bells"])
-    await page.locator("#assets h3").scroll_into_view_if_needed()
+    await page.evaluate("document.getElementById('assets').scrollIntoView({block: 'start'})")
     await screenshot(page, "console-assets")  # docs/img/console-assets.png
 
     # Her trail moves to 신림동: the list and the markers follow her latest position.
