@@ -6,7 +6,7 @@ TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/ansim_test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 VENV := .venv/bin
 
-.PHONY: setup run test lint format typecheck bench image-smoke clean fuzz-receiver
+.PHONY: setup run test lint format typecheck bench bench-assets image-smoke clean fuzz-receiver
 
 setup:                ## install PostgreSQL/PostGIS/Redis if missing, create .venv
 	scripts/setup.sh
@@ -40,6 +40,9 @@ format:
 
 bench: setup          ## load benchmark beside the ceiling (see docs/performance.md)
 	$(VENV)/python -m loadtests.bench $(BENCH_ARGS)
+
+bench-assets: setup   ## CCTV/bell lookup p99 at 40,000 assets, and the SOS intake beside it
+	$(VENV)/python -m loadtests.assets_bench $(BENCH_ARGS)
 
 image-smoke:          ## build the image (base from debootstrap) and run an SOS through it (root; minutes)
 	scripts/image-smoke.sh

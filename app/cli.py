@@ -13,6 +13,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.analytics.cli import analytics_app
+from app.assets.cli import assets_app
 from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
 from app.devices.cli import devices_app
@@ -42,6 +43,7 @@ cli.add_typer(operators_app, name="operators")
 cli.add_typer(staff_app, name="staff")
 cli.add_typer(places_app, name="places")
 cli.add_typer(districts_app, name="districts")
+cli.add_typer(assets_app, name="assets")
 cli.add_typer(devices_app, name="devices")
 cli.add_typer(homes_app, name="homes")
 cli.command("dispatcher")(dispatcher)

@@ -275,6 +275,12 @@ class Settings(BaseSettings):
     #: Draw Seoul's dong boundaries (shipped in app/geo/data/seoul/) faintly under the
     #: districts; a deployment elsewhere turns them off.
     map_dongs: bool = True
+    #: The console's cameras and emergency bells around an incident (app/assets; docs/
+    #: control-room.md): the radius looked in by default, the most a console may ask for, and
+    #: how many of each kind are listed.
+    assets_radius_m: float = Field(300.0, gt=0)
+    assets_max_radius_m: float = Field(2000.0, gt=0)
+    assets_limit: int = Field(10, ge=1, le=50)
 
     # Safe return, "walk me home" (app/safe_return; docs/safe-return.md). The timers run here,
     # in PostgreSQL (``safe_return_session.next_check_at``), swept by every dispatcher.

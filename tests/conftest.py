@@ -109,7 +109,8 @@ _TABLES = (
     "location_point, incident_event, incident, security_event, home_arming_event, device, home, "
     "guardian, member_token, "
     "member, staff_recovery_code, staff_token, staff_district, staff, safe_place, district, "
-    "special_zone, crime_stat, dong"
+    "special_zone, crime_stat, dong, "
+    "public_asset"
 )
 
 

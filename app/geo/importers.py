@@ -15,7 +15,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
@@ -419,10 +419,10 @@ def _external_ref(parts: Iterable[str]) -> str:
     return "sha256:" + hashlib.sha256(joined.encode()).hexdigest()
 
 
-def read_places(
-    text: str, spec: PlaceSpec
-) -> tuple[list[PlaceRecord], list[RowProblem], list[str]]:
-    """Parse a CSV text: (good records, reported problems, header)."""
+def read_csv(text: str) -> tuple[list[str], Iterator[tuple[int, dict[str, str] | str]]]:
+    """A CSV text's header (cleaned, BOM dropped) and its rows, lazily: (row number, the cells by
+    column name) or (row number, why the row cannot be read). Row numbers are spreadsheet rows
+    (the header is row 1); blank lines are not rows."""
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [_clean(h).lstrip("\ufeff") for h in next(reader)]
@@ -430,6 +430,32 @@ def read_places(
         raise ImportFailed("the file is empty") from None
     except csv.Error as exc:
         raise ImportFailed(f"cannot read the CSV header: {exc}") from exc
+    index = {h: i for i, h in reversed(list(enumerate(header)))}
+
+    def rows() -> Iterator[tuple[int, dict[str, str] | str]]:
+        row_no = 1
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                row_no += 1
+                yield row_no, f"unreadable CSV row: {exc}"
+                continue
+            row_no += 1
+            if not any(c.strip() for c in cells):
+                continue
+            yield row_no, {h: (cells[i] if i < len(cells) else "") for h, i in index.items()}
+
+    return header, rows()
+
+
+def read_places(
+    text: str, spec: PlaceSpec
+) -> tuple[list[PlaceRecord], list[RowProblem], list[str]]:
+    """Parse a CSV text: (good records, reported problems, header)."""
+    header, rows = read_csv(text)
     columns = dict(spec.columns)
     if spec.kind is None and "kind" not in columns:
         raise ImportFailed("no kind: map a kind column (--map kind=COLUMN) or give --kind")
@@ -442,25 +468,14 @@ def read_places(
         raise ImportFailed(
             f"columns not in the file: {', '.join(missing)} (the header has: {', '.join(header)})"
         )
-    index = {h: i for i, h in reversed(list(enumerate(header)))}
 
     records: list[PlaceRecord] = []
     problems: list[RowProblem] = []
     seen: dict[str, int] = {}
-    row_no = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            row_no += 1
-            problems.append(RowProblem(row_no, f"unreadable CSV row: {exc}"))
+    for row_no, raw in rows:
+        if isinstance(raw, str):
+            problems.append(RowProblem(row_no, raw))
             continue
-        row_no += 1
-        if not any(c.strip() for c in cells):
-            continue
-        raw = {h: (cells[i] if i < len(cells) else "") for h, i in index.items()}
         result = _place_record(row_no, raw, columns, spec)
         if isinstance(result, str):
             problems.append(RowProblem(row_no, result))

@@ -81,6 +81,7 @@ READ_REASONS = {
     "console_list": "your alert was on a police console's list of incidents",
     "console_stream": "your alert was shown live on police consoles",
     "console_nearby": "a police dispatcher looked up safe places and police near you",
+    "console_assets": "a police dispatcher looked up CCTV cameras and emergency bells near you",
     "volunteer_assigned": "an escort volunteer was assigned to your alert",
     "volunteer_view": "the escort volunteer assigned to you looked at your position",
     "guardian_view": "a guardian of yours opened the link texted to them",

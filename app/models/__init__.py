@@ -1,6 +1,7 @@
 """All ORM models, in one place (Alembic reads ``Base.metadata`` from here)."""
 
 from app.models.alarm import AlarmAccount, AlarmEvent
+from app.models.asset import AssetKind, PublicAsset
 from app.models.base import Base
 from app.models.geo import POLICE_KINDS, District, PlaceKind, SafePlace
 from app.models.home import ArmState, Home, HomeArmingEvent
@@ -39,6 +40,7 @@ __all__ = [
     "AlarmEvent",
     "AnalyticsRefresh",
     "ArmState",
+    "AssetKind",
     "Assignment",
     "Base",
     "CrimeStat",
@@ -63,6 +65,7 @@ __all__ = [
     "Offer",
     "Outbox",
     "PlaceKind",
+    "PublicAsset",
     "SafePlace",
     "SafeReturnAccess",
     "SafeReturnPoint",

@@ -262,6 +262,11 @@ CALLS = [
         "/v1/console/incidents/{incident_id}/nearby",
         audience("dispatcher", dispatcher_a=200, city_wide=200, dispatcher_b=404),
     ),
+    Call(
+        "GET",
+        "/v1/console/incidents/{incident_id}/assets",
+        audience("dispatcher", dispatcher_a=200, city_wide=200, dispatcher_b=404),
+    ),
     Call("GET", "/v1/console/incidents", audience("dispatcher", **every(DISPATCHERS, 200))),
     Call(
         "GET",

@@ -508,6 +508,7 @@
 
   function drawFocus() {
     focusLayer.clearLayers();
+    drawAssets();
     const d = state.detail;
     if (!map || !d) return;
     const trail = (d.trail || []).map((p) => [p.lat, p.lon]);
@@ -621,6 +622,7 @@
     }
     if (nearby.ok) state.nearby = nearby.data;
     renderDetail();
+    loadAssets(id);
   }
 
   function describeEvent(e, d) {
@@ -764,6 +766,7 @@
     pane.replaceChildren(head, homeSection, actions, confirmBar || '', unitForm, volunteerForm, resolveForm,
       section('Assigned', assigned.length ? el('ul', {}, assigned) : el('p', { class: 'muted' }, 'nobody yet')),
       section('Nearest open safe places and police', places.length ? el('ol', {}, places) : el('p', { class: 'muted' }, d.lat === null ? 'no location yet' : '—')),
+      assetsSection(d),
       section('Notified', notified.length ? el('ul', {}, notified) : el('p', { class: 'muted' }, 'nobody yet')),
       section(`Timeline (${(d.timeline || []).length})`, el('ol', { class: 'timeline', id: 'timeline' }, timeline)),
       section(`Trail (${(d.trail || []).length} points)`, el('p', { class: 'muted' }, 'shown on the map in yellow')),
@@ -772,6 +775,96 @@
     restoreFields(kept);
     drawFocus();
     drawIncidentMarkers(sorted());
+  }
+
+  // --- CCTV cameras and emergency bells around her (docs/control-room.md) -----------------
+  // Read around her latest position: loaded again when her trail moves it (or the radius
+  // changes), not on every other update of the incident.
+  const ASSET_RADII = [100, 300, 500, 1000];
+  const assetRenderer = L.svg({ padding: 0.5 });
+  const assetLayer = L.layerGroup();
+  state.assets = null; // { key, incidentId, data }
+  state.assetsRadius = null; // null: the server's default (ANSIM_ASSETS_RADIUS_M)
+  state.assetLoads = 0;
+
+  function assetsKey(d) {
+    return d && d.lat !== null && d.lat !== undefined ? `${d.id}|${d.lat}|${d.lon}|${state.assetsRadius}` : null;
+  }
+
+  async function loadAssets(id) {
+    const d = state.detail;
+    const key = assetsKey(d);
+    if (!d || d.id !== id || !key || (state.assets && state.assets.key === key)) return;
+    const query = state.assetsRadius ? `?radius_m=${state.assetsRadius}` : '';
+    const res = await api('GET', `/v1/console/incidents/${id}/assets${query}`, { token: state.token });
+    if (state.openId !== id || !res.ok) return;
+    const first = !state.assets || state.assets.incidentId !== id;
+    state.assets = { key, incidentId: id, data: res.data };
+    state.assetLoads += 1;
+    const node = $('assets');
+    if (node) node.replaceWith(assetsSection(state.detail));
+    drawAssets();
+    if (first && map && res.data.position) {
+      // The first look at an incident's surroundings: zoom to the circle searched.
+      const p = res.data.position;
+      map.fitBounds(L.latLng(p.lat, p.lon).toBounds(2.4 * res.data.radius_m), { maxZoom: 17 });
+    }
+  }
+
+  function assetLine(a) {
+    const office = [a.office, a.phone ? `☎ ${a.phone}` : ''].filter(Boolean).join(' ');
+    if (a.kind === 'cctv') {
+      return el('li', { class: 'asset asset-cctv', dataset: { id: a.id } },
+        el('strong', {}, `${metres(a.distance_m)}`), ` · ${a.cameras ? `${a.cameras} camera${a.cameras === 1 ? '' : 's'}` : 'cameras'}`,
+        a.direction ? ` · facing ${a.direction}` : '', a.address ? ` · ${a.address}` : '',
+        office ? el('span', { class: 'muted' }, ` · ${office}`) : '');
+    }
+    return el('li', { class: 'asset asset-bell', dataset: { id: a.id } },
+      el('strong', {}, `${metres(a.distance_m)}`), ` · ${a.name || 'emergency bell'}`, a.address ? ` · ${a.address}` : '',
+      office ? el('span', { class: 'muted' }, ` · ${office}`) : '');
+  }
+
+  function assetsSection(d) {
+    const here = state.assets && state.assets.incidentId === d.id ? state.assets.data : null;
+    const radius = here ? here.radius_m : state.assetsRadius;
+    const radii = [...new Set([...ASSET_RADII, radius].filter(Boolean))].sort((x, y) => x - y);
+    const picker = el('select', {
+      id: 'assets-radius', 'aria-label': 'search radius',
+      onchange: (ev) => { state.assetsRadius = Number(ev.target.value); loadAssets(d.id); },
+    }, radii.map((r) => el('option', { value: String(r), selected: r === radius }, `within ${metres(r)}`)));
+    const list = (items, within, what) => [
+      within > items.length ? el('p', { class: 'muted' }, `the ${items.length} nearest of ${within}`) : '',
+      items.length ? el('ol', { class: 'assets' }, items.map(assetLine))
+        : el('p', { class: 'muted' }, `no ${what} within ${metres(radius)}`),
+    ];
+    const body = d.lat === null ? [el('p', { class: 'muted' }, 'no location yet')]
+      : !here ? [el('p', { class: 'muted' }, 'looking…')]
+        : [el('h4', { id: 'assets-cameras-head' }, `CCTV (${here.cameras_within})`), ...list(here.cameras, here.cameras_within, 'CCTV'),
+          el('h4', { id: 'assets-bells-head' }, `Emergency bells (${here.bells_within})`), ...list(here.bells, here.bells_within, 'emergency bell')];
+    return el('section', { class: 'block', id: 'assets' },
+      el('h3', {}, 'Around her: CCTV and emergency bells ', picker), ...body);
+  }
+
+  function drawAssets() {
+    if (!map) return;
+    if (!map.hasLayer(assetLayer)) assetLayer.addTo(map);
+    assetLayer.clearLayers();
+    const d = state.detail;
+    const here = d && state.assets && state.assets.incidentId === d.id ? state.assets.data : null;
+    if (!here || !here.position) return;
+    L.circle([here.position.lat, here.position.lon], {
+      radius: here.radius_m, color: '#8fa3b8', weight: 1, dashArray: '4 4', fill: false, renderer: assetRenderer, interactive: false,
+    }).addTo(assetLayer);
+    for (const a of [...here.cameras, ...here.bells]) {
+      const cctv = a.kind === 'cctv';
+      L.circleMarker([a.lat, a.lon], {
+        renderer: assetRenderer, radius: cctv ? 5 : 6, weight: 2,
+        color: cctv ? '#5ec8ff' : '#e36cff', fillColor: cctv ? '#0b2a3d' : '#e36cff', fillOpacity: cctv ? 0.9 : 0.6,
+        className: `asset-marker asset-marker-${a.kind}`,
+      }).bindTooltip(cctv
+        ? `CCTV · ${a.cameras || '?'} camera(s)${a.direction ? ` · facing ${a.direction}` : ''} · ${metres(a.distance_m)}`
+        : `Emergency bell · ${a.name || ''} · ${metres(a.distance_m)}`).addTo(assetLayer);
+    }
   }
 
   // --- actions ----------------------------------------------------------------------------
