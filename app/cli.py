@@ -19,6 +19,7 @@ from app.dispatch.cli import dead_letters, dispatcher, relay
 from app.errors import AppError
 from app.geo.cli import districts_app, places_app
 from app.homes.cli import homes_app
+from app.interop.cli import agencies_app
 from app.receiver.cli import alarm_accounts_app, receiver
 
 T = TypeVar("T")
@@ -47,6 +48,7 @@ cli.command("relay")(relay)
 cli.command("dead-letters")(dead_letters)
 cli.add_typer(alarm_accounts_app, name="alarm-accounts")
 cli.command("receiver")(receiver)
+cli.add_typer(agencies_app, name="agencies")
 
 ROOT = Path(__file__).resolve().parent.parent
 

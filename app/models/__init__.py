@@ -29,11 +29,13 @@ from app.models.incident import (
     Offer,
     Outbox,
 )
+from app.models.interop import AgencySubscription
 from app.models.notification import GuardianView, Notification
 from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
 
 __all__ = [
     "POLICE_KINDS",
+    "AgencySubscription",
     "AlarmAccount",
     "AlarmEvent",
     "ArmState",
