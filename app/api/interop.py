@@ -169,33 +169,35 @@ async def _set_enabled(
 
 
 @admin.post(
-    "/{subscription_id}/disable",
+    "/{agency_subscription_id}/disable",
     response_model=SubscriptionOut,
     summary="Stop an agency's deliveries (those waiting are given up)",
 )
 async def disable_subscription(
-    subscription_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep
+    agency_subscription_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep
 ) -> SubscriptionOut:
-    return await _set_enabled(subscription_id, operator, pool, enabled=False)
+    return await _set_enabled(agency_subscription_id, operator, pool, enabled=False)
 
 
-@admin.post("/{subscription_id}/enable", response_model=SubscriptionOut, summary="Resume an agency")
+@admin.post(
+    "/{agency_subscription_id}/enable", response_model=SubscriptionOut, summary="Resume an agency"
+)
 async def enable_subscription(
-    subscription_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep
+    agency_subscription_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep
 ) -> SubscriptionOut:
-    return await _set_enabled(subscription_id, operator, pool, enabled=True)
+    return await _set_enabled(agency_subscription_id, operator, pool, enabled=True)
 
 
 @admin.get(
-    "/{subscription_id}/deliveries",
+    "/{agency_subscription_id}/deliveries",
     response_model=DeliveryList,
     summary="Every delivery attempt to an agency, newest first",
 )
 async def subscription_deliveries(
-    subscription_id: uuid.UUID,
+    agency_subscription_id: uuid.UUID,
     _operator: CurrentOperator,
     pool: PoolDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DeliveryList:
-    rows = await subscriptions.deliveries(pool, subscription_id, limit=limit)
+    rows = await subscriptions.deliveries(pool, agency_subscription_id, limit=limit)
     return DeliveryList(deliveries=[DeliveryOut(**r) for r in rows])

@@ -34,8 +34,12 @@ def new_secret() -> str:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port
+    except ValueError:  # a bad IPv6 literal or port
+        raise BadRequest("the endpoint is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise BadRequest("the endpoint must be an http:// or https:// URL with a host")
     if parts.username or parts.password:
         raise BadRequest("the endpoint URL must not carry credentials: the secret signs")
