@@ -35,6 +35,9 @@ class AgencyReceiver:
     secrets: dict[str, str]
     received: list[Delivery] = field(default_factory=list)
     rejected: int = 0
+    #: Idempotency keys it answers 400 (a final refusal), and 503 (try again) once each.
+    refuse: set[str] = field(default_factory=set)
+    unavailable: set[str] = field(default_factory=set)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
 
@@ -46,6 +49,11 @@ class AgencyReceiver:
             self.rejected += 1
             return JSONResponse({"error": "bad signature"}, status_code=401)
         h = request.headers
+        if h["idempotency-key"] in self.refuse:
+            return JSONResponse({"error": "not for us"}, status_code=400)
+        if h["idempotency-key"] in self.unavailable:
+            self.unavailable.discard(h["idempotency-key"])
+            return JSONResponse({"error": "busy"}, status_code=503)
         self.received.append(
             Delivery(
                 path=request.url.path,
