@@ -59,18 +59,13 @@ async def export(
     """A dispatcher's export, scoped like the incident detail (another district's incident is
     a 404); the position it carries is logged as her read."""
     async with pool.acquire() as conn, conn.transaction():
-        summary_scope = await conn.fetchrow(
-            "SELECT district_id, covered_by FROM incident WHERE id = $1", incident_id
-        )
-        if summary_scope is None or not in_scope(
+        snapshot = await load(conn, incident_id)
+        if snapshot is None or not in_scope(
             city_wide=city_wide,
             district_ids=district_ids,
-            district_id=summary_scope["district_id"],
-            covered_by=summary_scope["covered_by"] or (),
+            district_id=snapshot.district_id,
+            covered_by=snapshot.covered_by,
         ):
-            raise NotFound(f"incident {incident_id} not found")
-        snapshot = await load(conn, incident_id)
-        if snapshot is None:
             raise NotFound(f"incident {incident_id} not found")
         if snapshot.located:
             await log_location_access(

@@ -55,6 +55,9 @@ class Snapshot:
     place_name: str | None
     received_at: datetime
     events: tuple[Event, ...]
+    #: Who may see it (``in_scope``): its district and the districts covering it.
+    district_id: str | None = None
+    covered_by: tuple[str, ...] = ()
 
     @property
     def located(self) -> bool:
@@ -114,6 +117,8 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, incident_id: uuid.UUID) 
         place_name=place,
         received_at=datetime.fromisoformat(summary["received_at"]).astimezone(UTC),
         events=tuple(Event(r["id"], r["kind"], r["at"], dict(r["data"] or {})) for r in rows),
+        district_id=summary["district_id"],
+        covered_by=tuple(summary["covered_by"]),
     )
 
 
