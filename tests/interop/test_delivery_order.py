@@ -18,7 +18,7 @@ SECRET = "order-test-secret-000001"
 
 
 async def test_a_later_change_waits_for_the_retried_one_and_goes_once_it_is_given_up(
-    settings, pool, make_district, make_member, client
+    settings, pool, make_district, make_member, make_staff, client
 ):
     await make_district("11110", "Jongno-gu", 126.90, 37.50, 126.95, 37.55)
     port = free_port()
@@ -99,3 +99,15 @@ async def test_a_later_change_waits_for_the_retried_one_and_goes_once_it_is_give
         "SELECT count(*) FROM incident_event WHERE incident_id = $1 AND kind = 'notify_failed'",
         incident_id,
     ) == 1  # fmt: skip
+    # Each attempt on her incident (four: 101 twice, 102, 103) was a delivery of her position, in the operators' access log
+    # under the agency it went to, before it left (the refused one too).
+    operator = await make_staff("operator")
+    r = await client.get(
+        "/v1/admin/location-access",
+        params={"reason": "agency_delivery", "incident_id": str(incident_id)},
+        headers=operator.headers,
+    )
+    entries = r.json()["entries"]
+    assert len(entries) == 4
+    assert {e["agency_subscription_id"] for e in entries} == {sub["id"]}
+    assert all(e["staff"] == [] for e in entries)
