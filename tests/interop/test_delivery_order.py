@@ -99,8 +99,8 @@ async def test_a_later_change_waits_for_the_retried_one_and_goes_once_it_is_give
         "SELECT count(*) FROM incident_event WHERE incident_id = $1 AND kind = 'notify_failed'",
         incident_id,
     ) == 1  # fmt: skip
-    # Each attempt on her incident (four: 101 twice, 102, 103) was a delivery of her position, in the operators' access log
-    # under the agency it went to, before it left (the refused one too).
+    # Each attempt on her incident (four: 101 twice, 102, 103) carried her position: each is
+    # in the operators' access log under the agency, written before it left (the refused too).
     operator = await make_staff("operator")
     r = await client.get(
         "/v1/admin/location-access",
