@@ -21,6 +21,7 @@ from app.dispatch.cli import dead_letters, dispatcher, relay
 from app.errors import AppError
 from app.geo.cli import districts_app, places_app
 from app.homes.cli import homes_app
+from app.interop.cli import agencies_app
 from app.receiver.cli import alarm_accounts_app, receiver
 from app.zones.cli import zones_app
 
@@ -53,6 +54,7 @@ cli.add_typer(alarm_accounts_app, name="alarm-accounts")
 cli.command("receiver")(receiver)
 cli.add_typer(zones_app, name="zones")
 cli.add_typer(analytics_app, name="analytics")
+cli.add_typer(agencies_app, name="agencies")
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -265,6 +265,14 @@ class Settings(BaseSettings):
     #: Where the links in messages point (the guardian view).
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Other agencies (app/interop; docs/interop.md): CAP 1.2 and NENA EIDO exports and
+    # subscriptions, delivered through the notification queue above (same backoff, deadline).
+    #: This service's identity in the documents: CAP ``sender``, the EIDO agency ``$id`` and
+    #: the domain of every EIDO ``urn:emergency:uid:...`` identifier.
+    interop_agency_id: str = "ansim.example.kr"
+    #: How long an agency's HTTP attempt may take before it is abandoned and retried.
+    interop_timeout_s: float = 10.0
+
     # Maps (the console and the phone simulator; docs/console.md)
     #: A tile server's URL template (Leaflet's: ``https://tiles.example/{z}/{x}/{y}.png``, with
     #: ``{s}`` for subdomains if it has them), e.g. the city's own or VWorld's. Empty (default):

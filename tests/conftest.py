@@ -105,7 +105,7 @@ async def migrated(settings: Settings) -> None:
 _TABLES = (
     "dispatch_receipt, location_access, delivery_attempt, notification, guardian_view, "
     "safe_return_access, safe_return_point, safe_return_session, "
-    "assignment, offer, outbox, "
+    "assignment, offer, outbox, agency_subscription, "
     "location_point, incident_event, incident, security_event, home_arming_event, device, home, "
     "guardian, member_token, "
     "member, staff_recovery_code, staff_token, staff_district, staff, safe_place, district, "

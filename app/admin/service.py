@@ -75,7 +75,8 @@ async def location_access(
         },
     )
     rows = await pool.fetch(
-        "SELECT x.id, x.at, x.incident_id, x.reason, x.staff_ids FROM location_access x"
+        "SELECT x.id, x.at, x.incident_id, x.reason, x.staff_ids, x.agency_subscription_id"
+        " FROM location_access x"
         f" WHERE {where} ORDER BY x.id DESC LIMIT ${len(args)}",
         *args,
     )
@@ -93,6 +94,10 @@ async def location_access(
             "incident_id": str(r["incident_id"]),
             "reason": r["reason"],
             "staff": [_reader(i, staff.get(i)) for i in r["staff_ids"]],
+            # A delivery to another agency (app/interop): the subscription it went to.
+            "agency_subscription_id": str(r["agency_subscription_id"])
+            if r["agency_subscription_id"]
+            else None,
         }
         for r in rows
     ]

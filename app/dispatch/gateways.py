@@ -68,23 +68,44 @@ class HttpGateway:
 
     async def send(self, *, target: str, message: dict[str, Any], idempotency_key: str) -> Attempt:
         body = orjson.dumps({"channel": self.channel, "to": target, "message": message})
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": idempotency_key,
-            "X-Ansim-Signature": sign(self.key, int(time.time()), body),
-        }
-        try:
-            response = await self.http.post(self.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Attempt(False, None, type(exc).__name__, retry=True)
-        ok = 200 <= response.status_code < 300
-        return Attempt(
-            ok,
-            response.status_code,
-            None if ok else response.text[:200],
-            # A 4xx other than 429 (a bad signature, an unknown number) will not get better.
-            retry=not ok and (response.status_code >= 500 or response.status_code == 429),
+        return await post_signed(
+            self.http,
+            self.url,
+            key=self.key,
+            body=body,
+            headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
         )
+
+
+async def post_signed(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    key: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout_s: float | None = None,
+) -> Attempt:
+    """One signed POST (``X-Ansim-Signature`` added to ``headers``) and what it came to: the
+    gateways' and the agencies' webhooks (app/interop) alike."""
+    headers = {**headers, "X-Ansim-Signature": sign(key, int(time.time()), body)}
+    try:
+        response = await http.post(
+            url,
+            content=body,
+            headers=headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s,
+        )
+    except httpx.HTTPError as exc:
+        return Attempt(False, None, type(exc).__name__, retry=True)
+    ok = 200 <= response.status_code < 300
+    return Attempt(
+        ok,
+        response.status_code,
+        None if ok else response.text[:200],
+        # A 4xx other than 429 (a bad signature, an unknown number) will not get better.
+        retry=not ok and (response.status_code >= 500 or response.status_code == 429),
+    )
 
 
 class LogGateway:

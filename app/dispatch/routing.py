@@ -23,6 +23,8 @@ from app.incidents.console_service import SUMMARY_COLUMNS, incident_summary, sum
 from app.incidents.route_sql import link_lateral_sql, routed_event_sql
 from app.incidents.status import CLOSED
 from app.incidents.store import TOPIC_UPDATED
+from app.interop.subscriptions import enqueue as agency_enqueue
+from app.interop.subscriptions import enqueue_sql as agency_enqueue_sql
 from app.notifications import sender as notification_sender
 from app.notifications.service import enqueue_for_event, page_on_call
 
@@ -160,8 +162,14 @@ WITH cur AS (SELECT i.* FROM incident i WHERE i.id = $1
   -- Only if the intake did not set the deadline (it does for a phone's SOS): an UPDATE rewrites
   -- the row and every index entry of it.
   {_ROUTE_UPDATE} FROM receipt WHERE i.id = $1 AND i.ack_deadline_at IS NULL RETURNING i.*
-), routed AS ({routed_event_sql("cur r JOIN receipt ON true", "$3::text")})
+), routed AS ({routed_event_sql("cur r JOIN receipt ON true", "$3::text")}
+), agency AS ({
+    agency_enqueue_sql(
+        incident="$1", outbox="$6", kind="'reported'", deadline="$7", source="receipt"
+    )
+})
 SELECT (SELECT true FROM receipt) AS first, EXISTS (SELECT 1 FROM lnk) AS needs_link,
+       EXISTS (SELECT 1 FROM agency) AS agency_queued,
        i.member_id, EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = i.member_id)
          AS has_guardians, {SUMMARY_COLUMNS}
 FROM (SELECT * FROM u UNION ALL SELECT * FROM cur WHERE NOT EXISTS (SELECT 1 FROM u)) i
@@ -369,7 +377,10 @@ async def _route_reported_alone(ctx: Context, entry: Entry) -> bool | None:
         s.link_window_s,
         s.link_radius_m,
         entry.outbox_id,
+        s.notify_deadline_s,
     )
+    if row is not None and row["agency_queued"]:
+        notification_sender.kick()
     if row is None:
         log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
         return False
@@ -399,6 +410,14 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                 log.warning("outbox %s: incident %s is gone", entry.outbox_id, entry.incident_id)
                 return False
             first = bool(inc["first"])
+            # Agencies that take the incident get the change (app/interop), once.
+            agency_queued = first and await agency_enqueue(
+                conn,
+                incident_id=entry.incident_id,
+                outbox_id=entry.outbox_id,
+                kind=entry.kind,
+                deadline_s=ctx.settings.notify_deadline_s,
+            )
             if first:
                 if entry.kind == "reported":
                     routed = await _route_new(ctx, conn, inc)
@@ -447,8 +466,8 @@ async def handle(ctx: Context, entry: Entry) -> bool:
                     )
         if escalated is not None:
             dispatch_metrics.count_escalation(escalated, entry.kind)
-        if first and entry.kind in ESCALATING:
-            notification_sender.kick()  # the page it queued
+        if (first and entry.kind in ESCALATING) or agency_queued:
+            notification_sender.kick()  # the page or the agencies' deliveries it queued
         if routed.summary is None:
             # After the commit, as every console message carries the current summary.
             routed.summary = await incident_summary(conn, entry.incident_id)

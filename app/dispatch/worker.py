@@ -32,6 +32,7 @@ from app.dispatch.relay import OutboxRelay, republish_unrouted
 from app.errors import TRANSIENT, transient
 from app.homes import service as homes
 from app.incidents.retention import purge_closed_trails, purge_processed_outbox
+from app.interop.delivery import AgencyGateway
 from app.notifications import sender as notification_sender
 from app.notifications.sender import Sender
 from app.safe_return import sweeper as safe_return
@@ -58,7 +59,10 @@ class Dispatcher:
         self.redis = redis
         self.settings = settings
         self.name = name or default_consumer_name()
-        self.ctx = routing.Context(pool, redis, settings, build_gateways(settings, http))
+        gateways = build_gateways(settings, http)
+        # Agencies' webhooks (app/interop) go through the same queue and sender.
+        gateways[AgencyGateway.channel] = AgencyGateway(pool=pool, settings=settings, http=http)
+        self.ctx = routing.Context(pool, redis, settings, gateways)
         self.relay = OutboxRelay(pool=pool, redis=redis, settings=settings)
         self.coverage = Coverage(pool=pool, redis=redis, settings=settings)
         self.sender = Sender(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import Conflict, NotFound
 from app.incidents.retention import forget_positions
 from app.models import (
+    AgencySubscription,
     District,
     Guardian,
     Home,
@@ -85,6 +86,8 @@ READ_REASONS = {
     "volunteer_assigned": "an escort volunteer was assigned to your alert",
     "volunteer_view": "the escort volunteer assigned to you looked at your position",
     "guardian_view": "a guardian of yours opened the link texted to them",
+    "agency_export": "a police dispatcher handed your alert to another agency (police, 112)",
+    "agency_delivery": "your alert was sent to another emergency agency that takes your district",
 }
 
 #: Timeline entries her export leaves out: they would tell a duress cancel from a real one
@@ -223,6 +226,13 @@ async def _reads(
         g.id: g.name
         for g in (await session.scalars(select(Guardian).where(Guardian.id.in_(guardian_ids))))
     }
+    agency_ids = {r.agency_subscription_id for r in rows if r.agency_subscription_id is not None}
+    agencies = {
+        a.id: a.name
+        for a in await session.scalars(
+            select(AgencySubscription).where(AgencySubscription.id.in_(agency_ids))
+        )
+    }
 
     def reader(staff_id: uuid.UUID) -> dict[str, Any]:
         s = staff.get(staff_id)
@@ -236,6 +246,8 @@ async def _reads(
         readers = [reader(s) for s in r.staff_ids]
         if r.guardian_id is not None:
             readers.append({"role": "guardian", "name": guardians.get(r.guardian_id)})
+        if r.agency_subscription_id is not None:
+            readers.append({"role": "agency", "name": agencies.get(r.agency_subscription_id)})
         by_incident.setdefault(r.incident_id, []).append(
             {
                 "at": r.at,

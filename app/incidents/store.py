@@ -13,6 +13,7 @@ import asyncpg
 from app.errors import Unauthorized
 from app.incidents.console_service import SUMMARY_COLUMNS, summary_from_row
 from app.incidents.route_sql import link_lateral_sql, routed_event_sql
+from app.interop.subscriptions import agency_takes_sql
 from app.security.tokens import member_by_token_sql
 
 #: Outbox topics. The payload is small; consumers read the current incident from PostgreSQL.
@@ -93,7 +94,9 @@ for _name, _sql in {
         "inc r JOIN ev ON ev.incident_id = r.id",
         "'dispatch'",
         where="$23::bool AND NOT EXISTS (SELECT 1 FROM lnk)"
-        " AND NOT EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = r.member_id)",
+        " AND NOT EXISTS (SELECT 1 FROM guardian g WHERE g.member_id = r.member_id)"
+        # An agency that takes it is sent it by a dispatcher (app/interop).
+        f" AND NOT EXISTS ({agency_takes_sql('(SELECT id FROM d)')})",
         district_code="(SELECT code FROM d)",
         new_incident=True,
     ),

@@ -30,12 +30,14 @@ from app.models.incident import (
     Offer,
     Outbox,
 )
+from app.models.interop import AgencySubscription
 from app.models.notification import GuardianView, Notification
 from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
 from app.models.zone import AnalyticsRefresh, CrimeStat, Dong, SpecialZone
 
 __all__ = [
     "POLICE_KINDS",
+    "AgencySubscription",
     "AlarmAccount",
     "AlarmEvent",
     "AnalyticsRefresh",

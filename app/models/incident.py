@@ -276,6 +276,8 @@ class LocationAccess(Base):
     staff_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
     #: A guardian's read through her guardian view (``staff_ids`` is then empty).
     guardian_id: Mapped[uuid.UUID | None]
+    #: An export's or delivery's agency subscription (app/interop; migration 0022).
+    agency_subscription_id: Mapped[uuid.UUID | None]
     incident_id: Mapped[uuid.UUID]
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(server_default=func.now())

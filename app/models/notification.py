@@ -39,7 +39,7 @@ class Notification(CreatedAt, Base):
         ForeignKey("safe_return_session.id", ondelete="CASCADE"), index=True
     )
     channel: Mapped[str] = mapped_column(String(16))
-    #: ``guardian:<id>``, ``volunteer:<id>``, ``staff:<id>``.
+    #: ``guardian:<id>``, ``volunteer:<id>``, ``staff:<id>``, ``agency:<subscription id>``.
     target: Mapped[str] = mapped_column(Text)
     message: Mapped[dict[str, Any]] = mapped_column(JSONB)
     #: One event never enqueues twice; it is also the gateway's ``Idempotency-Key``.
@@ -54,11 +54,19 @@ class Notification(CreatedAt, Base):
     sent_at: Mapped[datetime | None]
 
     __table_args__ = (
-        CheckConstraint("channel IN ('sms','push')", name="channel"),
+        CheckConstraint("channel IN ('sms','push','agency')", name="channel"),
         CheckConstraint("status IN ('pending','sent','failed')", name="status"),
         CheckConstraint("incident_id IS NOT NULL OR safe_return_id IS NOT NULL", name="about"),
         Index(
             "ix_notification_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
+        ),
+        # An incident's deliveries to one agency go in order (app/interop).
+        Index(
+            "ix_notification_agency_order",
+            "target",
+            "incident_id",
+            "id",
+            postgresql_where=text("status = 'pending' AND channel = 'agency'"),
         ),
     )
 

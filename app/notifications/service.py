@@ -62,7 +62,7 @@ async def enqueue(
     """Queue one message inside the caller's transaction; False if the key was queued before.
     A message about a walk home (app/safe_return) names its session instead of an incident.
     Call ``sender.kick()`` after the commit so it goes out at once."""
-    if channel not in ("sms", "push"):
+    if channel not in ("sms", "push"):  # (``agency``: app/interop/subscriptions.py)
         raise ValueError(f"unknown channel {channel!r}")
     deadline = get_settings().notify_deadline_s if deadline_s is None else deadline_s
     new = await conn.fetchval(
@@ -296,9 +296,15 @@ class Claimed:
 
 _CLAIM_SQL = """
 WITH due AS (
-  SELECT id FROM notification
+  SELECT id FROM notification n
   WHERE status = 'pending' AND next_attempt_at <= now()
     AND (lease_until IS NULL OR lease_until <= now())
+    -- An agency gets an incident's changes in order (app/interop): one at a time, the oldest
+    -- still pending first (a later one waits while it is retried, until it is sent or failed).
+    AND (channel <> 'agency' OR NOT EXISTS (
+      SELECT 1 FROM notification e
+      WHERE e.status = 'pending' AND e.channel = 'agency' AND e.target = n.target
+        AND e.incident_id = n.incident_id AND e.id < n.id))
   ORDER BY next_attempt_at LIMIT $1
   FOR UPDATE SKIP LOCKED
 )
@@ -420,6 +426,10 @@ def render(settings: Settings, n: Claimed) -> dict[str, Any]:
     """The message as the gateway gets it: a guardian's link is made now, from the secret key
     (the queue holds no token)."""
     message = dict(n.message)
+    if n.channel == "agency":
+        # The gateway makes the document itself (app/interop/delivery.py); the sequence is
+        # the order the agency gets the incident's changes in.
+        message.update(incident_id=str(n.incident_id), sequence=n.id)
     if message.pop("walk_view", False) and n.safe_return_id is not None:
         recipient, _, guardian_id = n.target.partition(":")
         if recipient == "guardian":

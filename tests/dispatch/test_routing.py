@@ -425,6 +425,7 @@ async def test_a_phone_sos_links_with_a_press_nearby_reading_only_the_window(
         settings.link_window_s,
         settings.link_radius_m,
         entry.outbox_id,
+        settings.notify_deadline_s,
     )
     assert rows_read(plan, "incident") < 20
 

@@ -24,6 +24,7 @@ from starlette.routing import WebSocketRoute
 
 from app.devices.signing import sign_request
 from app.homes.service import create_home
+from app.interop.subscriptions import create as create_subscription
 from app.main import create_app
 from app.receiver.accounts import create_account as create_alarm_account
 from app.security.passwords import hash_secret
@@ -268,6 +269,17 @@ CALLS = [
         audience("dispatcher", dispatcher_a=200, city_wide=200, dispatcher_b=404),
     ),
     Call("GET", "/v1/console/incidents", audience("dispatcher", **every(DISPATCHERS, 200))),
+    # Handing an incident to another agency (app/interop): scoped like the detail.
+    Call(
+        "GET",
+        "/v1/console/incidents/{incident_id}/cap",
+        audience("dispatcher", dispatcher_a=200, city_wide=200, dispatcher_b=404),
+    ),
+    Call(
+        "GET",
+        "/v1/console/incidents/{incident_id}/eido",
+        audience("dispatcher", dispatcher_a=200, city_wide=200, dispatcher_b=404),
+    ),
     Call(
         "GET",
         "/v1/console/incidents/{incident_id}",
@@ -378,6 +390,28 @@ CALLS = [
         body={"place_id": "{place_id}", "account": "ABC123", "supervision_s": 600},
     ),
     Call("GET", "/v1/admin/alarm-accounts", audience("operator", operator=200)),
+    Call(
+        "POST",
+        "/v1/admin/agency-subscriptions",
+        audience("operator", operator=201),
+        body={"name": "CAD", "url": "http://127.0.0.1:9/cad", "format": "cap"},
+    ),
+    Call("GET", "/v1/admin/agency-subscriptions", audience("operator", operator=200)),
+    Call(
+        "POST",
+        "/v1/admin/agency-subscriptions/{agency_subscription_id}/disable",
+        audience("operator", operator=200),
+    ),
+    Call(
+        "POST",
+        "/v1/admin/agency-subscriptions/{agency_subscription_id}/enable",
+        audience("operator", operator=200),
+    ),
+    Call(
+        "GET",
+        "/v1/admin/agency-subscriptions/{agency_subscription_id}/deliveries",
+        audience("operator", operator=200),
+    ),
     Call(
         "GET",
         "/v1/admin/alarm-accounts/{alarm_account_id}/log",
@@ -625,6 +659,11 @@ async def build_world(pool: asyncpg.Pool, make_district: Any, make_place: Any) -
     async with pool.acquire() as conn:
         alarm = await create_alarm_account(conn, place_id=place, account="5A1E", supervision_s=600)
     ids["alarm_account_id"] = alarm["id"]
+    async with pool.acquire() as conn:
+        agency = await create_subscription(
+            conn, name="CAD", url="http://127.0.0.1:9/cad", format="eido", district_codes=[]
+        )
+    ids["agency_subscription_id"] = agency["id"]
     async with pool.acquire() as conn:
         home = await create_home(
             conn, member_id=uuid.UUID(ids["member_id"]), address="A-dong 1", lat=IN_A[0],
