@@ -588,9 +588,10 @@ async def panel_arming(
         ):
             return False
         await conn.execute(
-            "UPDATE home SET state = $2, state_changed_at = now(),"
-            " entry_due_at = CASE WHEN $2 = 'disarmed' THEN NULL ELSE entry_due_at END,"
-            " entry_device_id = CASE WHEN $2 = 'disarmed' THEN NULL ELSE entry_device_id END"
+            "UPDATE home SET state = $2::text, state_changed_at = now(),"
+            " entry_due_at = CASE WHEN $2::text = 'disarmed' THEN NULL ELSE entry_due_at END,"
+            " entry_device_id ="
+            "   CASE WHEN $2::text = 'disarmed' THEN NULL ELSE entry_device_id END"
             " WHERE id = $1",
             home_id,
             mode.value,
