@@ -16,7 +16,8 @@ async def console_home(
     conn: asyncpg.Connection | asyncpg.Pool, *, incident_id: uuid.UUID
 ) -> dict[str, Any] | None:
     """For a sensor incident's console detail: her home (address, state), the sensor that
-    fired (for an alarm panel also the zone and the code it reported), and the arming history of the last 24 hours (a duress disarm marked ``duress``)."""
+    fired (for an alarm panel also the zone and the code it reported), and the arming history
+    of the last 24 hours (a duress disarm marked ``duress``)."""
     row = await conn.fetchrow(
         "SELECT h.id, h.label, h.address, h.state, h.state_changed_at,"
         " ST_Y(h.geog::geometry) AS lat, ST_X(h.geog::geometry) AS lon,"
