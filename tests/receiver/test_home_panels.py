@@ -240,3 +240,34 @@ async def test_an_account_belongs_to_a_store_or_a_home_exactly_one(
         "--account", "4A15", check=False,
     )  # fmt: skip
     assert both.returncode == 2 and "exactly one" in both.stderr
+
+
+async def test_a_silent_panel_in_her_flat_is_offline_on_her_districts_consoles(
+    running, flat, pool, settings
+):
+    from app.devices import health
+
+    await pool.execute(
+        "UPDATE device SET offline_after_s = 0.5, created_at = now() - interval '1 minute'"
+        " WHERE kind = 'panel'"
+    )
+    assert await health.report_offline(pool, settings) == 1
+    assert await health.report_offline(pool, settings) == 0  # once per outage
+    (payload,) = await pool.fetch(
+        "SELECT payload FROM outbox WHERE topic = $1", health.TOPIC_DEVICE_OFFLINE
+    )
+    p = payload["payload"]
+    assert p["district_code"] == DISTRICT[0]
+    assert p["device"]["kind"] == "panel" and p["device"]["store"] is None
+    assert p["device"]["home"] == {
+        "id": str(flat["home"].id),
+        "label": "flat 302",
+        "address": ADDRESS,
+    }
+    # Its next message (a link test) brings it back online.
+    q = panel(running, "4A11")
+    assert (await q.link_test()).kind == "ACK"
+    await q.close()
+    assert (
+        await pool.fetchval("SELECT offline_reported_at FROM device WHERE kind = 'panel'") is None
+    )
