@@ -4,7 +4,8 @@ Every HTTP request gets a request id: the caller's ``X-Request-ID`` when it is s
 ``A-Z a-z 0-9 . _ : -``), else a new one; it goes back in the response's ``X-Request-ID`` and
 is on every log line written while the request runs. An SOS carries it further: in its outbox
 row's payload (so in the incidents stream, even when the relay republishes it), on the
-dispatcher's line when it routes the incident, and in the console message (``request_id``).
+dispatcher's line when it routes the incident, and in the console message (``request_id``);
+so do a button's and a home sensor's signals (app/devices/, app/homes/).
 docs/operations.md "Logs" shows how to follow one.
 
 No log line of ours carries a position, a phone number or a name (tests/security/leaks.py

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from app import metrics
+from app import logs, metrics
 from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
 from app.devices import health, service
 from app.devices.service import AuthenticatedDevice, SignedRequest
@@ -114,9 +114,11 @@ async def post_signal(
     started = time.perf_counter()
     signal = parse_signal(await request.body())
     kind = signal.body.type
+    # The request id goes with the incident to the console message, as a phone's SOS's does.
+    request_id = logs.request_id_of(request.scope)
     if kind in PANIC_TYPES:
         result = await service.raise_panic(
-            pool=pool, settings=settings, device=device, signal=signal
+            pool=pool, settings=settings, device=device, signal=signal, request_id=request_id
         )
         if result.created:
             kick_relay(request)
@@ -130,7 +132,7 @@ async def post_signal(
             # tell them apart), but it is acted on first: a replay of it is harmless (the
             # incident is under duress already), and losing it is not.
             await service.duress_from_device(
-                session=session, pool=pool, device=device, signal=signal
+                session=session, pool=pool, device=device, signal=signal, request_id=request_id
             )
             await session.commit()
             kick_relay(request)
@@ -143,11 +145,12 @@ async def post_signal(
     if kind in (SignalType.cancel, SignalType.duress):
         if kind is SignalType.cancel:
             outcome = await service.cancel_from_device(
-                session=session, pool=pool, settings=settings, device=device, signal=signal
-            )
+                session=session, pool=pool, settings=settings, device=device, signal=signal,
+                request_id=request_id,
+            )  # fmt: skip
         else:
             outcome = await service.duress_from_device(
-                session=session, pool=pool, device=device, signal=signal
+                session=session, pool=pool, device=device, signal=signal, request_id=request_id
             )
         # Commit here rather than in the dependency's teardown so the relay is kicked after it.
         await session.commit()

@@ -6,22 +6,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from app.api.deps import CurrentMember, PoolDep, RedisDep, SettingsDep, kick_relay
+from app import logs
+from app.admin.service import audit
+from app.api.deps import CurrentMember, CurrentOperator, PoolDep, RedisDep, SettingsDep, kick_relay
 from app.api.devices import _ERROR, _OPENAPI_EXTRA, signed_request
-from app.api.schemas import StrictModel
+from app.api.schemas import QueryText, StrictModel
 from app.devices import health
 from app.devices import service as devices
 from app.errors import AppError, ServiceUnavailable
 from app.homes import service
 from app.homes.signals import ALARM_TYPES, HomeSignalBody, HomeSignalType, parse_home_signal
-from app.models import ArmState
+from app.models import ArmState, DeviceKind
 
 router = APIRouter(tags=["homes"])
 
@@ -61,10 +63,14 @@ async def post_home_signal(
     device = await service.authenticate(pool=pool, redis=redis, settings=settings, request=signed)
     signal = parse_home_signal(raw, kind=device.kind)
     kind = signal.body.type
+    # The request id goes with an alarm to the console message, as a phone's SOS's does.
+    request_id = logs.request_id_of(request.scope)
     if kind in ALARM_TYPES:
         # An alarm is accepted without the nonce check too (Redis down): its signal_id, and the
         # home's state, make a replay harmless.
-        outcome = await service.sensor_alarm(pool, settings, device=device, signal=signal)
+        outcome = await service.sensor_alarm(
+            pool, settings, device=device, signal=signal, request_id=request_id
+        )
         if outcome.created:
             kick_relay(request)
         at = await devices.update_health(
@@ -90,7 +96,9 @@ async def post_home_signal(
         if (
             kind is HomeSignalType.disarm
             and pin is not None
-            and await service.duress_while_unprotected(pool, settings, device=device, pin=pin)
+            and await service.duress_while_unprotected(
+                pool, settings, device=device, pin=pin, request_id=request_id
+            )
         ):
             kick_relay(request)
         raise ServiceUnavailable("replay protection is unavailable; retry shortly")
@@ -117,6 +125,7 @@ async def post_home_signal(
             actor=device.actor,
             device_id=device.id,
             source_ip=source_ip,
+            request_id=request_id,
         )
         if result.duress_incident_id is not None:
             kick_relay(request)
@@ -158,9 +167,40 @@ def _json(body: dict[str, Any], status_code: int) -> Response:
 # --- her app ----------------------------------------------------------------------------------
 
 
+class MySensorOut(BaseModel):
+    id: str
+    kind: str
+    label: str | None
+    battery_pct: int | None
+    last_seen_at: str | None
+
+
+class MyHomeOut(BaseModel):
+    id: str
+    label: str | None
+    address: str
+    state: str = Field(description="disarmed, away or night")
+    changed_at: str
+    entry_delay_running: bool
+    devices: list[MySensorOut]
+
+
+class MyHomesOut(BaseModel):
+    homes: list[MyHomeOut]
+
+
+class HomeStateOut(BaseModel):
+    """The same after her PIN and after her duress PIN."""
+
+    home_id: str
+    state: str
+    changed_at: str
+
+
 @router.get("/v1/me/homes", summary="Her homes: arming state and sensors", tags=["member account"])
-async def my_homes(member_id: CurrentMember, pool: PoolDep) -> dict[str, Any]:
-    return {"homes": await service.member_homes(pool, member_id=member_id)}
+async def my_homes(member_id: CurrentMember, pool: PoolDep) -> MyHomesOut:
+    homes = await service.member_homes(pool, member_id=member_id)
+    return MyHomesOut(homes=[MyHomeOut.model_validate(h) for h in homes])
 
 
 class ArmIn(StrictModel):
@@ -182,7 +222,7 @@ class DisarmIn(StrictModel):
 )
 async def arm_home(
     home_id: uuid.UUID, body: ArmIn, member_id: CurrentMember, pool: PoolDep
-) -> dict[str, Any]:
+) -> HomeStateOut:
     state = await service.arm(
         pool,
         home_id=home_id,
@@ -191,7 +231,7 @@ async def arm_home(
         actor=f"member:{member_id}",
         member_id=member_id,
     )
-    return state.as_json()
+    return HomeStateOut.model_validate(state.as_json())
 
 
 @router.post(
@@ -211,7 +251,7 @@ async def disarm_home(
     member_id: CurrentMember,
     pool: PoolDep,
     settings: SettingsDep,
-) -> dict[str, Any]:
+) -> HomeStateOut:
     result = await service.disarm(
         pool,
         settings,
@@ -221,12 +261,13 @@ async def disarm_home(
         actor=f"member:{member_id}",
         member_id=member_id,
         source_ip=request.client.host if request.client else None,
+        request_id=logs.request_id_of(request.scope),
     )
     if result.duress_incident_id is not None:
         kick_relay(request)
     if result.state is None:
         raise _refusal(result)
-    return result.state.as_json()
+    return HomeStateOut.model_validate(result.state.as_json())
 
 
 def _refusal(result: service.DisarmResult) -> AppError:
@@ -235,3 +276,188 @@ def _refusal(result: service.DisarmResult) -> AppError:
     if result.locked_for_s is not None:
         return service.PinLockedOut(result.locked_for_s)
     return service.WrongPin("wrong PIN")
+
+
+# --- operators: register, list and correct homes and their sensors --------------------------
+
+
+class HomeIn(StrictModel):
+    member_id: uuid.UUID = Field(description="The member who lives there.")
+    address: str = Field(min_length=1, max_length=500, description="As police should read it.")
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    label: str | None = Field(None, max_length=200, description="e.g. 'flat 302'")
+    motion: bool = Field(False, description="Also a motion sensor.")
+    keypad: bool = Field(False, description="Also a keypad (arm and disarm with her PIN).")
+
+
+class HomePatch(StrictModel):
+    address: str | None = Field(None, min_length=1, max_length=500)
+    label: str | None = Field(None, max_length=200)
+    lat: float | None = Field(None, ge=-90, le=90, description="With lon: the district follows.")
+    lon: float | None = Field(None, ge=-180, le=180)
+
+
+class SensorIn(StrictModel):
+    kind: Literal["door", "home_button", "motion", "keypad"]
+    label: str | None = Field(None, max_length=200)
+
+
+class DistrictRefOut(BaseModel):
+    code: str
+    name: str
+
+
+class SensorCredentialsOut(BaseModel):
+    kind: str
+    device_id: str
+    secret: str = Field(description="Shown only this once: provision the sensor with it.")
+
+
+class RegisteredHomeOut(BaseModel):
+    home_id: str
+    district: DistrictRefOut | None = Field(description="null: outside every district")
+    devices: list[SensorCredentialsOut]
+
+
+class HomeDeviceOut(BaseModel):
+    id: str
+    kind: str = Field(description="door, home_button, motion, keypad or panel (alarm account)")
+    label: str | None
+    enabled: bool
+    battery_pct: int | None
+    last_seen_at: str | None
+    last_heartbeat_at: str | None
+    offline_since: str | None
+
+
+class HomeOut(BaseModel):
+    id: str
+    member_id: str
+    label: str | None
+    address: str
+    district: DistrictRefOut | None
+    state: str = Field(description="disarmed, away or night")
+    state_changed_at: str
+    entry_delay_running: bool
+    enabled: bool = Field(description="false once her account is erased")
+    created_at: str
+    devices: list[HomeDeviceOut]
+
+
+class HomesOut(BaseModel):
+    homes: list[HomeOut]
+
+
+_ADMIN = "/v1/admin/homes"
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such home (or it was erased)", **_ERROR}
+}
+
+
+@router.post(
+    _ADMIN,
+    status_code=201,
+    tags=["operators"],
+    summary="Register a member's home with its sensors (their secrets shown once)",
+    responses={
+        400: {"description": "Unusable address or position", **_ERROR},
+        404: {"description": "No such member", **_ERROR},
+    },
+)
+async def admin_create_home(
+    body: HomeIn, operator: CurrentOperator, pool: PoolDep
+) -> RegisteredHomeOut:
+    async with pool.acquire() as conn, conn.transaction():
+        home = await service.create_home(
+            conn,
+            member_id=body.member_id,
+            address=body.address,
+            lat=body.lat,
+            lon=body.lon,
+            label=body.label,
+            motion=body.motion,
+            keypad=body.keypad,
+        )
+        await audit(
+            conn,
+            kind="admin_home_created",
+            operator_id=operator.id,
+            member_id=body.member_id,
+            detail={"home_id": str(home.home_id)},
+        )
+    return RegisteredHomeOut.model_validate(home.as_json())
+
+
+@router.get(_ADMIN, tags=["operators"], summary="Homes and their devices, newest first")
+async def admin_list_homes(
+    _operator: CurrentOperator,
+    pool: PoolDep,
+    member_id: uuid.UUID | None = None,
+    district_code: Annotated[QueryText | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> HomesOut:
+    homes = await service.list_homes(
+        pool, member_id=member_id, district_code=district_code, limit=limit
+    )
+    return HomesOut(homes=[HomeOut.model_validate(h) for h in homes])
+
+
+@router.get(_ADMIN + "/{home_id}", tags=["operators"], summary="One home", responses=_NOT_FOUND)
+async def admin_get_home(home_id: uuid.UUID, _operator: CurrentOperator, pool: PoolDep) -> HomeOut:
+    return HomeOut.model_validate(await service.get_home(pool, home_id))
+
+
+@router.patch(
+    _ADMIN + "/{home_id}",
+    tags=["operators"],
+    summary="Correct a home's address, label or position (the district follows)",
+    responses={
+        400: {"description": "Nothing to change, or lat without lon", **_ERROR},
+        **_NOT_FOUND,
+    },
+)
+async def admin_update_home(
+    home_id: uuid.UUID, body: HomePatch, operator: CurrentOperator, pool: PoolDep
+) -> HomeOut:
+    async with pool.acquire() as conn, conn.transaction():
+        home = await service.update_home(
+            conn,
+            home_id=home_id,
+            address=body.address,
+            label=body.label,
+            lat=body.lat,
+            lon=body.lon,
+        )
+        await audit(
+            conn,
+            kind="admin_home_updated",
+            operator_id=operator.id,
+            member_id=uuid.UUID(home["member_id"]),
+            detail={"home_id": str(home_id), "fields": sorted(body.model_fields_set)},
+        )
+    return HomeOut.model_validate(home)
+
+
+@router.post(
+    _ADMIN + "/{home_id}/devices",
+    status_code=201,
+    tags=["operators"],
+    summary="Add a sensor to a home (its secret shown once)",
+    responses=_NOT_FOUND,
+)
+async def admin_add_sensor(
+    home_id: uuid.UUID, body: SensorIn, operator: CurrentOperator, pool: PoolDep
+) -> SensorCredentialsOut:
+    async with pool.acquire() as conn, conn.transaction():
+        device_id, secret = await service.add_sensor(
+            conn, home_id=home_id, kind=DeviceKind(body.kind), label=body.label
+        )
+        await audit(
+            conn,
+            kind="admin_home_device_created",
+            operator_id=operator.id,
+            device_id=device_id,
+            detail={"home_id": str(home_id), "kind": body.kind},
+        )
+    return SensorCredentialsOut(kind=body.kind, device_id=str(device_id), secret=secret)

@@ -41,7 +41,7 @@ from app.incidents.store import (
     insert_incident,
 )
 from app.incidents.timeline import record
-from app.models import POLICE_KINDS, Device, Incident
+from app.models import POLICE_KINDS, Device, DeviceKind, Incident
 from app.security import device_signature
 from app.security.tokens import new_device_secret
 
@@ -135,7 +135,7 @@ SELECT d.id, d.label, d.secret, d.enabled, d.duress_double_cancel_s,
        p.id AS place_id, p.name, p.address, p.phone,
        ST_Y(p.geog::geometry) AS lat, ST_X(p.geog::geometry) AS lon
 FROM device d JOIN safe_place p ON p.id = d.safe_place_id
-WHERE d.id = $1
+WHERE d.id = $1 AND d.kind = 'button'
 """
 
 _SECURITY_EVENT_SQL = """
@@ -342,9 +342,16 @@ class PanicResult:
 
 
 async def raise_panic(
-    *, pool: asyncpg.Pool, settings: Settings, device: AuthenticatedDevice, signal: ParsedSignal
+    *,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    device: AuthenticatedDevice,
+    signal: ParsedSignal,
+    request_id: str | None = None,
 ) -> PanicResult:
-    """Create (or, for a retried ``signal_id``, find) the incident at the device's store.
+    """Create (or, for a retried ``signal_id``, find) the incident at the device's store. The
+    HTTP request's id (app/logs.py) travels in its outbox row to the console message, as a
+    phone's SOS's does.
 
     The incident, its first timeline event and its outbox row commit in one statement. A retry
     races safely: the partial unique index on (device_id, client_alert_id) lets exactly one
@@ -382,6 +389,7 @@ async def raise_panic(
             battery_pct=body.battery_pct,
             flags=tuple(flags),
             event_data=event_data,
+            request_id=request_id,
         )
 
     created = True
@@ -515,8 +523,10 @@ def _open_incident_stmt(device_id: uuid.UUID, within_s: float | None) -> Any:
     return stmt.order_by(Incident.received_at.desc()).limit(1).with_for_update()
 
 
-def _store_message(device: AuthenticatedDevice) -> dict[str, Any]:
-    return {
+def _store_message(device: AuthenticatedDevice, request_id: str | None = None) -> dict[str, Any]:
+    """The console message's ``data`` for a store's event (and the signal's request id, which
+    the console message carries as ``request_id``)."""
+    message: dict[str, Any] = {
         "store": {
             "id": str(device.store.id),
             "name": device.store.name,
@@ -525,6 +535,9 @@ def _store_message(device: AuthenticatedDevice) -> dict[str, Any]:
         },
         "device_label": device.label,
     }
+    if request_id is not None:
+        message["request_id"] = request_id
+    return message
 
 
 async def _is_second_press(
@@ -560,6 +573,7 @@ async def cancel_from_device(
     settings: Settings,
     device: AuthenticatedDevice,
     signal: ParsedSignal,
+    request_id: str | None = None,
 ) -> CancelResult:
     """The clerk pressed cancel: a request, never a close (a robber can make the clerk press it).
 
@@ -569,8 +583,9 @@ async def cancel_from_device(
     it, a second cancel within ``duress_double_cancel_s`` is a duress instead."""
     if await _is_second_press(session, device, signal):
         return await duress_from_device(
-            session=session, pool=pool, device=device, signal=signal, via="double_cancel"
-        )
+            session=session, pool=pool, device=device, signal=signal, via="double_cancel",
+            request_id=request_id,
+        )  # fmt: skip
     stmt = _open_incident_stmt(device.id, settings.device_cancel_window_s)
     incident = (await session.execute(stmt)).scalar_one_or_none()
     if incident is None:
@@ -595,7 +610,7 @@ async def cancel_from_device(
             kind=CANCEL_REQUESTED,
             actor=device.actor,
             data={**data, **_store_message(device)},
-            message=_store_message(device),
+            message=_store_message(device, request_id),
         )
     return CancelResult(incident_id=incident.id, status=_ANSWERED, cancelled=True)
 
@@ -607,6 +622,7 @@ async def duress_from_device(
     device: AuthenticatedDevice,
     signal: ParsedSignal,
     via: str = "signal",
+    request_id: str | None = None,
 ) -> CancelResult:
     """The clerk's duress sequence: answered like a cancel, never closes or shows as cancelled.
 
@@ -636,6 +652,7 @@ async def duress_from_device(
                     "key": device.key,
                     "via": via,
                 },
+                request_id=request_id,
             ),
         )
         if not isinstance(stored, StoredIncident):
@@ -663,7 +680,7 @@ async def duress_from_device(
             kind="duress",
             actor=device.actor,
             data={**data, **_store_message(device)},
-            message={**_store_message(device), "via": via},
+            message={**_store_message(device, request_id), "via": via},
         )
     if not reached:
         return CancelResult(incident_id=None, status=None, cancelled=False)
@@ -685,25 +702,43 @@ DEFAULT_DOUBLE_CANCEL_S = 5.0
 async def create_device(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
-    place_id: uuid.UUID,
+    place_id: uuid.UUID | None = None,
+    home_id: uuid.UUID | None = None,
+    kind: DeviceKind = DeviceKind.button,
     label: str | None = None,
     duress_double_cancel_s: float | None = None,
+    offline_after_s: float | None = None,
 ) -> DeviceCredentials:
-    """Register a button at a safe place; the secret is returned once and never shown again.
-    ``duress_double_cancel_s``: a second cancel within that many seconds is duress."""
+    """Register a device: a button at a safe place, a sensor at a home, or an alarm panel at
+    either (``place_id`` or ``home_id``, as the ``kind`` allows). The secret is returned once
+    and never shown again. ``duress_double_cancel_s``: a second cancel within that many
+    seconds is duress; ``offline_after_s``: its own offline threshold (a panel's supervision)."""
     _check_window(duress_double_cancel_s)
-    if not await conn.fetchval("SELECT true FROM safe_place WHERE id = $1", place_id):
-        raise NotFound(f"no safe place {place_id}")
+    if (place_id is None) == (home_id is None):
+        raise BadRequest("a device belongs to a store or to a home")
+    if place_id is not None:
+        if kind not in (DeviceKind.button, DeviceKind.panel):
+            raise BadRequest(f"a {kind.value} sensor belongs to a home, not a store")
+        if not await conn.fetchval("SELECT true FROM safe_place WHERE id = $1", place_id):
+            raise NotFound(f"no safe place {place_id}")
+    else:
+        if kind is DeviceKind.button:
+            raise BadRequest("a panic button belongs to a store, not a home")
+        if not await conn.fetchval("SELECT true FROM home WHERE id = $1 AND enabled", home_id):
+            raise NotFound(f"no home {home_id}")
     device_id = uuid.uuid4()
     secret = new_device_secret()
     await conn.execute(
-        "INSERT INTO device (id, safe_place_id, label, secret, enabled, duress_double_cancel_s)"
-        " VALUES ($1, $2, $3, $4, true, $5)",
+        "INSERT INTO device (id, safe_place_id, home_id, kind, label, secret, enabled,"
+        " duress_double_cancel_s, offline_after_s) VALUES ($1, $2, $3, $4, $5, $6, true, $7, $8)",
         device_id,
         place_id,
+        home_id,
+        kind.value,
         label,
         secret,
         duress_double_cancel_s,
+        offline_after_s,
     )
     return DeviceCredentials(device_id, secret)
 

@@ -16,12 +16,17 @@ async def console_home(
     conn: asyncpg.Connection | asyncpg.Pool, *, incident_id: uuid.UUID
 ) -> dict[str, Any] | None:
     """For a sensor incident's console detail: her home (address, state), the sensor that
-    fired, and the arming history of the last 24 hours (a duress disarm marked ``duress``)."""
+    fired (for an alarm panel also the zone and the code it reported), and the arming history
+    of the last 24 hours (a duress disarm marked ``duress``)."""
     row = await conn.fetchrow(
         "SELECT h.id, h.label, h.address, h.state, h.state_changed_at,"
         " ST_Y(h.geog::geometry) AS lat, ST_X(h.geog::geometry) AS lon,"
-        " d.id AS device_id, d.kind AS device_kind, d.label AS device_label"
+        " d.id AS device_id, d.kind AS device_kind, d.label AS device_label,"
+        # An alarm panel's alarm: the zone (or user) and the code it reported.
+        " r.data->>'zone' AS zone, r.data->>'alarm_code' AS alarm_code"
         " FROM incident i JOIN home h ON h.id = i.home_id"
+        " LEFT JOIN LATERAL (SELECT e.data FROM incident_event e WHERE e.incident_id = i.id"
+        "   AND e.kind = 'reported' ORDER BY e.id LIMIT 1) r ON true"
         " LEFT JOIN device d ON d.id = i.device_id WHERE i.id = $1",
         incident_id,
     )
@@ -48,6 +53,8 @@ async def console_home(
             "id": str(row["device_id"]),
             "kind": row["device_kind"],
             "label": row["device_label"],
+            "zone": row["zone"],
+            "alarm_code": row["alarm_code"],
         }
         if row["device_id"]
         else None,

@@ -31,8 +31,14 @@ import asyncpg
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.devices.service import SignedRequest, record_security_event, verify_signed_request
+from app.devices.service import (
+    SignedRequest,
+    create_device,
+    record_security_event,
+    verify_signed_request,
+)
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
+from app.geo.nearest import district_at
 from app.homes.signals import HomeSignal, HomeSignalType
 from app.incidents.store import (
     TOPIC_UPDATED,
@@ -44,7 +50,6 @@ from app.incidents.store import (
 )
 from app.models import ArmState, DeviceKind
 from app.security.passwords import verify_secret
-from app.security.tokens import new_device_secret
 
 EV_WRONG_PIN = "wrong_disarm_pin"
 #: A disarm refused because her PINs are locked out (too many wrong ones).
@@ -97,7 +102,8 @@ SELECT d.id, d.kind, d.label, d.secret, d.enabled AND h.enabled AS enabled,
        h.id AS home_id, h.member_id, h.label AS home_label, h.address,
        ST_Y(h.geog::geometry) AS lat, ST_X(h.geog::geometry) AS lon
 FROM device d JOIN home h ON h.id = d.home_id
-WHERE d.id = $1
+-- An alarm panel at her home reports over DC-09 (app/receiver/), never here.
+WHERE d.id = $1 AND d.kind <> 'panel'
 """
 
 
@@ -122,14 +128,14 @@ async def authenticate(
         id=verified.device_id,
         kind=row["kind"],
         label=row["label"],
-        home=_home_ref(row),
+        home=home_ref(row),
         key=verified.key,
         nonce=verified.nonce,
         nonce_checked=verified.nonce_checked,
     )
 
 
-def _home_ref(row: asyncpg.Record) -> HomeRef:
+def home_ref(row: asyncpg.Record) -> HomeRef:
     return HomeRef(
         id=row["home_id"],
         member_id=row["member_id"],
@@ -251,6 +257,7 @@ async def _silent_duress(
     actor: str,
     device_id: uuid.UUID | None,
     flags: tuple[str, ...] = (),
+    request_id: str | None = None,
 ) -> uuid.UUID:
     """Her duress PIN on a disarm that is refused (lockout, Redis down): the home stays as it
     is, like any refused disarm, but the silent incident is raised. A repeat from the same
@@ -258,7 +265,7 @@ async def _silent_duress(
     incident_id = await _raise(
         conn,
         settings,
-        _home_ref(home),
+        home_ref(home),
         trigger="duress_disarm",
         actor=actor,
         device_id=device_id or home["entry_device_id"],
@@ -266,6 +273,7 @@ async def _silent_duress(
         flags=flags,
         event_data={"via": via, "state_before": home["state"], "refused": True},
         fold_window_s=settings.device_fold_window_s,
+        request_id=request_id,
     )
     await _event(
         conn, home["home_id"], "alarm", via=via, actor=actor, device_id=device_id,
@@ -275,7 +283,12 @@ async def _silent_duress(
 
 
 async def duress_while_unprotected(
-    pool: asyncpg.Pool, settings: Settings, *, device: HomeDevice, pin: str
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    device: HomeDevice,
+    pin: str,
+    request_id: str | None = None,
 ) -> uuid.UUID | None:
     """A keypad disarm while Redis is down is refused (a replayed disarm could undo her
     arming), but her duress PIN is acted on first, as a store's duress is."""
@@ -287,7 +300,7 @@ async def duress_while_unprotected(
             home = await _lock_home(conn, device.home.id, None)
             return await _silent_duress(
                 conn, settings, home, via="keypad", actor=device.actor, device_id=device.id,
-                flags=("nonce_unchecked",),
+                flags=("nonce_unchecked",), request_id=request_id,
             )  # fmt: skip
 
 
@@ -313,6 +326,7 @@ async def disarm(
     member_id: uuid.UUID | None = None,
     device_id: uuid.UUID | None = None,
     source_ip: str | None = None,
+    request_id: str | None = None,
 ) -> DisarmResult:
     """Her PIN disarms and cancels a running entry delay. Her duress PIN does exactly the same
     (the answer cannot tell them apart) and raises a silent incident at her home, escalated as
@@ -337,8 +351,9 @@ async def disarm(
                 incident_id = None
                 if is_duress:
                     incident_id = await _silent_duress(
-                        conn, settings, home, via=via, actor=actor, device_id=device_id
-                    )
+                        conn, settings, home, via=via, actor=actor, device_id=device_id,
+                        request_id=request_id,
+                    )  # fmt: skip
                 await record_security_event(
                     conn,
                     kind=EV_LOCKED_OUT,
@@ -384,7 +399,7 @@ async def disarm(
                 incident_id = await _raise(
                     conn,
                     settings,
-                    _home_ref(home),
+                    home_ref(home),
                     trigger="duress_disarm",
                     actor=actor,
                     device_id=device_id or home["entry_device_id"],
@@ -394,6 +409,7 @@ async def disarm(
                         "state_before": home["state"],
                         "entry_delay_running": home["entry_due_at"] is not None,
                     },
+                    request_id=request_id,
                 )
             await _event(
                 conn,
@@ -419,7 +435,12 @@ class SensorOutcome:
 
 
 async def sensor_alarm(
-    pool: asyncpg.Pool, settings: Settings, *, device: HomeDevice, signal: HomeSignal
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    device: HomeDevice,
+    signal: HomeSignal,
+    request_id: str | None = None,
 ) -> SensorOutcome:
     """A door opened, motion, or the in-home button: what it means depends on the arming
     state (see the module's rules)."""
@@ -488,12 +509,98 @@ async def sensor_alarm(
             flags=tuple(flags),
             event_data=event_data,
             fold_window_s=settings.device_fold_window_s,
+            request_id=request_id,
         )
         await _event(
             conn, home.id, "alarm", via=device.kind, actor=device.actor,
             device_id=device.id, incident_id=incident_id,
         )  # fmt: skip
     return SensorOutcome(incident_id=incident_id, created=True)
+
+
+# --- a commercial alarm panel at her home (SIA DC-09, app/receiver/) -------------------------
+
+
+async def panel_alarm(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    home: HomeRef,
+    device_id: uuid.UUID,
+    trigger: str,
+    client_alert_id: uuid.UUID,
+    silent: bool = False,
+    duress: bool = False,
+    flags: tuple[str, ...] = (),
+    event_data: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """An alarm panel's alarm at her home (a burglary, panic, duress...): an incident exactly as
+    her own sensors raise one (``_raise``: at her home's address, position and district; a
+    duress silent and escalated), with the ``alarm`` entry on the home's arming history.
+    ``client_alert_id`` comes from the message's content: a retry (the panel missed our ACK)
+    finds the incident it raised instead of raising another. Whatever her home's arming state:
+    the panel decided it is an alarm."""
+    actor = f"device:{device_id}"
+    async with pool.acquire() as conn, conn.transaction():
+        # Under the home's lock, so two deliveries of one retry act once.
+        await _lock_home(conn, home.id, None)
+        existing = await conn.fetchval(
+            "SELECT id FROM incident WHERE device_id = $1 AND client_alert_id = $2",
+            device_id,
+            client_alert_id,
+        )
+        if existing is not None:
+            return existing  # type: ignore[no-any-return]
+        incident_id = await _raise(
+            conn,
+            settings,
+            home,
+            trigger=trigger,
+            actor=actor,
+            device_id=device_id,
+            client_alert_id=client_alert_id,
+            duress=duress,
+            silent=silent,
+            flags=flags,
+            event_data=event_data,
+            fold_window_s=settings.device_fold_window_s,
+            duress_via="alarm_panel",
+        )
+        await _event(
+            conn, home.id, "alarm", via="panel", actor=actor, device_id=device_id,
+            incident_id=incident_id, duress=duress,
+        )  # fmt: skip
+    return incident_id
+
+
+async def panel_arming(
+    pool: asyncpg.Pool, *, home_id: uuid.UUID, mode: ArmState, device_id: uuid.UUID
+) -> bool:
+    """The panel reports she armed (a closing: away; armed stay: night) or disarmed (an
+    opening) at its keypad: the home's state follows and the arming history shows it (``via``
+    ``panel``). A disarm at the panel is her code at the panel: it also ends an entry delay
+    our own door contact started. The same state again changes nothing (a retried message, or
+    two areas reported one after the other). True when the state changed."""
+    async with pool.acquire() as conn, conn.transaction():
+        home = await _lock_home(conn, home_id, None)
+        if home["state"] == mode.value and (
+            mode is not ArmState.disarmed or home["entry_due_at"] is None
+        ):
+            return False
+        await conn.execute(
+            "UPDATE home SET state = $2::text, state_changed_at = now(),"
+            " entry_due_at = CASE WHEN $2::text = 'disarmed' THEN NULL ELSE entry_due_at END,"
+            " entry_device_id ="
+            "   CASE WHEN $2::text = 'disarmed' THEN NULL ELSE entry_device_id END"
+            " WHERE id = $1",
+            home_id,
+            mode.value,
+        )
+        kind = "disarm" if mode is ArmState.disarmed else f"arm_{mode.value}"
+        await _event(
+            conn, home_id, kind, via="panel", actor=f"device:{device_id}", device_id=device_id
+        )
+    return True
 
 
 _EXPIRED_SQL = """
@@ -521,7 +628,7 @@ async def raise_expired_entries(pool: asyncpg.Pool, settings: Settings, *, batch
                 incident_id = await _raise(
                     conn,
                     settings,
-                    _home_ref(row),
+                    home_ref(row),
                     trigger="entry_delay_expired",
                     actor="dispatch",
                     device_id=row["entry_device_id"],
@@ -556,15 +663,19 @@ async def _raise(
     device_id: uuid.UUID | None,
     client_alert_id: uuid.UUID | None = None,
     duress: bool = False,
+    silent: bool | None = None,
     battery_pct: int | None = None,
     flags: tuple[str, ...] = (),
     event_data: dict[str, Any] | None = None,
     fold_window_s: float = 0.0,
+    request_id: str | None = None,
+    duress_via: str = "duress_pin",
 ) -> uuid.UUID:
     """An incident (source ``sensor``) at her home, inside the caller's transaction: the
-    incident, its ``reported`` event and outbox row, then its home; a duress also its
-    ``duress`` event (dispatch escalates it). With ``fold_window_s``, an alarm while the same
-    sensor's incident is open joins it (flagged ``repeated``)."""
+    incident, its ``reported`` event and outbox row (with the HTTP request's id, as a phone's
+    SOS carries it to the console), then its home; a duress also its ``duress`` event
+    (dispatch escalates it). Silent when a duress (or ``silent``). With ``fold_window_s``, an
+    alarm while the same sensor's incident is open joins it (flagged ``repeated``)."""
     data = {
         **(event_data or {}),
         "home_id": str(home.id),
@@ -576,7 +687,7 @@ async def _raise(
         NewIncident(
             source="sensor",
             trigger=trigger,
-            silent=duress,
+            silent=duress if silent is None else silent or duress,
             actor=actor,
             device_id=device_id,
             client_alert_id=client_alert_id,
@@ -585,6 +696,7 @@ async def _raise(
             battery_pct=battery_pct,
             flags=flags,
             event_data=data,
+            request_id=request_id,
         ),
         fold_window_s=fold_window_s,
     )
@@ -595,7 +707,9 @@ async def _raise(
             " RETURNING true",
             stored.into,
         ):
-            await _duress_event(conn, stored.into, actor=actor, home=home)
+            await _duress_event(
+                conn, stored.into, actor=actor, home=home, request_id=request_id, via=duress_via
+            )
         return stored.into
     if not isinstance(stored, StoredIncident):
         raise RuntimeError("home incident was not inserted")
@@ -603,26 +717,39 @@ async def _raise(
         "UPDATE incident SET home_id = $2, duress = $3 WHERE id = $1", stored.id, home.id, duress
     )
     if duress:
-        await _duress_event(conn, stored.id, actor=actor, home=home)
+        await _duress_event(
+            conn, stored.id, actor=actor, home=home, request_id=request_id, via=duress_via
+        )
     return stored.id
 
 
 async def _duress_event(
-    conn: asyncpg.Connection, incident_id: uuid.UUID, *, actor: str, home: HomeRef
+    conn: asyncpg.Connection,
+    incident_id: uuid.UUID,
+    *,
+    actor: str,
+    home: HomeRef,
+    request_id: str | None = None,
+    via: str = "duress_pin",
 ) -> None:
-    """The ``duress`` event and its outbox row: dispatch escalates it as a member's duress."""
+    """The ``duress`` event and its outbox row: dispatch escalates it as a member's duress.
+    ``via``: ``duress_pin`` (her duress PIN at the door) or ``alarm_panel`` (a panel's duress
+    code)."""
     await conn.execute(
         "INSERT INTO incident_event (incident_id, kind, actor, data) VALUES ($1, $2, $3, $4)",
         incident_id,
         "duress",
         actor,
-        {"via": "duress_pin", "home_id": str(home.id)},
+        {"via": via, "home_id": str(home.id)},
     )
+    payload: dict[str, Any] = {"incident_id": str(incident_id), "kind": "duress", "via": via}
+    if request_id is not None:
+        payload["request_id"] = request_id
     await conn.execute(
         "INSERT INTO outbox (topic, incident_id, payload) VALUES ($1, $2, $3)",
         TOPIC_UPDATED,
         incident_id,
-        {"incident_id": str(incident_id), "kind": "duress", "via": "duress_pin"},
+        payload,
     )
 
 
@@ -676,6 +803,23 @@ class RegisteredHome:
         }
 
 
+def _check_place(address: str | None, lat: float | None, lon: float | None) -> str | None:
+    if (lat is None) != (lon is None):
+        raise BadRequest("give lat and lon together")
+    if lat is not None and lon is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise BadRequest("lat must be within -90..90 and lon within -180..180")
+    if address is None:
+        return None
+    address = address.strip()
+    if not address or len(address) > 500:
+        raise BadRequest("the address must be 1 to 500 characters")
+    return address
+
+
+#: The sensors an operator may add to a home (a panel comes with its alarm account).
+SENSOR_KINDS = (DeviceKind.door, DeviceKind.home_button, DeviceKind.motion, DeviceKind.keypad)
+
+
 async def create_home(
     conn: asyncpg.Connection,
     *,
@@ -690,11 +834,7 @@ async def create_home(
     """Register her home (the district computed from its position) with a door contact and an
     in-home button, optionally a motion sensor and a keypad; each device's secret is returned
     once and never shown again."""
-    address = address.strip()
-    if not address or len(address) > 500:
-        raise BadRequest("the address must be 1 to 500 characters")
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise BadRequest("lat must be within -90..90 and lon within -180..180")
+    address = _check_place(address, lat, lon) or ""
     kinds = [DeviceKind.door, DeviceKind.home_button]
     if motion:
         kinds.append(DeviceKind.motion)
@@ -705,32 +845,136 @@ async def create_home(
             "SELECT true FROM member WHERE id = $1 AND deleted_at IS NULL", member_id
         ):
             raise NotFound(f"no member {member_id}")
-        home = await conn.fetchrow(
-            "WITH g AS (SELECT ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography AS g),"
-            " d AS (SELECT x.id, x.code, x.name FROM district x, g"
-            "       WHERE ST_Covers(x.boundary, g.g::geometry) ORDER BY x.code LIMIT 1)"
-            " INSERT INTO home (id, member_id, label, address, geog, district_id)"
-            " SELECT $1, $2, $3, $6, g.g, (SELECT id FROM d) FROM g"
-            " RETURNING id, (SELECT code FROM d) AS code, (SELECT name FROM d) AS name",
+        district = await district_at(conn, lat=lat, lon=lon)
+        home_id: uuid.UUID = await conn.fetchval(
+            "INSERT INTO home (id, member_id, label, address, geog, district_id)"
+            " VALUES ($1, $2, $3, $4, ST_SetSRID(ST_MakePoint($6, $5), 4326)::geography, $7)"
+            " RETURNING id",
             uuid.uuid4(),
             member_id,
             label,
+            address,
             lat,
             lon,
-            address,
+            district.id if district else None,
         )
         devices = []
         for kind in kinds:
-            device_id, secret = uuid.uuid4(), new_device_secret()
-            await conn.execute(
-                "INSERT INTO device (id, home_id, kind, label, secret, enabled)"
-                " VALUES ($1, $2, $3, $4, $5, true)",
-                device_id,
-                home["id"],
-                kind.value,
-                kind.value.replace("_", " "),
-                secret,
+            creds = await create_device(
+                conn, home_id=home_id, kind=kind, label=kind.value.replace("_", " ")
             )
-            devices.append((kind.value, device_id, secret))
-    district = {"code": home["code"], "name": home["name"]} if home["code"] else None
-    return RegisteredHome(home["id"], district, devices)
+            devices.append((kind.value, creds.device_id, creds.secret))
+    return RegisteredHome(
+        home_id, {"code": district.code, "name": district.name} if district else None, devices
+    )
+
+
+_HOMES_SQL = """
+SELECT h.id, h.member_id, h.label, h.address, h.state, h.state_changed_at, h.enabled,
+       h.created_at, h.entry_due_at IS NOT NULL AS entry_delay_running,
+       x.code AS district_code, x.name AS district_name,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('id', d.id, 'kind', d.kind, 'label', d.label,
+                   'enabled', d.enabled, 'battery_pct', d.battery_pct,
+                   'last_seen_at', d.last_seen_at, 'last_heartbeat_at', d.last_heartbeat_at,
+                   'offline_since', d.offline_reported_at) ORDER BY d.kind, d.created_at, d.id)
+                 FROM device d WHERE d.home_id = h.id), '[]') AS devices
+FROM home h LEFT JOIN district x ON x.id = h.district_id
+"""
+
+
+def _home_json(r: asyncpg.Record) -> dict[str, Any]:
+    """A home as operators see it: no position (her address is what police read; an
+    operator who typed the position in has no need to read it back)."""
+    return {
+        "id": str(r["id"]),
+        "member_id": str(r["member_id"]),
+        "label": r["label"],
+        "address": r["address"],
+        "district": {"code": r["district_code"], "name": r["district_name"]}
+        if r["district_code"]
+        else None,
+        "state": r["state"],
+        "state_changed_at": r["state_changed_at"].isoformat(),
+        "entry_delay_running": r["entry_delay_running"],
+        "enabled": r["enabled"],
+        "created_at": r["created_at"].isoformat(),
+        "devices": r["devices"],
+    }
+
+
+async def get_home(conn: asyncpg.Connection | asyncpg.Pool, home_id: uuid.UUID) -> dict[str, Any]:
+    row = await conn.fetchrow(_HOMES_SQL + " WHERE h.id = $1", home_id)
+    if row is None:
+        raise NotFound(f"no home {home_id}")
+    return _home_json(row)
+
+
+async def list_homes(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    member_id: uuid.UUID | None = None,
+    district_code: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Homes with their devices, newest first (a member's, or a district's)."""
+    rows = await conn.fetch(
+        _HOMES_SQL + " WHERE ($1::uuid IS NULL OR h.member_id = $1)"
+        " AND ($2::text IS NULL OR x.code = $2) ORDER BY h.created_at DESC, h.id LIMIT $3",
+        member_id,
+        district_code,
+        limit,
+    )
+    return [_home_json(r) for r in rows]
+
+
+async def update_home(
+    conn: asyncpg.Connection,
+    *,
+    home_id: uuid.UUID,
+    address: str | None = None,
+    label: str | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+) -> dict[str, Any]:
+    """Correct a home's address, label or position (the district follows the position). The
+    alarms already raised there keep the place they were raised at. An erased (disabled) home
+    is not found."""
+    address = _check_place(address, lat, lon)
+    if address is None and label is None and lat is None:
+        raise BadRequest("nothing to change: give address, label, or lat and lon")
+    async with conn.transaction():
+        district = (
+            await district_at(conn, lat=lat, lon=lon)
+            if lat is not None and lon is not None
+            else None
+        )
+        done = await conn.fetchval(
+            "UPDATE home SET address = coalesce($2, address), label = coalesce($3, label),"
+            " geog = CASE WHEN $4::float8 IS NULL THEN geog"
+            "   ELSE ST_SetSRID(ST_MakePoint($5, $4), 4326)::geography END,"
+            " district_id = CASE WHEN $4::float8 IS NULL THEN district_id ELSE $6 END"
+            " WHERE id = $1 AND enabled RETURNING true",
+            home_id,
+            address,
+            label,
+            lat,
+            lon,
+            district.id if district else None,
+        )
+        if not done:
+            raise NotFound(f"no home {home_id}")
+        return await get_home(conn, home_id)
+
+
+async def add_sensor(
+    conn: asyncpg.Connection, *, home_id: uuid.UUID, kind: DeviceKind, label: str | None = None
+) -> tuple[uuid.UUID, str]:
+    """Another sensor at her home (a second door, a keypad added later): its id and secret,
+    shown once."""
+    if kind not in SENSOR_KINDS:
+        raise BadRequest(f"a home's sensor is one of {', '.join(k.value for k in SENSOR_KINDS)}")
+    async with conn.transaction():
+        creds = await create_device(
+            conn, home_id=home_id, kind=kind, label=label or kind.value.replace("_", " ")
+        )
+    return creds.device_id, creds.secret

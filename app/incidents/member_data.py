@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, NotFound
+from app.homes.member_data import erase_homes, export_homes
 from app.incidents.retention import forget_positions
 from app.models import (
     AgencySubscription,
@@ -188,6 +189,8 @@ async def export(
             }
         )
     data["alerts"] = alerts
+    # Her homes (app/homes/): address, position, devices, arming history, alarms there.
+    data["homes"] = await export_homes(session, member_id=member_id, cancel_hold_s=cancel_hold_s)
     data["exported_at"] = now.isoformat()
     return data
 
@@ -289,8 +292,13 @@ async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> boo
     )
     await session.execute(delete(Guardian).where(Guardian.member_id == member_id))
     incident_ids = select(Incident.id).where(Incident.member_id == member_id)
-    # The outbox's and Redis's copies of her positions (the streams, after the commit).
-    await forget_positions(session, incident_ids=list(await session.scalars(incident_ids)))
+    # Her homes (app/homes/member_data.py): the address, arming history and sensors go.
+    home_incidents = await erase_homes(session, member_id=member_id)
+    # The outbox's and Redis's copies of her positions (the streams, after the commit), her
+    # home's position among them (the alarms raised there).
+    await forget_positions(
+        session, incident_ids=[*await session.scalars(incident_ids), *home_incidents]
+    )
     await session.execute(delete(LocationPoint).where(LocationPoint.incident_id.in_(incident_ids)))
     # Queued texts hold her name and her guardians' numbers (their attempts stay, unlinked).
     await session.execute(delete(Notification).where(Notification.incident_id.in_(incident_ids)))
@@ -302,30 +310,6 @@ async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> boo
             accuracy_m=None,
             note=None,
         )
-    )
-    # Her homes (app/homes/): the address goes, the position is coarsened like her incidents',
-    # the sensors stop; the alarms raised there keep only the coarse position.
-    await session.execute(
-        text(
-            "UPDATE incident SET location = ST_SnapToGrid(location::geometry, 0.01)::geography,"
-            " note = NULL WHERE home_id IN (SELECT id FROM home WHERE member_id = :m)"
-        ),
-        {"m": member_id},
-    )
-    await session.execute(
-        text(
-            "UPDATE device SET enabled = false WHERE home_id IN"
-            " (SELECT id FROM home WHERE member_id = :m)"
-        ),
-        {"m": member_id},
-    )
-    await session.execute(
-        text(
-            "UPDATE home SET address = '(erased)', label = NULL, enabled = false,"
-            " entry_due_at = NULL, geog = ST_SnapToGrid(geog::geometry, 0.01)::geography"
-            " WHERE member_id = :m"
-        ),
-        {"m": member_id},
     )
     member.name = "(erased)"
     member.phone = f"-{member.id.hex[:30]}"  # unique, and not a phone number

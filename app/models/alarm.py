@@ -25,12 +25,12 @@ from app.models.base import UUIDPK, Base, CreatedAt
 
 class AlarmAccount(UUIDPK, CreatedAt, Base):
     """A commercial alarm panel reporting to our receiver: its account number and line prefix
-    (unique together), its AES key if it encrypts, and the place it protects.
+    (unique together), its AES key if it encrypts, and the place it protects: a store
+    (``safe_place_id``) or a member's home (``home_id``), exactly one of the two.
 
-    The panel is also a ``device`` row (``device_id``) at that place, so its health (offline,
-    troubles, tamper) goes through the device health path onto the district's consoles. Today
-    an account belongs to a store (``safe_place_id``); a nullable ``home_id`` can be added
-    beside it later, with a check that exactly one of the two is set."""
+    The panel is also a ``device`` row (``device_id``, kind ``panel``) at that store or home, so
+    its health (offline, troubles, tamper) goes through the device health path onto the
+    district's consoles."""
 
     __tablename__ = "alarm_account"
 
@@ -39,7 +39,10 @@ class AlarmAccount(UUIDPK, CreatedAt, Base):
     #: The line prefix (``L``), hex, up to 6 characters, uppercase (empty: some panels send
     #: a bare ``L``).
     prefix: Mapped[str] = mapped_column(String(6))
-    safe_place_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("safe_place.id"), index=True)
+    safe_place_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("safe_place.id"), index=True)
+    home_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("home.id", ondelete="CASCADE"), index=True
+    )
     device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("device.id"), unique=True)
     label: Mapped[str | None] = mapped_column(Text)
     #: The AES key as the installer typed it (ASCII, or hex with ``key_hex``); None: plain only.
@@ -59,6 +62,7 @@ class AlarmAccount(UUIDPK, CreatedAt, Base):
         CheckConstraint("prefix ~ '^[0-9A-F]{0,6}$'", name="prefix"),
         CheckConstraint("supervision_s > 0", name="supervision"),
         CheckConstraint("window_past_s >= 0 AND window_future_s >= 0", name="window"),
+        CheckConstraint("(safe_place_id IS NULL) <> (home_id IS NULL)", name="owner"),
     )
 
 

@@ -135,6 +135,8 @@ class DeviceKind(enum.StrEnum):
     home_button = "home_button"
     motion = "motion"
     keypad = "keypad"
+    #: A commercial alarm panel's account (SIA DC-09, app/receiver/), at a store or a home.
+    panel = "panel"
 
 
 class Device(UUIDPK, CreatedAt, Base):
@@ -176,11 +178,15 @@ class Device(UUIDPK, CreatedAt, Base):
     troubles: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'::text[]"))
 
     __table_args__ = (
-        CheckConstraint("kind IN ('button','door','home_button','motion','keypad')", name="kind"),
-        # A store's button belongs to a store, a home's sensor to a home, never both.
         CheckConstraint(
-            "(kind = 'button') = (safe_place_id IS NOT NULL)"
-            " AND (kind = 'button') = (home_id IS NULL)",
+            "kind IN ('button','door','home_button','motion','keypad','panel')", name="kind"
+        ),
+        # A store's button belongs to a store, a home's sensor to a home, an alarm panel to
+        # either; never both.
+        CheckConstraint(
+            "(safe_place_id IS NULL) <> (home_id IS NULL)"
+            " AND (kind <> 'button' OR safe_place_id IS NOT NULL)"
+            " AND (kind IN ('button','panel') OR home_id IS NOT NULL)",
             name="owner",
         ),
     )

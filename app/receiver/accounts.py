@@ -1,9 +1,10 @@
 """Alarm accounts: an operator registers a panel's account number and line prefix to a store
-(``ansim alarm-accounts create`` or ``POST /v1/admin/alarm-accounts``).
+or to a member's home (``ansim alarm-accounts create`` or ``POST /v1/admin/alarm-accounts``).
 
-Each account gets a ``device`` row at the store: the panel's health (offline after its
-supervision interval, troubles, tamper) is shown on the consoles like a panic button's. Its
-HMAC secret is random and never shown (a panel reports over DC-09, not the HTTP device API).
+Each account gets a ``device`` row (kind ``panel``) at the store or the home: the panel's
+health (offline after its supervision interval, troubles, tamper) is shown on the consoles of
+that district like a panic button's. Its HMAC secret is random and never shown (a panel
+reports over DC-09; the HTTP device APIs refuse a panel's id like an unknown device's).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import asyncpg
 
 from app.devices.service import create_device
 from app.errors import BadRequest, Conflict, NotFound
+from app.models import DeviceKind
 from app.receiver import protocol
 
 _ACCOUNT = re.compile(r"[0-9A-F]{3,16}")
 _PREFIX = re.compile(r"[0-9A-F]{0,6}")
 
-_COLUMNS = """a.id, a.account, a.prefix, a.safe_place_id, a.device_id, a.label,
+_COLUMNS = """a.id, a.account, a.prefix, a.safe_place_id, a.home_id, a.device_id, a.label,
   a.aes_key IS NOT NULL AS encrypted, a.supervision_s, a.window_past_s, a.window_future_s,
   a.enabled, a.last_message_at, a.created_at, d.offline_reported_at AS offline_since,
   d.troubles, d.last_heartbeat_at"""
@@ -47,7 +49,8 @@ def _as_json(row: asyncpg.Record) -> dict[str, Any]:
 async def create_account(
     conn: asyncpg.Connection,
     *,
-    place_id: uuid.UUID,
+    place_id: uuid.UUID | None = None,
+    home_id: uuid.UUID | None = None,
     account: str,
     prefix: str = "0",
     key: str | None = None,
@@ -57,8 +60,11 @@ async def create_account(
     window_future_s: float = 20.0,
     label: str | None = None,
 ) -> dict[str, Any]:
-    """Register the account (in one transaction with its device). ``key``: 16/24/32 ASCII
-    characters or 32/48/64 hex digits (``key_hex`` forces one reading)."""
+    """Register the account to a store (``place_id``) or a member's home (``home_id``), in one
+    transaction with its device. ``key``: 16/24/32 ASCII characters or 32/48/64 hex digits
+    (``key_hex`` forces one reading)."""
+    if (place_id is None) == (home_id is None):
+        raise BadRequest("an alarm account belongs to a store (place_id) or a home (home_id)")
     account, prefix = account.upper(), prefix.upper()
     if not _ACCOUNT.fullmatch(account):
         raise BadRequest("the account number is 3 to 16 hex characters (0-9, A-F)")
@@ -79,23 +85,23 @@ async def create_account(
             "SELECT true FROM alarm_account WHERE prefix = $1 AND account = $2", prefix, account
         ):
             raise Conflict(f"account {account} on prefix {prefix} is already registered")
-        try:
-            creds = await create_device(
-                conn, place_id=place_id, label=label or f"alarm panel #{account}"
-            )
-        except NotFound:
-            raise NotFound(f"no safe place {place_id}") from None
-        await conn.execute(
-            "UPDATE device SET offline_after_s = $2 WHERE id = $1", creds.device_id, supervision_s
+        creds = await create_device(
+            conn,
+            place_id=place_id,
+            home_id=home_id,
+            kind=DeviceKind.panel,
+            label=label or f"alarm panel #{account}",
+            offline_after_s=supervision_s,
         )
         account_id = await conn.fetchval(
-            "INSERT INTO alarm_account (id, account, prefix, safe_place_id, device_id, label,"
-            " aes_key, key_hex, supervision_s, window_past_s, window_future_s)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            "INSERT INTO alarm_account (id, account, prefix, safe_place_id, home_id, device_id,"
+            " label, aes_key, key_hex, supervision_s, window_past_s, window_future_s)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
             uuid.uuid4(),
             account,
             prefix,
             place_id,
+            home_id,
             creds.device_id,
             label,
             key,

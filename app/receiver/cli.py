@@ -45,7 +45,6 @@ AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")
 
 @alarm_accounts_app.command("create")
 def create(
-    place_id: Annotated[uuid.UUID, typer.Option("--place-id", help="The store it protects.")],
     account: Annotated[str, typer.Option(help="Account number, 3-16 hex characters.")],
     prefix: Annotated[str, typer.Option(help="Line prefix (L), up to 6 hex characters.")] = "0",
     key: Annotated[
@@ -64,9 +63,19 @@ def create(
     window_past_s: Annotated[float, typer.Option(help="Accepted clock lag (NAK beyond).")] = 40,
     window_future_s: Annotated[float, typer.Option(help="Accepted clock lead.")] = 20,
     label: Annotated[str | None, typer.Option(help="e.g. 'ADT Caps panel, back office'")] = None,
+    place_id: Annotated[
+        uuid.UUID | None, typer.Option("--place-id", help="The store it protects.")
+    ] = None,
+    home_id: Annotated[
+        uuid.UUID | None,
+        typer.Option("--home-id", help="Or the member's home it protects (ansim homes create)."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Register a panel's account to a store."""
+    """Register a panel's account to a store (--place-id) or a member's home (--home-id)."""
+    if (place_id is None) == (home_id is None):
+        typer.echo("error: give --place-id or --home-id, exactly one", err=True)
+        raise typer.Exit(2)
     if generate_key:
         if key is not None:
             typer.echo("error: give --key or --generate-key, not both", err=True)
@@ -77,6 +86,7 @@ def create(
         lambda c: accounts.create_account(
             c,
             place_id=place_id,
+            home_id=home_id,
             account=account,
             prefix=prefix,
             key=key,

@@ -9,7 +9,9 @@ read into ``PanelEvent``s, each with an ``Action``:
   (``app/receiver/health.py``), until its restore (qualifier 3, or the DC-03 restore code);
 - ``tamper``: the device's tamper report (``app/devices/health.py``);
 - ``test``: a periodic test (supervision: the device's heartbeat);
-- ``log``: kept on the account's log only (arming, bypass, an alarm's restore, a status report);
+- ``arming``: an opening (disarmed) or a closing (armed away; armed stay: night) at the panel's
+  keypad: at a home, her home's arming state and history follow; at a store, the log only;
+- ``log``: kept on the account's log only (bypass, an alarm's restore, a status report);
 - ``unknown``: kept on the log, answered ``DUH``.
 
 Every message, whatever its events, is proof of life (the supervision timer restarts).
@@ -29,6 +31,7 @@ class Action(enum.StrEnum):
     restore = "restore"
     tamper = "tamper"
     test = "test"
+    arming = "arming"
     log = "log"
     unknown = "unknown"
 
@@ -42,14 +45,19 @@ class Alarm:
     duress: bool = False
     #: ``fire`` or ``medical`` when it is for that agency rather than the police.
     agency: str | None = None
+    #: The trigger at a home, when it is not ``trigger`` (a burglary rather than an intrusion).
+    home: str | None = None
+
+    def trigger_at(self, *, home: bool) -> str:
+        return (self.home or self.trigger) if home else self.trigger
 
 
 PANIC = Alarm("alarm_panic")
 DURESS = Alarm("alarm_duress", silent=True, duress=True)
 SILENT_PANIC = Alarm("alarm_silent_panic", silent=True)
-#: "130 burglary at a home": for a store account it is an intrusion at the store.
-INTRUSION = Alarm("alarm_intrusion")
-SILENT_INTRUSION = Alarm("alarm_intrusion", silent=True)
+#: "130 burglary": an intrusion at the store; at a home, a burglary at her home (``home``).
+INTRUSION = Alarm("alarm_intrusion", home="alarm_burglary")
+SILENT_INTRUSION = Alarm("alarm_intrusion", silent=True, home="alarm_burglary")
 FIRE = Alarm("alarm_fire", agency="fire")
 MEDICAL = Alarm("alarm_medical", agency="medical")
 
@@ -65,6 +73,8 @@ class PanelEvent:
     alarm: Alarm | None = None
     #: For ``trouble`` / ``restore``: which trouble (``ac_loss``, ``low_battery``, ...).
     trouble: str | None = None
+    #: For ``arming``: the state the panel reports (``away``, ``night`` or ``disarmed``).
+    arming: str | None = None
 
 
 # Contact ID event codes (the qualifier decides new / restore).
@@ -107,7 +117,11 @@ _CID_TROUBLES = {
 }
 _CID_TAMPER = frozenset({"137", "144", "145", "383"})
 _CID_TESTS = frozenset({"601", "602", "603"})
-#: Known and only logged: open/close and arming (400s), bypasses (570s), zone faults.
+#: Openings and closings (the CCC field is the user): qualifier 1 opening (disarmed), 3
+#: closing (armed away; 441/442 "armed stay": night).
+_CID_OPEN_CLOSE = re.compile(r"40[0-9]")
+_CID_STAY = frozenset({"441", "442"})
+#: Known and only logged: other 400s, bypasses (570s), zone faults.
 _CID_LOGGED = re.compile(r"4[0-9][0-9]|57[0-9]|38[0-9]|62[0-9]")
 
 # SIA DC-03 two-letter codes.
@@ -128,8 +142,12 @@ _SIA_RESTORES = {"AR": "ac_loss", "YR": "low_battery", "YK": "communication",
                  "ER": "system_trouble"}  # fmt: skip
 _SIA_TAMPER = frozenset({"TA", "ES"})
 _SIA_TESTS = frozenset({"RP", "RX", "TX"})
-_SIA_LOGGED = frozenset({"CL", "OP", "CG", "CQ", "OQ", "BB", "BU", "TR", "RR", "CA", "OA",
-                         "EE", "RS", "LB", "LX", "NL"})  # fmt: skip
+#: Openings and closings: OP/OQ/OG/OA/OS opening (disarmed), CL/CQ/CA/CS closing (armed
+#: away), CG and NL armed stay or perimeter only (night).
+_SIA_ARMING = {"OP": "disarmed", "OQ": "disarmed", "OG": "disarmed", "OA": "disarmed",
+               "OS": "disarmed", "CL": "away", "CQ": "away", "CA": "away", "CS": "away",
+               "CG": "night", "NL": "night"}  # fmt: skip
+_SIA_LOGGED = frozenset({"BB", "BU", "TR", "RR", "EE", "RS", "LB", "LX"})
 
 
 def strip_account(data: bytes) -> bytes:
@@ -164,6 +182,9 @@ def contact_id(data: bytes) -> list[PanelEvent]:
         return [PanelEvent(Action.log, code, **kw)]
     if eee in _CID_TAMPER:
         return [PanelEvent(Action.tamper if q == "1" else Action.log, code, **kw)]
+    if (_CID_OPEN_CLOSE.fullmatch(eee) or eee in _CID_STAY) and q in ("1", "3"):
+        closed = "night" if eee in _CID_STAY else "away"
+        return [PanelEvent(Action.arming, code, arming="disarmed" if q == "1" else closed, **kw)]
     if _CID_LOGGED.fullmatch(eee):
         return [PanelEvent(Action.log, code, **kw)]
     return [PanelEvent(Action.unknown, code, **kw)]
@@ -216,6 +237,8 @@ def _sia_code(cc: str, zone: str | None, area: str | None) -> PanelEvent:
         return PanelEvent(Action.tamper, code, **kw)
     if cc in _SIA_TESTS:
         return PanelEvent(Action.test, code, **kw)
+    if cc in _SIA_ARMING:
+        return PanelEvent(Action.arming, code, arming=_SIA_ARMING[cc], **kw)
     if cc in _SIA_ALARM_RESTORES or cc in _SIA_LOGGED:
         return PanelEvent(Action.log, code, **kw)
     return PanelEvent(Action.unknown, code, **kw)

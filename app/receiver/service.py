@@ -11,6 +11,10 @@ The effects reuse the paths of a store's panic button (app/devices/):
   row, at the account's store, on the account's ``device`` (so a repeated alarm folds into the
   open one, like a button pressed again); a duress is then marked and escalated like a store's
   duress; the process's outbox relay publishes it to the dispatchers;
+- at a member's home, the alarm is raised as her home's own sensors raise one
+  (``homes.panel_alarm``: her address and district, on her home's arming history, a duress
+  silent and escalated as her duress PIN's), and openings and closings set her home's arming
+  state (``homes.panel_arming``);
 - every message is the device's heartbeat (``health.record_signal``): supervision is the
   device-offline sweep every dispatcher runs (``health.report_offline``), with the account's
   supervision interval as the device's ``offline_after_s``;
@@ -39,9 +43,12 @@ from app.config import Settings
 from app.devices import health
 from app.devices.service import CANCEL_REQUESTED, Store
 from app.dispatch.relay import OutboxRelay
+from app.homes import service as homes
+from app.homes.service import HomeRef
 from app.incidents.lifecycle import lock_incident
 from app.incidents.store import Folded, NewIncident, Replay, fold_report, insert_incident
 from app.incidents.timeline import record
+from app.models import ArmState
 from app.receiver import events as ev
 from app.receiver import protocol as dc09
 
@@ -69,7 +76,9 @@ class Account:
     window_past_s: float
     window_future_s: float
     enabled: bool
-    store: Store
+    #: The store it protects, or (exactly one of the two) her home.
+    store: Store | None
+    home: HomeRef | None
 
     @property
     def actor(self) -> str:
@@ -78,10 +87,14 @@ class Account:
 
 _ACCOUNT_SQL = """
 SELECT a.id, a.account, a.prefix, a.device_id, a.label, a.aes_key, a.key_hex, a.supervision_s,
-       a.window_past_s, a.window_future_s, a.enabled AND d.enabled AS enabled,
-       p.id AS place_id, p.name, p.address, p.phone,
-       ST_Y(p.geog::geometry) AS lat, ST_X(p.geog::geometry) AS lon
-FROM alarm_account a JOIN device d ON d.id = a.device_id JOIN safe_place p ON p.id = a.safe_place_id
+       a.window_past_s, a.window_future_s,
+       a.enabled AND d.enabled AND coalesce(h.enabled, true) AS enabled,
+       p.id AS place_id, p.name, p.phone, coalesce(p.address, h.address) AS address,
+       h.id AS home_id, h.member_id, h.label AS home_label,
+       ST_Y(coalesce(p.geog, h.geog)::geometry) AS lat,
+       ST_X(coalesce(p.geog, h.geog)::geometry) AS lon
+FROM alarm_account a JOIN device d ON d.id = a.device_id
+LEFT JOIN safe_place p ON p.id = a.safe_place_id LEFT JOIN home h ON h.id = a.home_id
 WHERE a.prefix = $1 AND a.account = $2
 """
 
@@ -252,6 +265,14 @@ class Receiver:
                     "UPDATE alarm_event SET incident_id = $2 WHERE id = $1", event_id, incident_id
                 )
             return 1
+        if event.action is ev.Action.arming and event.arming and account.home is not None:
+            await homes.panel_arming(
+                self.pool,
+                home_id=account.home.id,
+                mode=ArmState(event.arming),
+                device_id=account.device_id,
+            )
+            return 0
         if event.action in (ev.Action.trouble, ev.Action.restore) and event.trouble:
             return await health.record_trouble(
                 self.pool,
@@ -270,17 +291,32 @@ class Receiver:
         alarm = event.alarm
         assert alarm is not None
         flags = (f"agency_{alarm.agency}",) if alarm.agency else ()
+        client_alert_id = uuid.uuid5(_NAMESPACE, digest.hex() + (event.code or ""))
         data: dict[str, Any] = {
             "alarm_code": event.code,
             "qualifier": event.qualifier,
             "zone": event.zone,
             "area": event.area,
             "account_label": account.label,
-            "store_name": account.store.name,
             "seq": frame.seq,
             "encrypted": frame.encrypted,
             "agency": alarm.agency,
         }
+        if account.home is not None:
+            return await homes.panel_alarm(
+                self.pool,
+                self.settings,
+                home=account.home,
+                device_id=account.device_id,
+                trigger=alarm.trigger_at(home=True),
+                client_alert_id=client_alert_id,
+                silent=alarm.silent,
+                duress=alarm.duress,
+                flags=flags,
+                event_data=data,
+            )
+        assert account.store is not None
+        data["store_name"] = account.store.name
         new = NewIncident(
             source="sensor",
             trigger=alarm.trigger,
@@ -288,7 +324,7 @@ class Receiver:
             actor=account.actor,
             device_id=account.device_id,
             safe_place_id=account.store.id,
-            client_alert_id=uuid.uuid5(_NAMESPACE, digest.hex() + (event.code or "")),
+            client_alert_id=client_alert_id,
             lat=account.store.lat,
             lon=account.store.lon,
             flags=flags,
@@ -323,6 +359,7 @@ class Receiver:
     async def _duress(self, account: Account, incident_id: uuid.UUID, event: ev.PanelEvent) -> None:
         """Mark it duress and silent, and escalate it like a store's duress (a ``duress``
         event through the outbox: app/dispatch/routing.py)."""
+        assert account.store is not None
         async with self.sessionmaker() as session, session.begin():
             incident = await lock_incident(session, incident_id)
             if incident.duress:
@@ -373,5 +410,6 @@ def _account(row: asyncpg.Record) -> Account:
         window_past_s=row["window_past_s"],
         window_future_s=row["window_future_s"],
         enabled=row["enabled"],
-        store=Store.from_row(row),
+        store=Store.from_row(row) if row["place_id"] is not None else None,
+        home=homes.home_ref(row) if row["home_id"] is not None else None,
     )

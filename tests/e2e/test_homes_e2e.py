@@ -128,3 +128,24 @@ async def test_a_duress_disarm_is_silent_at_home_and_red_on_the_console(
         await asyncio.sleep(ENTRY_DELAY_S + 0.5)
         rows = await pool.fetch("SELECT trigger, home_id FROM incident")
         assert [(r["trigger"], r["home_id"]) for r in rows] == [("duress_disarm", home_b.id)]
+
+
+async def test_the_in_home_buttons_request_id_reaches_the_console(
+    stack, pool, make_district, make_member, make_staff
+):
+    district = await make_district(*DISTRICT)
+    her = await make_member()
+    home = await make_home(pool, her.id)
+    dispatcher = await make_staff(district_ids=(district,))
+    port = stack["port"]
+    raw = orjson.dumps({"type": "panic"})
+    headers = {**sign_request(home.button.secret, raw), "X-Request-ID": "home-btn-7a1"}
+    async with (
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http,
+        Console(port, dispatcher.token) as console,
+    ):
+        r = await http.post(home.button.url, content=raw, headers=headers)
+        assert r.status_code == 201, r.text
+        msg = await console.wait_for(lambda m: _sensor_incident(m, "reported"), 10)
+    assert msg["incident"]["id"] == r.json()["incident_id"]
+    assert msg["request_id"] == "home-btn-7a1"

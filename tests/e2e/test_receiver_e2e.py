@@ -122,3 +122,55 @@ async def test_a_silent_panel_shows_offline_on_the_console_and_back_online(stack
         assert (await panel.link_test()).kind == "*ACK"
         await console.wait_for(lambda m: m["type"] == "device" and m["event"] == "online", 10)
     await panel.close()
+
+
+async def test_a_panel_in_her_flat_reaches_her_districts_console_at_her_address(
+    stack, pool, make_district, make_member, make_staff
+):
+    import httpx
+
+    from app.receiver import protocol as dc09
+    from tests.homes.helpers import ADDRESS, DISTRICT, make_home
+
+    district = await make_district(*DISTRICT)
+    her = await make_member()
+    home = await make_home(pool, her.id)
+    number = f"{next(_numbers):X}"
+    async with pool.acquire() as conn:
+        account = await accounts.create_account(
+            conn, home_id=home.id, account=number, key=KEY, supervision_s=600
+        )
+    dispatcher = await make_staff("dispatcher", district_ids=(district,))
+    panel = Panel("127.0.0.1", stack["receiver"], number, key=dc09.parse_key(KEY))
+    async with Console(stack["api"], dispatcher.token) as console:
+        assert (await panel.contact_id(3, 401, zone=1)).kind == "*ACK"  # she arms: a closing
+        assert (await panel.contact_id(1, 130, zone=4)).kind == "*ACK"  # burglary
+        msg = await console.wait_for(
+            lambda m: m["type"] == "incident" and m["event"] == "reported", 10
+        )
+        incident = msg["incident"]
+        assert incident["source"] == "sensor" and incident["trigger"] == "alarm_burglary"
+        assert incident["district_code"] == DISTRICT[0]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack['api']}") as http:
+            r = await http.get(
+                f"/v1/console/incidents/{incident['id']}", headers=dispatcher.headers
+            )
+        shown = r.json()["home"]
+        assert shown["address"] == ADDRESS and shown["state"] == "away"
+        assert shown["sensor"]["id"] == account["device_id"] and shown["sensor"]["zone"] == "004"
+        assert [(e["kind"], e["via"]) for e in shown["arming_history"]] == [
+            ("arm_away", "panel"),
+            ("alarm", "panel"),
+        ]
+        # The panel's duress code: the same emergency, now duress and silent, escalated.
+        assert (await panel.contact_id(1, 121, zone=2)).kind == "*ACK"
+        await console.wait_for(
+            lambda m: (
+                m["type"] == "incident"
+                and m["event"] == "escalated"
+                and m["incident"]["id"] == incident["id"]
+                and m["incident"]["duress"]
+            ),
+            10,
+        )
+    await panel.close()

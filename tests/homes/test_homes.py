@@ -8,12 +8,22 @@ import uuid
 import pytest
 
 from app.homes import service
+from app.receiver import accounts
 from tests.homes.helpers import ADDRESS, DISTRICT, HOME_LAT, HOME_LON, make_home, signal
 
 
 @pytest.fixture
 async def her(make_member):
     return await make_member()
+
+
+@pytest.fixture
+async def panel_account(pool, home):
+    """An alarm panel's account at her home too (app/receiver/)."""
+    async with pool.acquire() as conn:
+        return await accounts.create_account(
+            conn, home_id=home.id, account="7C01", supervision_s=600, label="flat 302 panel"
+        )
 
 
 @pytest.fixture
@@ -308,3 +318,90 @@ async def test_erasing_her_account_erases_her_home_and_stops_its_sensors(client,
     assert (row["address"], row["label"], row["enabled"]) == ("(erased)", None, False)
     assert round(row["lat"], 2) == row["lat"]  # coarsened
     assert (await signal(client, home.door, {"type": "heartbeat"})).status_code == 401
+
+
+async def test_erasure_leaves_her_address_and_arming_times_nowhere(
+    client, pool, her, home, panel_account
+):
+    await _arm(client, her, home)
+    await signal(client, home.door, {"type": "open"})
+    await _disarm(client, her, home, her.pin)
+    await signal(client, home.button, {"type": "panic"})
+    (incident_id,) = [r["id"] for r in await pool.fetch("SELECT id FROM incident")]
+    assert await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE incident_id = $1 AND payload ? 'lat'", incident_id
+    )
+    await pool.execute("UPDATE incident SET status = 'resolved', closed_at = now()")
+    r = await client.post("/v1/me/erase", json={"pin": her.pin}, headers=her.headers)
+    assert r.status_code == 204, r.text
+    assert await pool.fetchval("SELECT count(*) FROM home_arming_event") == 0
+    events = await pool.fetchval("SELECT string_agg(data::text, ' ') FROM incident_event")
+    assert ADDRESS not in events and "flat 302" not in events
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE incident_id = $1 AND payload ? 'lat'", incident_id
+    )
+    # Her alarm panel stops too (its messages are answered DUH: tests/receiver/).
+    assert await pool.fetchval("SELECT enabled FROM alarm_account") is False
+    assert await pool.fetchval("SELECT label FROM alarm_account") is None
+    assert set(await pool.fetch("SELECT DISTINCT enabled FROM device")) == {(False,)}
+
+
+async def test_her_export_holds_her_homes(client, pool, her, home, panel_account):
+    await _arm(client, her, home)
+    await signal(client, home.door, {"type": "open"})
+    await _disarm(client, her, home, her.pin)
+    r = await client.get("/v1/me/export", headers=her.headers)
+    assert r.status_code == 200
+    (exported,) = r.json()["homes"]
+    assert exported["home_id"] == str(home.id) and exported["address"] == ADDRESS
+    assert exported["label"] == "flat 302"
+    assert exported["location"] == {"lat": HOME_LAT, "lon": HOME_LON}
+    assert exported["district"]["code"] == DISTRICT[0]
+    kinds = sorted(d["kind"] for d in exported["devices"])
+    assert kinds == ["door", "home_button", "keypad", "motion", "panel"]
+    assert [d["alarm_account"] for d in exported["devices"] if d["kind"] == "panel"] == ["7C01"]
+    assert not {"secret", "previous_secret"} & set(exported["devices"][0])
+    assert [(e["kind"], e["via"]) for e in exported["arming_history"]] == [
+        ("arm_away", "app"),
+        ("entry_started", "door"),
+        ("disarm", "app"),
+    ]
+    assert exported["alarms"] == []
+
+
+async def test_her_export_holds_a_duress_disarm_like_a_real_one_until_the_hold_is_over(
+    client, pool, her, home, settings
+):
+    async def export():
+        body = (await client.get("/v1/me/export", headers=her.headers)).json()
+        return body["homes"][0]
+
+    await _arm(client, her, home)
+    await signal(client, home.door, {"type": "open"})
+    await _disarm(client, her, home, her.pin)
+    real = await export()
+    await pool.execute("DELETE FROM home_arming_event")
+    await _arm(client, her, home)
+    await signal(client, home.door, {"type": "open"})
+    await _disarm(client, her, home, her.duress_pin)
+    (incident_id,) = [r["id"] for r in await pool.fetch("SELECT id FROM incident")]
+    held = await export()
+
+    def shape(h):
+        return [{k: v for k, v in e.items() if k != "at"} for e in h["arming_history"]], h["alarms"]
+
+    assert shape(held) == shape(real)  # nothing tells her duress PIN apart
+    # Closed, and closed for the hold: the whole truth.
+    await pool.execute("UPDATE incident SET status = 'resolved', closed_at = now()")
+    assert shape(await export()) == shape(real)
+    await pool.execute(
+        "UPDATE incident SET closed_at = now() - make_interval(secs => $1::float8 + 60)",
+        settings.cancel_hold_s,
+    )
+    after = await export()
+    assert [(e["kind"], e["duress"], e["incident_id"]) for e in after["arming_history"]] == [
+        ("arm_away", False, None),
+        ("entry_started", False, None),
+        ("disarm", True, str(incident_id)),
+    ]
+    assert [a["trigger"] for a in after["alarms"]] == ["duress_disarm"]

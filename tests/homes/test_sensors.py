@@ -168,7 +168,13 @@ async def test_the_console_detail_shows_her_home_the_sensor_and_the_arming_histo
     assert detail["source"] == "sensor" and detail["trigger"] == "entry_delay_expired"
     h = detail["home"]
     assert h["address"] == ADDRESS and h["id"] == str(home.id) and h["state"] == "away"
-    assert h["sensor"] == {"id": str(home.door.id), "kind": "door", "label": "door"}
+    assert h["sensor"] == {
+        "id": str(home.door.id),
+        "kind": "door",
+        "label": "door",
+        "zone": None,
+        "alarm_code": None,
+    }
     assert [(e["kind"], e["via"]) for e in h["arming_history"]] == [
         ("arm_away", "app"),
         ("entry_started", "door"),

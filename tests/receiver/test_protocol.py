@@ -188,13 +188,17 @@ def test_contact_id_messages_become_events():
     assert actions == [
         ("cid:131", "1", ev.Action.incident),
         ("cid:131", "3", ev.Action.log),  # an alarm's restore: a dispatcher closes it
-        ("cid:401", "1", ev.Action.log),
+        ("cid:401", "1", ev.Action.arming),  # an opening by user 003: disarmed
         ("cid:120", "1", ev.Action.incident),
         ("cid:121", "1", ev.Action.incident),
         ("cid:602", "1", ev.Action.test),
     ]
     assert by_msg["1234181121010023"].alarm == ev.DURESS
     assert by_msg["1234181120010010"].alarm == ev.PANIC
+    assert (by_msg["1234181401020035"].arming, by_msg["1234181401020035"].zone) == (
+        "disarmed",
+        "003",
+    )
 
 
 @pytest.mark.parametrize(
@@ -214,6 +218,12 @@ def test_contact_id_messages_become_events():
         ("3354 00 000", ev.Action.restore, "communication"),
         ("1602 00 000", ev.Action.test, None),
         ("1137 01 003", ev.Action.tamper, None),
+        ("1401 01 003", ev.Action.arming, "disarmed"),  # opening by user 3
+        ("3401 01 003", ev.Action.arming, "away"),  # closing by user 3
+        ("3407 01 000", ev.Action.arming, "away"),  # remote arm
+        ("3441 01 003", ev.Action.arming, "night"),  # armed stay
+        ("1441 01 003", ev.Action.arming, "disarmed"),
+        ("6401 01 003", ev.Action.log, None),  # a status report changes nothing
         ("1999 00 000", ev.Action.unknown, None),
     ],
 )
@@ -226,6 +236,8 @@ def _check(found: list[ev.PanelEvent], action: ev.Action, extra: object) -> None
     assert e.action is action
     if isinstance(extra, ev.Alarm):
         assert e.alarm == extra
+    elif action is ev.Action.arming:
+        assert e.arming == extra
     elif extra is not None:
         assert e.trouble == extra
 
@@ -243,7 +255,10 @@ def _check(found: list[ev.PanelEvent], action: ev.Action, extra: object) -> None
         ("NAT000", ev.Action.trouble, "ac_loss"),
         ("NAR000", ev.Action.restore, "ac_loss"),
         ("Nri0/RP0000", ev.Action.test, None),
-        ("Nri1/CL501", ev.Action.log, None),
+        ("Nri1/CL501", ev.Action.arming, "away"),
+        ("Nri1/OP501", ev.Action.arming, "disarmed"),
+        ("Nri1/CG501", ev.Action.arming, "night"),
+        ("Nri1/BB005", ev.Action.log, None),
         ("NZZ001", ev.Action.unknown, None),
     ],
 )

@@ -390,6 +390,27 @@ CALLS = [
         body={"place_id": "{place_id}", "account": "ABC123", "supervision_s": 600},
     ),
     Call("GET", "/v1/admin/alarm-accounts", audience("operator", operator=200)),
+    # Homes (tests/homes/test_admin_homes.py): operators register and correct them.
+    Call(
+        "POST",
+        "/v1/admin/homes",
+        audience("operator", operator=201),
+        body={"member_id": "{member_id}", "address": "A-dong 2", "lat": IN_A[0], "lon": IN_A[1]},
+    ),
+    Call("GET", "/v1/admin/homes", audience("operator", operator=200)),
+    Call("GET", "/v1/admin/homes/{home_id}", audience("operator", operator=200)),
+    Call(
+        "PATCH",
+        "/v1/admin/homes/{home_id}",
+        audience("operator", operator=200),
+        body={"label": "flat 1"},
+    ),
+    Call(
+        "POST",
+        "/v1/admin/homes/{home_id}/devices",
+        audience("operator", operator=201),
+        body={"kind": "motion"},
+    ),
     Call(
         "POST",
         "/v1/admin/agency-subscriptions",

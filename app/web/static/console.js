@@ -755,10 +755,10 @@
     const homeSection = h ? section('Home',
       el('p', { id: 'home-address' }, el('strong', {}, h.address), h.label ? ` · ${h.label}` : '',
         ` · now ${h.state}`),
-      el('p', { id: 'home-sensor' }, h.sensor ? `Sensor: ${h.sensor.kind.replace('_', ' ')}${h.sensor.label ? ` (${h.sensor.label})` : ''}` : 'Sensor: none (a disarm with her PIN)'),
+      el('p', { id: 'home-sensor' }, h.sensor ? `Sensor: ${h.sensor.kind.replace('_', ' ')}${h.sensor.label ? ` (${h.sensor.label})` : ''}${h.sensor.zone ? ` · zone ${h.sensor.zone}` : ''}${h.sensor.alarm_code ? ` · ${h.sensor.alarm_code}` : ''}` : 'Sensor: none (a disarm with her PIN)'),
       el('ol', { class: 'timeline', id: 'home-history' }, (h.arming_history || []).map((e) => el('li', { class: e.duress ? 'duress' : '' },
         el('span', { class: 'time' }, clock(e.at)), el('span', { class: 'kind' }, e.kind.replace('_', ' ')),
-        el('span', { class: 'muted' }, ` via ${e.via}`), e.duress ? el('strong', { class: 'badge duress' }, ' DURESS PIN') : '')))) : '';
+        el('span', { class: 'muted' }, ` via ${e.via}`), e.duress ? el('strong', { class: 'badge duress' }, e.via === 'panel' ? ' DURESS CODE' : ' DURESS PIN') : '')))) : '';
     // Her phone's trail, when her SOS is linked with this alarm (one emergency).
     const linkedTrails = (d.linked || []).filter((l) => l.trail && l.trail.length)
       .map((l) => section(`Her phone's trail (${l.trail.length} points)`, el('ol', {},
