@@ -17,6 +17,7 @@ from app.api import (
     metrics,
     safe_places,
     safe_return,
+    scouts,
     volunteers,
     web,
 )
@@ -40,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     maps.router,
     guardian.router,
     safe_return.router,
+    scouts.router,
     metrics.router,
     web.router,
 )

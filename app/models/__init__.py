@@ -31,6 +31,14 @@ from app.models.incident import (
 )
 from app.models.notification import GuardianView, Notification
 from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
+from app.models.scouts import (
+    SavedPlace,
+    ScoutBooking,
+    ScoutClosedDay,
+    ScoutDistrict,
+    ScoutHours,
+    ScoutTeam,
+)
 
 __all__ = [
     "POLICE_KINDS",
@@ -63,6 +71,12 @@ __all__ = [
     "SafeReturnAccess",
     "SafeReturnPoint",
     "SafeReturnSession",
+    "SavedPlace",
+    "ScoutBooking",
+    "ScoutClosedDay",
+    "ScoutDistrict",
+    "ScoutHours",
+    "ScoutTeam",
     "SecurityEvent",
     "Staff",
     "StaffRecoveryCode",
