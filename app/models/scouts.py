@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    Uuid,
     func,
     text,
     true,
@@ -131,6 +132,10 @@ class ScoutBooking(UUIDPK, CreatedAt, Base):
     booked_by_staff_id: Mapped[uuid.UUID | None]
     district_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("district.id", ondelete="CASCADE"))
     team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("scout_team.id", ondelete="CASCADE"))
+    #: Teams that cancelled it: it is not given back to them.
+    declined_team_ids: Mapped[list[uuid.UUID]] = mapped_column(
+        ARRAY(Uuid), server_default=text("'{}'::uuid[]")
+    )
     #: booked -> walking -> completed; booked -> cancelled | no_show.
     status: Mapped[str] = mapped_column(String(16), server_default=text("'booked'"))
     meet_at: Mapped[datetime]

@@ -640,7 +640,7 @@ async def _tell_scouts(
 
 # --- the evening: arrival, the walk, cancellations, no-shows ----------------------------------
 
-_LOCK_SQL = "SELECT id, status FROM scout_booking WHERE id = $1 FOR UPDATE"
+_LOCK_SQL = "SELECT status FROM scout_booking WHERE id = $1 FOR UPDATE"
 
 
 async def _locked(conn: asyncpg.Connection, booking_id: uuid.UUID) -> str:
@@ -838,6 +838,9 @@ async def _reassign(
     if window is None:
         return False
     await conn.execute(_LOCK_TEAMS_SQL, rules.district_id)
+    declined = await conn.fetchval(
+        "SELECT declined_team_ids FROM scout_booking WHERE id = $1", booking_id
+    )
     dest = view["destination"] or meet
     req = BookingRequest(Point(meet["lat"], meet["lon"]), meet_at, Point(dest["lat"], dest["lon"]))
     team = await _pick(
@@ -847,7 +850,12 @@ async def _reassign(
         req,
         meet_at,
         datetime.fromisoformat(view["ends_at"]),
-        exclude=(uuid.UUID(view["team"]["id"]),),
+        exclude=(uuid.UUID(view["team"]["id"]), *declined),
+    )
+    await conn.execute(
+        "UPDATE scout_booking SET declined_team_ids = array_append(declined_team_ids, team_id)"
+        " WHERE id = $1",
+        booking_id,
     )
     if team is None:
         return False

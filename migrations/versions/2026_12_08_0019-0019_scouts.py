@@ -168,6 +168,12 @@ def upgrade() -> None:
         sa.Column("district_id", sa.Uuid(), nullable=False),
         sa.Column("team_id", sa.Uuid(), nullable=False),
         sa.Column(
+            "declined_team_ids",
+            postgresql.ARRAY(sa.Uuid()),
+            server_default=sa.text("'{}'::uuid[]"),
+            nullable=False,
+        ),
+        sa.Column(
             "status", sa.String(length=16), server_default=sa.text("'booked'"), nullable=False
         ),
         sa.Column("meet_at", sa.DateTime(timezone=True), nullable=False),
