@@ -504,7 +504,8 @@ async def test_scouts_not_there_ten_minutes_after_are_a_no_show_she_is_told_the_
     assert view["status"] == "no_show" and view["no_show_at"] and view["code"] is None
     assert (
         await pool.fetchval(
-            "SELECT count(*) FROM notification WHERE target = $1 AND message->>'type' = 'scouts_no_show'",
+            "SELECT count(*) FROM notification WHERE target = $1"
+            " AND message->>'type' = 'scouts_no_show'",
             f"member:{world['her'].id}",
         )
         == 1
