@@ -637,3 +637,20 @@ async def test_operators_set_hours_and_teams_of_two_volunteers(client, world, po
     assert (
         await client.put("/v1/admin/scouts/districts/B", json={}, headers=world["disp_a"].headers)
     ).status_code == 403
+
+
+async def test_an_escort_can_go_to_one_of_her_saved_places(client, world, pool):
+    r = await client.post(
+        "/v1/me/places",
+        json={"label": "my flat", "lat": HOME[0], "lon": HOME[1]},
+        headers=world["her"].headers,
+    )
+    b = await _book(
+        client,
+        world["her"],
+        destination=None,
+        destination_label=None,
+        destination_place_id=r.json()["id"],
+    )
+    assert b["destination_label"] == "my flat"
+    assert b["destination"]["lat"] == pytest.approx(HOME[0])
