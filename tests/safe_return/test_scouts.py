@@ -654,3 +654,8 @@ async def test_an_escort_can_go_to_one_of_her_saved_places(client, world, pool):
     )
     assert b["destination_label"] == "my flat"
     assert b["destination"]["lat"] == pytest.approx(HOME[0])
+
+
+async def test_the_photo_placeholder_is_served(client):
+    r = await client.get(scouts.PHOTO_PLACEHOLDER)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg")
