@@ -1126,3 +1126,43 @@ async def list_teams(pool: asyncpg.Pool) -> list[dict[str, Any]]:
         }
         for r in await pool.fetch(_TEAMS_SQL)
     ]
+
+
+async def seed_demo(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    *,
+    district_code: str,
+    usernames: tuple[str, str],
+    base: Point,
+) -> dict[str, Any]:
+    """The demo city's scouts: one district with Seoul's hours and one team (idempotent)."""
+    district_id = await conn.fetchval("SELECT id FROM district WHERE code = $1", district_code)
+    await conn.execute(
+        "INSERT INTO scout_district (district_id, min_lead_s) VALUES ($1, $2)"
+        " ON CONFLICT (district_id) DO NOTHING",
+        district_id,
+        settings.scout_default_lead_s,
+    )
+    if not await conn.fetchval("SELECT true FROM scout_hours WHERE district_id = $1", district_id):
+        await conn.executemany(
+            "INSERT INTO scout_hours (district_id, weekday, opens, closes) VALUES ($1, $2, $3, $4)",
+            [(district_id, wd, o, c) for wd, o, c in SEOUL_HOURS],
+        )
+    name = f"{district_code} scouts 1"
+    if not await conn.fetchval(
+        "SELECT true FROM scout_team WHERE district_id = $1 AND name = $2", district_id, name
+    ):
+        await conn.execute(
+            "INSERT INTO scout_team (id, district_id, name, scout_a_id, scout_b_id, base)"
+            " SELECT $1, $2, $3, a.id, b.id, ST_SetSRID(ST_MakePoint($7, $6), 4326)::geography"
+            " FROM staff a, staff b WHERE a.username = $4 AND b.username = $5",
+            uuid.uuid4(),
+            district_id,
+            name,
+            usernames[0],
+            usernames[1],
+            base.lat,
+            base.lon,
+        )
+    return {"district": district_code, "team": name, "scouts": list(usernames)}
