@@ -180,3 +180,60 @@ async def test_her_right_pin_resets_the_count(client, world, pool):
     r = await client.post(f"/v1/safe-return/{sid}/ok", json={"pin": her.pin}, headers=her.headers)
     assert r.status_code == 200
     assert await pool.fetchval("SELECT wrong_pin_count FROM member WHERE id = $1", her.id) == 0
+
+
+async def test_her_erasure_leaves_no_place_or_position_in_walks_places_or_bookings(
+    client, world, pool, settings
+):
+    from app.safe_return import scouts
+
+    her = world["her"]
+    await _place(client, her)
+    sid = await _walk(client, her)
+    await client.post(
+        f"/v1/safe-return/{sid}/locations",
+        json={"points": [{"lat": START[0], "lon": START[1]}]},
+        headers=her.headers,
+    )
+    booking_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO staff (id, username, name, role, password_hash) VALUES"
+        " (gen_random_uuid(), 'sa', 'A', 'volunteer', 'x'),"
+        " (gen_random_uuid(), 'sb', 'B', 'volunteer', 'x')"
+    )
+    await scouts.configure_district(
+        pool, settings, district_code="A", min_lead_s=0, hours=None, active=True
+    )
+    t = await scouts.create_team(
+        pool,
+        district_code="A",
+        name="T",
+        scouts=("sa", "sb"),
+        base=scouts.Point(*START),
+        weekdays=[0],
+    )
+    await pool.execute(
+        "INSERT INTO scout_booking (id, member_id, booked_via, district_id, team_id, meet_at,"
+        " ends_at, meeting_point, meeting_label, destination_label, code)"
+        " VALUES ($1, $2, 'app', $3, $4, now(), now() + interval '1 hour',"
+        " ST_SetSRID(ST_MakePoint(126.91, 37.51), 4326)::geography, 'Exit 3', 'home', '123456')",
+        booking_id,
+        her.id,
+        world["a"],
+        uuid.UUID(t["team_id"]),
+    )
+    r = await client.post("/v1/me/erase", json={"pin": her.pin}, headers=her.headers)
+    assert r.status_code in (200, 204), r.text
+    assert await pool.fetchval("SELECT count(*) FROM saved_place") == 0
+    assert await pool.fetchval("SELECT count(*) FROM safe_return_point") == 0
+    walk = await pool.fetchrow("SELECT * FROM safe_return_session")
+    assert walk["status"] == "ended"
+    assert walk["destination"] is None and walk["last_position"] is None
+    assert walk["destination_label"] is None
+    booking = await pool.fetchrow("SELECT * FROM scout_booking")
+    assert booking["status"] == "cancelled" and booking["meeting_point"] is None
+    assert booking["meeting_label"] is None and booking["code"] is None
+    assert (
+        await pool.fetchval("SELECT count(*) FROM notification WHERE safe_return_id IS NOT NULL")
+        == 0
+    )
