@@ -169,6 +169,20 @@ class CancelIn(StrictModel):
     reason: str | None = Field(None, max_length=500)
 
 
+async def _cancel(
+    pool: PoolDep,
+    settings: SettingsDep,
+    booking_id: uuid.UUID,
+    body: CancelIn | None,
+    **who: Any,
+) -> dict[str, Any]:
+    result = await scouts.cancel(
+        pool, settings, booking_id=booking_id, reason=body.reason if body else None, **who
+    )
+    sender.kick()
+    return result
+
+
 @router.post(
     "/v1/scout-bookings/{booking_id}/cancel",
     summary="She cancels her booking (the scouts are told)",
@@ -182,16 +196,7 @@ async def her_cancel(
     settings: SettingsDep,
     body: CancelIn | None = None,
 ) -> Any:
-    result = await scouts.cancel(
-        pool,
-        settings,
-        booking_id=booking_id,
-        by="member",
-        reason=body.reason if body else None,
-        member_id=member_id,
-    )
-    sender.kick()
-    return result
+    return await _cancel(pool, settings, booking_id, body, by="member", member_id=member_id)
 
 
 class StartWalkIn(StrictModel):
@@ -306,16 +311,7 @@ async def scouts_cancel(
     settings: SettingsDep,
     body: CancelIn | None = None,
 ) -> Any:
-    result = await scouts.cancel(
-        pool,
-        settings,
-        booking_id=booking_id,
-        by="scouts",
-        reason=body.reason if body else None,
-        scout_id=volunteer.id,
-    )
-    sender.kick()
-    return result
+    return await _cancel(pool, settings, booking_id, body, by="scouts", scout_id=volunteer.id)
 
 
 # --- the district office and the 120 call centre ---------------------------------------------
@@ -403,16 +399,14 @@ async def staff_cancel(
     settings: SettingsDep,
     body: CancelIn | None = None,
 ) -> Any:
-    result = await scouts.cancel(
+    return await _cancel(
         pool,
         settings,
-        booking_id=booking_id,
+        booking_id,
+        body,
         by="staff",
-        reason=body.reason if body else None,
         staff_scope=(staff.city_wide, staff.district_ids),
     )
-    sender.kick()
-    return result
 
 
 # --- operators --------------------------------------------------------------------------------

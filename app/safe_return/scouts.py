@@ -643,15 +643,17 @@ async def _tell_scouts(
 _LOCK_SQL = "SELECT status FROM scout_booking WHERE id = $1 FOR UPDATE"
 
 
-async def _locked(conn: asyncpg.Connection, booking_id: uuid.UUID) -> str:
+class BookingClosed(Conflict):
+    pass
+
+
+async def _locked(conn: asyncpg.Connection, booking_id: uuid.UUID, expect: str) -> None:
+    """Lock the booking; a booking not in the ``expect`` state is a 409."""
     status: str | None = await conn.fetchval(_LOCK_SQL, booking_id)
     if status is None:
         raise NotFound("no such booking")
-    return status
-
-
-class BookingClosed(Conflict):
-    pass
+    if status != expect:
+        raise BookingClosed(f"this booking is {status}")
 
 
 async def scouts_arrived(
@@ -660,9 +662,7 @@ async def scouts_arrived(
     """The scouts' check-in at the meeting point: she is told who to look for."""
     async with pool.acquire() as conn, conn.transaction():
         view = await _mine(conn, scout_id=scout_id, booking_id=booking_id)
-        status = await _locked(conn, booking_id)
-        if status != "booked":
-            raise BookingClosed(f"this booking is {status}")
+        await _locked(conn, booking_id, "booked")
         await conn.execute(
             "UPDATE scout_booking SET scouts_arrived_at = coalesce(scouts_arrived_at, now()),"
             " updated_at = now() WHERE id = $1",
@@ -699,9 +699,7 @@ async def start_walk(
         view = await _view(conn, booking_id)
         if view["_member_id"] != member_id:
             raise NotFound("no such booking")
-        status = await _locked(conn, booking_id)
-        if status != "booked":
-            raise BookingClosed(f"this booking is {status}")
+        await _locked(conn, booking_id, "booked")
         if code is not None and not secrets.compare_digest(code, view["code"] or ""):
             raise CodeMismatch("that is not the code of your booking: do not go with them")
         meet_at = datetime.fromisoformat(view["meet_at"])
@@ -738,9 +736,7 @@ async def scouts_start_guest(
     """A call-taker's booking (she has no app, so no session): the scouts say they met her."""
     async with pool.acquire() as conn, conn.transaction():
         view = await _mine(conn, scout_id=scout_id, booking_id=booking_id)
-        status = await _locked(conn, booking_id)
-        if status != "booked":
-            raise BookingClosed(f"this booking is {status}")
+        await _locked(conn, booking_id, "booked")
         if view["_member_id"] is not None:
             raise Conflict("she starts the walk from her app (it watches the walk)")
         await conn.execute(
@@ -757,9 +753,7 @@ async def complete(
     """The scouts left her at her destination (her walk ends by its own geofence or PIN)."""
     async with pool.acquire() as conn, conn.transaction():
         await _mine(conn, scout_id=scout_id, booking_id=booking_id)
-        status = await _locked(conn, booking_id)
-        if status != "walking":
-            raise BookingClosed(f"this booking is {status}")
+        await _locked(conn, booking_id, "walking")
         await conn.execute(
             "UPDATE scout_booking SET status = 'completed', completed_at = now(), code = NULL,"
             " updated_at = now() WHERE id = $1",
@@ -796,9 +790,7 @@ async def cancel(
             )
             if not (city_wide or district_id in scope):
                 raise NotFound("no such booking")
-        status = await _locked(conn, booking_id)
-        if status != "booked":
-            raise BookingClosed(f"this booking is {status}")
+        await _locked(conn, booking_id, "booked")
         if by == "scouts" and await _reassign(conn, settings, view, booking_id):
             return await _view(conn, booking_id)
         await conn.execute(

@@ -433,18 +433,20 @@ class Answer:
 async def _pin_gate(
     conn: asyncpg.Connection,
     settings: Settings,
-    row: asyncpg.Record,
     *,
     member_id: uuid.UUID,
     session_id: uuid.UUID,
     pin: str,
     member_status: str,
-) -> tuple[Answer | None, bool]:
-    """Her PIN against the lockout shared with her SOS cancels: a refusal to return (a wrong
-    PIN, or any PIN while locked out: her duress PIN then still raises its silent SOS), or
-    None and whether it was her duress PIN."""
+) -> tuple[asyncpg.Record, Answer | None, bool]:
+    """Lock her walk and check her PIN against the lockout shared with her SOS cancels: the
+    walk, a refusal to return (a wrong PIN, or any PIN while locked out: her duress PIN then
+    still raises its silent SOS) or None, and whether it was her duress PIN."""
     from app.safe_return import sweeper
 
+    row = await conn.fetchrow(_LOCK_SQL, session_id, member_id)
+    if row is None:
+        raise NotFound("no such walk")
     is_pin, is_duress = await _verify(row, pin)
     locked_for_s = row["locked_for_s"]
     if locked_for_s is not None and locked_for_s > 0:
@@ -453,7 +455,7 @@ async def _pin_gate(
                 conn, settings, session_id=session_id, reason="duress", member_status=member_status
             )
         await _security_event(conn, "walk_pin_locked_out", member_id, session_id)
-        return Answer(body={}, duress=is_duress, locked_for_s=locked_for_s), is_duress
+        return row, Answer(body={}, duress=is_duress, locked_for_s=locked_for_s), is_duress
     if not (is_pin or is_duress):
         await conn.execute(
             _WRONG_PIN_SQL,
@@ -462,13 +464,13 @@ async def _pin_gate(
             settings.cancel_pin_lockout_s,
         )
         await _security_event(conn, "wrong_walk_pin", member_id, session_id)
-        return Answer(body={}), False
+        return row, Answer(body={}), False
     if row["wrong_pin_count"] or locked_for_s is not None:
         await conn.execute(
             "UPDATE member SET wrong_pin_count = 0, pin_locked_until = NULL WHERE id = $1",
             member_id,
         )
-    return None, is_duress
+    return row, None, is_duress
 
 
 async def _verify(row: asyncpg.Record, pin: str) -> tuple[bool, bool]:
@@ -494,13 +496,9 @@ async def answer_ok(
     from app.safe_return import sweeper
 
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_LOCK_SQL, session_id, member_id)
-        if row is None:
-            raise NotFound("no such walk")
-        refused, is_duress = await _pin_gate(
+        row, refused, is_duress = await _pin_gate(
             conn,
             settings,
-            row,
             member_id=member_id,
             session_id=session_id,
             pin=pin,
@@ -548,13 +546,9 @@ async def end(
     from app.safe_return import sweeper
 
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_LOCK_SQL, session_id, member_id)
-        if row is None:
-            raise NotFound("no such walk")
-        refused, is_duress = await _pin_gate(
+        row, refused, is_duress = await _pin_gate(
             conn,
             settings,
-            row,
             member_id=member_id,
             session_id=session_id,
             pin=pin,
