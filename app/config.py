@@ -317,6 +317,23 @@ class Settings(BaseSettings):
     #: How often every dispatcher sweeps due checks, and how many rows one statement takes.
     safe_return_sweep_s: float = Field(1.0, gt=0)
     safe_return_sweep_batch: int = Field(500, gt=0)
+    #: Saved places per member (a destination she picks by name: home, a friend's).
+    saved_places_max: int = Field(20, ge=1)
+
+    # Safe Return Scouts (app/safe_return/scouts.py; docs/safe-return.md): escorts on foot,
+    # booked ahead. Each district's hours and lead time are its own (``scout_district``).
+    #: A district's lead time unless it sets its own (Seoul: 30 minutes; some districts 20).
+    scout_default_lead_s: float = Field(1800.0, ge=0)
+    #: Bookings are taken for at most this many days ahead.
+    scout_max_days_ahead: int = Field(7, ge=1, le=60)
+    #: Scouts not at the meeting point this long after the time: a no-show (she is told).
+    scout_no_show_s: float = Field(600.0, gt=0)
+    #: A team's time between two escorts (back from the last destination), added to the walk.
+    scout_turnaround_s: float = Field(900.0, ge=0)
+    #: The "next free slot" offered in a refusal is searched in steps of this much.
+    scout_slot_step_s: float = Field(600.0, gt=0)
+    #: How early before the meeting time she may start the walk with her scouts.
+    scout_start_early_s: float = Field(1800.0, ge=0)
 
     secret_key: str = PLACEHOLDER
 

@@ -19,6 +19,8 @@ from app.config import get_settings
 from app.geo.importers import DistrictRecord, PlaceRecord, write_districts, write_places
 from app.geo.shipped import seoul_districts
 from app.models import Device, District, Member, SafePlace, Staff
+from app.safe_return import scouts
+from app.safe_return.service import Point
 from app.security import totp
 from app.security.accounts import (
     create_member,
@@ -267,4 +269,17 @@ async def seed_demo(session: AsyncSession) -> dict[str, Any]:
         ],
         "operator": await _operator(session),
         "device": await _device(session),
+        # A Safe Return Scouts team of the two volunteers, in 강남구 (docs/safe-return.md).
+        "scouts": await _scouts(session, conn),
     }
+
+
+async def _scouts(session: AsyncSession, conn: asyncpg.Connection) -> dict[str, Any]:
+    await session.flush()
+    return await scouts.seed_demo(
+        conn,
+        get_settings(),
+        district_code="11680",
+        usernames=("volunteer-1", "volunteer-2"),
+        base=Point(37.5172, 127.0473),  # 강남구청 (the district office)
+    )

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 class AppError(Exception):
     status_code = 400
     headers: dict[str, str] | None = None
+    #: More fields of the body, beside ``error`` and ``detail`` (e.g. the next free slot).
+    extra: dict[str, Any] | None = None
 
     def __init__(self, detail: str, *, status_code: int | None = None) -> None:
         super().__init__(detail)
@@ -130,7 +132,9 @@ def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> Response:
-        return error_response(exc.status_code, exc.error, exc.detail, headers=exc.headers)
+        return error_response(
+            exc.status_code, exc.error, exc.detail, headers=exc.headers, **(exc.extra or {})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

@@ -8,14 +8,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from app.api.deps import CurrentDispatcher, CurrentMember, PoolDep, SettingsDep, kick_relay
 from app.api.schemas import StrictModel
 from app.errors import NotFound, error_response
 from app.notifications import sender
-from app.safe_return import service
+from app.safe_return import places, service
 
 router = APIRouter(tags=["safe return"])
 
@@ -26,7 +26,10 @@ class PointIn(StrictModel):
 
 
 class StartIn(StrictModel):
-    destination: PointIn
+    destination: PointIn | None = Field(None, description="A point, or give destination_place_id")
+    destination_place_id: uuid.UUID | None = Field(
+        None, description="One of her saved places (GET /v1/me/places) instead of a point"
+    )
     destination_label: str | None = Field(None, max_length=200)
     origin: PointIn | None = Field(None, description="Where she is now (for the arrival time)")
     expected_arrival_at: datetime | None = Field(
@@ -65,9 +68,12 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 async def start(
     body: StartIn, member_id: CurrentMember, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
+    destination, label = await destination_of(
+        pool, member_id, body.destination, body.destination_place_id, body.destination_label
+    )
     req = service.StartRequest(
-        destination=service.Point(body.destination.lat, body.destination.lon),
-        destination_label=body.destination_label,
+        destination=destination,
+        destination_label=label,
         origin=service.Point(body.origin.lat, body.origin.lon) if body.origin else None,
         expected_arrival_at=body.expected_arrival_at,
         route=tuple(service.Point(p.lat, p.lon) for p in body.route),
@@ -78,6 +84,23 @@ async def start(
     result = await service.start(pool, settings, member_id=member_id, req=req)
     sender.kick()
     return result
+
+
+async def destination_of(
+    pool: PoolDep,
+    member_id: uuid.UUID,
+    point: PointIn | None,
+    place_id: uuid.UUID | None,
+    label: str | None,
+) -> tuple[service.Point, str | None]:
+    """A point, or one of her saved places (its label unless she gave one): exactly one."""
+    if (point is None) == (place_id is None):
+        raise places.DestinationInvalid("give either destination or destination_place_id")
+    if point is not None:
+        return service.Point(point.lat, point.lon), label
+    assert place_id is not None
+    place = await places.get(pool, member_id=member_id, place_id=place_id)
+    return service.Point(place["lat"], place["lon"]), label or place["label"]
 
 
 class TrailPointIn(PointIn):
@@ -126,16 +149,30 @@ class PinIn(StrictModel):
     pin: str = Field(min_length=1, max_length=32)
 
 
+_PIN_REFUSALS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Wrong PIN"},
+    404: {"description": "No such walk"},
+    429: {"description": "PinLockedOut: too many wrong PINs (with her SOS cancels'); Retry-After"},
+}
+
+
 class AnswerOut(BaseModel):
     session_id: uuid.UUID
     status: str
 
 
 def _answer(result: service.Answer, request: Request) -> Any:
-    if not result.body:
-        return error_response(403, "WrongPin", "wrong PIN")
     if result.duress:
         kick_relay(request)
+    if result.locked_for_s is not None:
+        return error_response(
+            429,
+            "PinLockedOut",
+            "too many wrong PINs: PINs are locked for a while",
+            headers={"Retry-After": str(result.locked_for_s)},
+        )
+    if not result.body:
+        return error_response(403, "WrongPin", "wrong PIN")
     sender.kick()
     return result.body
 
@@ -149,7 +186,7 @@ def _answer(result: service.Answer, request: Request) -> Any:
         "`WrongPin`."
     ),
     response_model=AnswerOut,
-    responses={403: {"description": "Wrong PIN"}, 404: {"description": "No such walk"}},
+    responses=_PIN_REFUSALS,
 )
 async def ok(
     session_id: uuid.UUID,
@@ -170,7 +207,7 @@ async def ok(
     summary="End the walk with her PIN",
     description="The duress PIN answers exactly the same and raises a silent SOS.",
     response_model=AnswerOut,
-    responses={403: {"description": "Wrong PIN"}, 404: {"description": "No such walk"}},
+    responses=_PIN_REFUSALS,
 )
 async def end(
     session_id: uuid.UUID,
@@ -326,3 +363,65 @@ async def console_walks(staff: CurrentDispatcher, pool: PoolDep) -> dict[str, An
     return await service.console_view(
         pool, staff_id=staff.id, city_wide=staff.city_wide, district_ids=staff.district_ids
     )
+
+
+# --- her saved places ---------------------------------------------------------------------------
+
+
+class SavedPlaceIn(StrictModel):
+    label: str = Field(min_length=1, max_length=100)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+class SavedPlaceOut(BaseModel):
+    id: uuid.UUID
+    label: str
+    lat: float
+    lon: float
+    created_at: datetime
+
+
+class SavedPlacesOut(BaseModel):
+    places: list[SavedPlaceOut]
+
+
+@router.post(
+    "/v1/me/places",
+    status_code=201,
+    tags=["member account"],
+    summary="Save a place (home, a friend's) to pick as a destination",
+    response_model=SavedPlaceOut,
+    responses={
+        409: {"description": "A place with that label already"},
+        422: {"description": "TooManySavedPlaces, or a bad field"},
+    },
+)
+async def add_place(
+    body: SavedPlaceIn, member_id: CurrentMember, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
+    return await places.add(
+        pool, settings, member_id=member_id, label=body.label, lat=body.lat, lon=body.lon
+    )
+
+
+@router.get(
+    "/v1/me/places",
+    tags=["member account"],
+    summary="Her saved places",
+    response_model=SavedPlacesOut,
+)
+async def list_places(member_id: CurrentMember, pool: PoolDep) -> dict[str, Any]:
+    return {"places": await places.list_places(pool, member_id=member_id)}
+
+
+@router.delete(
+    "/v1/me/places/{place_id}",
+    status_code=204,
+    tags=["member account"],
+    summary="Delete one of her saved places",
+    responses={404: {"description": "No such place of hers"}},
+)
+async def delete_place(place_id: uuid.UUID, member_id: CurrentMember, pool: PoolDep) -> Response:
+    await places.delete(pool, member_id=member_id, place_id=place_id)
+    return Response(status_code=204)

@@ -285,7 +285,7 @@ class Dispatcher:
 
     async def _sweep_safe_return(self) -> None:
         result = await safe_return.sweep(self.pool, self.settings)
-        if result.asked:
+        if result.asked or result.no_shows:
             notification_sender.kick()
         if result.escalated:
             self.relay.kick()

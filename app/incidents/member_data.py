@@ -28,6 +28,7 @@ from app.models import (
     Staff,
     staff_district,
 )
+from app.safe_return import erasure as safe_return_erasure
 from app.security.passwords import verify_secret
 
 MAX_GUARDIANS = 5
@@ -311,6 +312,8 @@ async def erase(session: AsyncSession, *, member_id: uuid.UUID, pin: str) -> boo
             note=None,
         )
     )
+    # Her walks home, saved places and scouts bookings (app/safe_return/).
+    await safe_return_erasure.erase_member(session, member_id=member_id)
     member.name = "(erased)"
     member.phone = f"-{member.id.hex[:30]}"  # unique, and not a phone number
     member.deleted_at = now

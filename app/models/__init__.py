@@ -34,6 +34,14 @@ from app.models.interop import AgencySubscription
 from app.models.notification import GuardianView, Notification
 from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
 from app.models.zone import AnalyticsRefresh, CrimeStat, Dong, SpecialZone
+from app.models.scouts import (
+    SavedPlace,
+    ScoutBooking,
+    ScoutClosedDay,
+    ScoutDistrict,
+    ScoutHours,
+    ScoutTeam,
+)
 
 __all__ = [
     "POLICE_KINDS",
@@ -72,6 +80,12 @@ __all__ = [
     "SafeReturnAccess",
     "SafeReturnPoint",
     "SafeReturnSession",
+    "SavedPlace",
+    "ScoutBooking",
+    "ScoutClosedDay",
+    "ScoutDistrict",
+    "ScoutHours",
+    "ScoutTeam",
     "SecurityEvent",
     "SpecialZone",
     "Staff",

@@ -90,6 +90,8 @@ class Staff(UUIDPK, CreatedAt, Base):
     city_wide: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: Volunteers must show an ID; the woman's app shows this number so she can check it.
     badge_number: Mapped[str | None] = mapped_column(Text)
+    #: Her app shows it at the meeting point with the badge (a placeholder where there is none).
+    photo_url: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     #: A dispatcher who is paged (SMS to ``phone``) when nobody else acts on an incident.

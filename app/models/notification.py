@@ -38,6 +38,10 @@ class Notification(CreatedAt, Base):
     safe_return_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("safe_return_session.id", ondelete="CASCADE"), index=True
     )
+    #: A scouts booking's messages (booked, scouts at the meeting point, cancelled, no-show).
+    scout_booking_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("scout_booking.id", ondelete="CASCADE"), index=True
+    )
     channel: Mapped[str] = mapped_column(String(16))
     #: ``guardian:<id>``, ``volunteer:<id>``, ``staff:<id>``, ``agency:<subscription id>``.
     target: Mapped[str] = mapped_column(Text)
@@ -56,7 +60,10 @@ class Notification(CreatedAt, Base):
     __table_args__ = (
         CheckConstraint("channel IN ('sms','push','agency')", name="channel"),
         CheckConstraint("status IN ('pending','sent','failed')", name="status"),
-        CheckConstraint("incident_id IS NOT NULL OR safe_return_id IS NOT NULL", name="about"),
+        CheckConstraint(
+            "incident_id IS NOT NULL OR safe_return_id IS NOT NULL OR scout_booking_id IS NOT NULL",
+            name="about",
+        ),
         Index(
             "ix_notification_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
         ),

@@ -41,8 +41,8 @@ GUARDIAN_EVENTS = frozenset({"reported", "acknowledged", "escalated"}) | CLOSING
 
 _ENQUEUE_SQL = """
 INSERT INTO notification (incident_id, channel, target, message, dedupe_key, deadline_at,
-                          safe_return_id)
-VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8), $7)
+                          safe_return_id, scout_booking_id)
+VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8), $7, $8)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING id
 """
@@ -58,15 +58,25 @@ async def enqueue(
     dedupe_key: str,
     deadline_s: float | None = None,
     safe_return_id: uuid.UUID | None = None,
+    scout_booking_id: uuid.UUID | None = None,
 ) -> bool:
     """Queue one message inside the caller's transaction; False if the key was queued before.
-    A message about a walk home (app/safe_return) names its session instead of an incident.
+    A message about a walk home (app/safe_return) names its session instead of an incident,
+    one about a scouts booking the booking.
     Call ``sender.kick()`` after the commit so it goes out at once."""
     if channel not in ("sms", "push"):  # (``agency``: app/interop/subscriptions.py)
         raise ValueError(f"unknown channel {channel!r}")
     deadline = get_settings().notify_deadline_s if deadline_s is None else deadline_s
     new = await conn.fetchval(
-        _ENQUEUE_SQL, incident_id, channel, target, message, dedupe_key, deadline, safe_return_id
+        _ENQUEUE_SQL,
+        incident_id,
+        channel,
+        target,
+        message,
+        dedupe_key,
+        deadline,
+        safe_return_id,
+        scout_booking_id,
     )
     return new is not None
 

@@ -131,9 +131,11 @@ async def start(
     member_id: uuid.UUID,
     req: StartRequest,
     now: datetime | None = None,
+    conn: asyncpg.Connection | None = None,
 ) -> dict[str, Any]:
     """Check the plan, then write the session and the guardians' "set off" texts in one
-    transaction. Every refusal comes before anything is written."""
+    transaction (the caller's, when ``conn`` is given: a scouts booking starting its walk).
+    Every refusal comes before anything is written."""
     now = now or datetime.now(UTC)
     _validate_points(req, settings)
     lats = [p.lat for p in req.route]
@@ -180,7 +182,11 @@ async def start(
             raise ArrivalTimeInvalid("the destination is too far to walk within the monitored time")
 
     session_id = uuid.uuid4()
-    async with pool.acquire() as conn, conn.transaction():
+    async with contextlib.AsyncExitStack() as stack:
+        if conn is None:
+            own: asyncpg.Connection = await stack.enter_async_context(pool.acquire())
+            await stack.enter_async_context(own.transaction())
+            conn = own
         row = await conn.fetchrow(
             _INSERT_SQL,
             session_id,
@@ -390,9 +396,18 @@ async def add_trail(
 
 _LOCK_SQL = """
 SELECT s.id, s.status, s.member_status, s.check_reason, s.incident_id, s.tell_guardians,
-       m.pin_hash, m.duress_pin_hash
+       m.pin_hash, m.duress_pin_hash, m.wrong_pin_count,
+       ceil(extract(epoch FROM m.pin_locked_until - now()))::int AS locked_for_s
 FROM safe_return_session s JOIN member m ON m.id = s.member_id
-WHERE s.id = $1 AND s.member_id = $2 FOR UPDATE OF s
+WHERE s.id = $1 AND s.member_id = $2 FOR UPDATE OF s, m
+"""
+# Wrong PINs count with her SOS cancel's and her home's disarm (one counter): after
+# ``cancel_pin_lockout_after`` in a row every PIN is refused for ``cancel_pin_lockout_s``.
+_WRONG_PIN_SQL = """
+UPDATE member SET wrong_pin_count = wrong_pin_count + 1,
+  pin_locked_until = CASE WHEN wrong_pin_count + 1 >= $2
+    THEN now() + make_interval(secs => $3::float8) ELSE pin_locked_until END
+WHERE id = $1
 """
 _OK_SQL = """
 UPDATE safe_return_session SET status = 'active', check_reason = NULL, asked_at = NULL,
@@ -411,6 +426,51 @@ class Answer:
     body: dict[str, Any]
     #: The duress PIN was given: the sweeper's escalation is to run for this session now.
     duress: bool = False
+    #: Her PINs are locked out (too many wrong ones): seconds until they are not.
+    locked_for_s: int | None = None
+
+
+async def _pin_gate(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    *,
+    member_id: uuid.UUID,
+    session_id: uuid.UUID,
+    pin: str,
+    member_status: str,
+) -> tuple[asyncpg.Record, Answer | None, bool]:
+    """Lock her walk and check her PIN against the lockout shared with her SOS cancels: the
+    walk, a refusal to return (a wrong PIN, or any PIN while locked out: her duress PIN then
+    still raises its silent SOS) or None, and whether it was her duress PIN."""
+    from app.safe_return import sweeper
+
+    row = await conn.fetchrow(_LOCK_SQL, session_id, member_id)
+    if row is None:
+        raise NotFound("no such walk")
+    is_pin, is_duress = await _verify(row, pin)
+    locked_for_s = row["locked_for_s"]
+    if locked_for_s is not None and locked_for_s > 0:
+        if is_duress and row["status"] in LIVE:
+            await sweeper.escalate(
+                conn, settings, session_id=session_id, reason="duress", member_status=member_status
+            )
+        await _security_event(conn, "walk_pin_locked_out", member_id, session_id)
+        return row, Answer(body={}, duress=is_duress, locked_for_s=locked_for_s), is_duress
+    if not (is_pin or is_duress):
+        await conn.execute(
+            _WRONG_PIN_SQL,
+            member_id,
+            settings.cancel_pin_lockout_after,
+            settings.cancel_pin_lockout_s,
+        )
+        await _security_event(conn, "wrong_walk_pin", member_id, session_id)
+        return row, Answer(body={}), False
+    if row["wrong_pin_count"] or locked_for_s is not None:
+        await conn.execute(
+            "UPDATE member SET wrong_pin_count = 0, pin_locked_until = NULL WHERE id = $1",
+            member_id,
+        )
+    return row, None, is_duress
 
 
 async def _verify(row: asyncpg.Record, pin: str) -> tuple[bool, bool]:
@@ -436,13 +496,16 @@ async def answer_ok(
     from app.safe_return import sweeper
 
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_LOCK_SQL, session_id, member_id)
-        if row is None:
-            raise NotFound("no such walk")
-        is_pin, is_duress = await _verify(row, pin)
-        if not (is_pin or is_duress):
-            await _wrong_pin(conn, member_id, session_id)
-            return Answer(body={})
+        row, refused, is_duress = await _pin_gate(
+            conn,
+            settings,
+            member_id=member_id,
+            session_id=session_id,
+            pin=pin,
+            member_status="active",
+        )
+        if refused is not None:
+            return refused
         seen = row["member_status"] or row["status"]
         if seen not in LIVE:
             raise SessionEnded(f"this walk has {seen}")
@@ -459,9 +522,12 @@ async def answer_ok(
     return Answer(body={"session_id": str(session_id), "status": "active"})
 
 
-async def _wrong_pin(conn: asyncpg.Connection, member_id: uuid.UUID, session_id: uuid.UUID) -> None:
+async def _security_event(
+    conn: asyncpg.Connection, kind: str, member_id: uuid.UUID, session_id: uuid.UUID
+) -> None:
     await conn.execute(
-        "INSERT INTO security_event (kind, member_id, detail) VALUES ('wrong_walk_pin', $1, $2)",
+        "INSERT INTO security_event (kind, member_id, detail) VALUES ($1, $2, $3)",
+        kind,
         member_id,
         {"session_id": str(session_id)},
     )
@@ -480,13 +546,16 @@ async def end(
     from app.safe_return import sweeper
 
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_LOCK_SQL, session_id, member_id)
-        if row is None:
-            raise NotFound("no such walk")
-        is_pin, is_duress = await _verify(row, pin)
-        if not (is_pin or is_duress):
-            await _wrong_pin(conn, member_id, session_id)
-            return Answer(body={})
+        row, refused, is_duress = await _pin_gate(
+            conn,
+            settings,
+            member_id=member_id,
+            session_id=session_id,
+            pin=pin,
+            member_status="ended",
+        )
+        if refused is not None:
+            return refused
         seen = row["member_status"] or row["status"]
         body = {"session_id": str(session_id), "status": "ended"}
         if seen not in LIVE:

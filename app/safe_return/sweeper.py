@@ -25,6 +25,7 @@ import asyncpg
 
 from app.config import Settings
 from app.incidents.store import NewIncident, insert_incident
+from app.safe_return import scouts
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,18 @@ SELECT $1, geog, accuracy_m, coalesce(captured_at, received_at)
 FROM safe_return_point WHERE session_id = $2 ORDER BY id
 """
 
+_ASSIGN_SCOUT_SQL = """
+WITH a AS (
+  INSERT INTO assignment (id, incident_id, kind, volunteer_id)
+  VALUES (gen_random_uuid(), $1, 'volunteer', $2::text::uuid)
+  RETURNING volunteer_id
+)
+INSERT INTO incident_event (incident_id, kind, actor, data)
+SELECT $1, 'volunteer_assigned', 'safe_return',
+       jsonb_build_object('volunteer_id', a.volunteer_id, 'name', s.name, 'scout', true)
+FROM a JOIN staff s ON s.id = a.volunteer_id
+"""
+
 REASON_TEXT = {
     "no_arrival": "she has not arrived by the time she expected",
     "no_position": "no position from her phone",
@@ -89,6 +102,8 @@ REASON_TEXT = {
 class SweepResult:
     asked: int = 0
     escalated: int = 0
+    #: Scouts bookings whose scouts did not come.
+    no_shows: int = 0
     #: Seconds each check was raised after its due time.
     lateness_s: list[float] = field(default_factory=list)
     #: Seconds each SOS was raised after her time to answer ran out.
@@ -114,12 +129,20 @@ async def escalate(
         "lon": s["dest_lon"],
         "label": s["destination_label"],
     }
+    escort = await scouts.scouts_of_walk(conn, s["id"])
     note = (
         f"Safe return: {REASON_TEXT.get(reason, reason)}."
         f" Going to {s['destination_label'] or 'her destination'}"
         f" ({s['dest_lat']:.5f}, {s['dest_lon']:.5f}),"
         f" expected by {s['expected_arrival_at'].isoformat(timespec='minutes')}."
     )
+    if escort:
+        note += f" Escorted by Safe Return Scouts ({escort[0]['team']}): " + ", ".join(
+            f"{e['name']} (badge {e['badge_number'] or '—'}"
+            f"{', ☎ ' + e['phone'] if e['phone'] else ''})"
+            for e in escort
+        )
+        note += "."
     stored = await insert_incident(
         conn,
         NewIncident(
@@ -143,6 +166,7 @@ async def escalate(
                 "reason": reason,
                 "destination": destination,
                 "expected_arrival_at": s["expected_arrival_at"].isoformat(),
+                **({"scouts": escort} if escort else {}),
             },
         ),
         ack_deadline_s=settings.ack_deadline_s,
@@ -156,6 +180,10 @@ async def escalate(
         )
     else:
         await conn.execute(_COPY_TRAIL_SQL, incident_id, s["id"])
+        if escort:
+            # The scouts walking with her are the volunteers nearest to her: assigned at once,
+            # so the console names them and they may follow the incident (app/api/volunteers).
+            await conn.executemany(_ASSIGN_SCOUT_SQL, [(incident_id, e["id"]) for e in escort])
         if duress:
             await conn.execute(
                 "UPDATE incident SET duress = true, escalation_level = escalation_level + 1"
@@ -193,6 +221,7 @@ async def sweep(pool: asyncpg.Pool, settings: Settings, *, max_batches: int = 10
             if await escalate(conn, settings, session_id=expired["id"], reason=reason):
                 result.escalated += 1
                 result.escalation_lateness_s.append(expired["late_s"])
+    result.no_shows = await scouts.sweep(pool, settings)
     return result
 
 
@@ -214,7 +243,7 @@ async def purge_ended(pool: asyncpg.Pool, *, retention_s: float) -> int:
                 "DELETE FROM safe_return_point WHERE session_id = ANY($1::uuid[])",
                 [r["id"] for r in ids],
             )
-    return len(ids)
+    return len(ids) + await scouts.purge_ended(pool, retention_s=retention_s)
 
 
 def grace(settings: Settings) -> timedelta:

@@ -495,6 +495,108 @@ CALLS = [
         "/v1/console/safe-return",
         audience("dispatcher", **every(DISPATCHERS, 200)),
     ),
+    # Her saved places (tests/safe_return/test_sessions.py): her own only.
+    Call(
+        "POST",
+        "/v1/me/places",
+        audience("member", member=201, other_member=201),
+        body={"label": "home", "lat": IN_A[0], "lon": IN_A[1]},
+    ),
+    Call("GET", "/v1/me/places", audience("member", member=200, other_member=200)),
+    Call(
+        "DELETE",
+        "/v1/me/places/{place_id}",
+        audience("member", member=404, other_member=404),
+        path_params={"place_id": _NO_WALK},
+    ),
+    # Safe Return Scouts (tests/safe_return/test_scouts.py): no district of this world offers
+    # scouts, so a booking is refused after the role check; nobody's booking is a 404.
+    Call(
+        "POST",
+        "/v1/scout-bookings",
+        audience("member", member=422, other_member=422),
+        body={
+            "meeting_point": {"lat": IN_A[0], "lon": IN_A[1]},
+            "meet_at": "2030-01-07T22:30:00+09:00",
+            "destination": {"lat": IN_A[0] + 0.003, "lon": IN_A[1]},
+        },
+    ),
+    *(
+        Call(
+            method,
+            f"/v1/scout-bookings/{{booking_id}}{tail}",
+            audience("member", member=404, other_member=404),
+            body=body,
+            path_params={"booking_id": _NO_WALK},
+        )
+        for method, tail, body in (
+            ("GET", "", None),
+            ("POST", "/cancel", {}),
+            ("POST", "/start", {}),
+        )
+    ),
+    Call("GET", "/v1/scouts/bookings", audience("volunteer", **every(VOLUNTEERS, 200))),
+    *(
+        Call(
+            method,
+            f"/v1/scouts/bookings/{{booking_id}}{tail}",
+            audience("volunteer", **every(VOLUNTEERS, 404)),
+            body=body,
+            path_params={"booking_id": _NO_WALK},
+        )
+        for method, tail, body in (
+            ("GET", "", None),
+            ("POST", "/arrived", None),
+            ("POST", "/start", None),
+            ("POST", "/complete", None),
+            ("POST", "/cancel", {}),
+        )
+    ),
+    Call(
+        "POST",
+        "/v1/console/scout-bookings",
+        audience("dispatcher", **every(DISPATCHERS, 422)),
+        body={
+            "guest_name": "Park",
+            "guest_phone": "+82105550000",
+            "meeting_point": {"lat": IN_A[0], "lon": IN_A[1]},
+            "meet_at": "2030-01-07T22:30:00+09:00",
+            "destination": {"lat": IN_A[0] + 0.003, "lon": IN_A[1]},
+        },
+    ),
+    Call("GET", "/v1/console/scout-bookings", audience("dispatcher", **every(DISPATCHERS, 200))),
+    Call(
+        "POST",
+        "/v1/console/scout-bookings/{booking_id}/cancel",
+        audience("dispatcher", **every(DISPATCHERS, 404)),
+        body={},
+        path_params={"booking_id": _NO_WALK},
+    ),
+    Call(
+        "PUT",
+        "/v1/admin/scouts/districts/{district_code}",
+        audience("operator", operator=404),
+        body={},
+        path_params={"district_code": "nowhere"},
+    ),
+    Call(
+        "POST",
+        "/v1/admin/scouts/closed-days",
+        audience("operator", operator=201),
+        body={"day": "2030-01-01"},
+    ),
+    Call(
+        "POST",
+        "/v1/admin/scouts/teams",
+        audience("operator", operator=404),
+        body={
+            "district_code": "nowhere",
+            "name": "x",
+            "scouts": ["a", "b"],
+            "base": {"lat": IN_A[0], "lon": IN_A[1]},
+        },
+    ),
+    Call("GET", "/v1/admin/scouts/teams", audience("operator", operator=200)),
 ]
 HTTP_TABLE = {(c.method, c.path): c for c in CALLS}
 

@@ -11,7 +11,7 @@
     new: 'NEW', acknowledged: 'Acknowledged', responding: 'Responding', on_scene: 'On scene',
     resolved: 'Resolved', false_alarm: 'False alarm', cancelled: 'Cancelled',
   };
-  const SOURCE_LABEL = { app: 'APP', button: 'BUTTON', sensor: 'SENSOR' };
+  const SOURCE_LABEL = { app: 'APP', button: 'BUTTON', sensor: 'SENSOR', safe_return: 'WALK HOME' };
   const SILENCE_AFTER_MS = 40000; // the server pings every 15 s: this long without a frame = dead
   const REMIND_EVERY_MS = 15000; // unacknowledged incidents beep again
 
@@ -345,6 +345,8 @@
         setConnected(true);
         loadReference();
         refreshCoverage();
+        refreshWalks();
+        refreshScouts();
         if (state.openId) scheduleDetailRefresh();
         break;
       case 'snapshot': {
@@ -763,7 +765,7 @@
     const linkedTrails = (d.linked || []).filter((l) => l.trail && l.trail.length)
       .map((l) => section(`Her phone's trail (${l.trail.length} points)`, el('ol', {},
         l.trail.map((p) => el('li', {}, `${clock(p.captured_at || p.received_at)} · ${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`)))));
-    pane.replaceChildren(head, homeSection, actions, confirmBar || '', unitForm, volunteerForm, resolveForm,
+    pane.replaceChildren(head, homeSection, walkSection(d), actions, confirmBar || '', unitForm, volunteerForm, resolveForm,
       section('Assigned', assigned.length ? el('ul', {}, assigned) : el('p', { class: 'muted' }, 'nobody yet')),
       section('Nearest open safe places and police', places.length ? el('ol', {}, places) : el('p', { class: 'muted' }, d.lat === null ? 'no location yet' : '—')),
       assetsSection(d),
@@ -865,6 +867,93 @@
         ? `CCTV · ${a.cameras || '?'} camera(s)${a.direction ? ` · facing ${a.direction}` : ''} · ${metres(a.distance_m)}`
         : `Emergency bell · ${a.name || ''} · ${metres(a.distance_m)}`).addTo(assetLayer);
     }
+  }
+
+  // --- walks home (docs/safe-return.md) -------------------------------------------------------
+  // The district's running walks: counted, and on the map only those she shared with the
+  // control centre; a walk that became an SOS is highlighted and opens its incident.
+  const walkLayer = L.layerGroup();
+  const WALK_REASON = {
+    no_arrival: 'not arrived', no_position: 'no position', off_route: 'off route',
+    not_moving: 'not moving', low_battery: 'battery low', duress: 'duress',
+  };
+  async function refreshWalks() {
+    if (!state.token || state.signedOut) return;
+    const res = await api('GET', '/v1/console/safe-return', { token: state.token });
+    if (!res.ok) return;
+    state.walks = res.data;
+    renderWalks();
+  }
+  function walkItem(w) {
+    const classes = ['walk', w.sos ? 'sos' : `walk-${w.status}`];
+    const where = w.destination_label || (w.destination ? `${w.destination.lat.toFixed(4)}, ${w.destination.lon.toFixed(4)}` : 'destination not shared');
+    const open = w.sos && w.incident_id ? () => { if (state.incidents.has(w.incident_id)) { highlight(w.incident_id); openIncident(w.incident_id); } } : null;
+    return el('li', { class: classes.join(' '), id: `walk-${w.session_id}`, dataset: { sos: w.sos ? 'true' : 'false' }, onclick: open },
+      el('span', { class: 'what' }, w.sos ? `SOS · ${WALK_REASON[w.check_reason] || w.check_reason}` : w.status === 'asking' ? `Asking “Are you OK?” · ${WALK_REASON[w.check_reason] || w.check_reason}` : 'Walking home'),
+      el('span', { class: 'muted' }, ` · to ${where} · expected ${clock(w.expected_arrival_at)}`),
+      w.last_point_at ? el('span', { class: 'muted' }, ` · seen ${clock(w.last_point_at)}`) : '');
+  }
+  function renderWalks() {
+    const w = state.walks;
+    if (!w) return;
+    const panel = $('walks');
+    const sessions = w.sessions || [];
+    panel.hidden = w.active === 0 && sessions.length === 0;
+    $('walks-count').textContent = String(w.active);
+    const shared = sessions.filter((s) => s.shared && !s.sos).length;
+    const hidden = Math.max(0, w.active - shared);
+    $('walks-hidden').textContent = hidden ? `${hidden} not shared with the control centre (counted only)` : '';
+    $('walks-list').replaceChildren(...sessions.map(walkItem));
+    drawWalks(sessions);
+  }
+  function drawWalks(sessions) {
+    if (!map) return;
+    if (!map.hasLayer(walkLayer)) walkLayer.addTo(map);
+    walkLayer.clearLayers();
+    for (const s of sessions) {
+      if (!s.location) continue;
+      const color = s.sos ? '#ff3b5c' : '#b388ff';
+      L.circleMarker([s.location.lat, s.location.lon], {
+        renderer: incidentRenderer, radius: 7, color, weight: 2, fillColor: color, fillOpacity: 0.6,
+        className: `walk-marker${s.sos ? ' sos' : ''}`,
+      }).bindTooltip(`${s.sos ? 'Walk home · SOS' : 'Walk home'} · ${s.destination_label || ''}`).addTo(walkLayer);
+      if (s.destination) {
+        L.polyline([[s.location.lat, s.location.lon], [s.destination.lat, s.destination.lon]], {
+          renderer: incidentRenderer, color, weight: 1, dashArray: '2 6',
+        }).addTo(walkLayer);
+      }
+    }
+  }
+
+  // An SOS from a walk home: why, where she was going, by when, and the scouts with her.
+  function walkSection(d) {
+    if (d.source !== 'safe_return') return '';
+    const reported = (d.timeline || []).find((e) => e.kind === 'reported');
+    const data = (reported && reported.data) || {};
+    const dest = data.destination || {};
+    const escort = data.scouts || [];
+    return section('Walk home',
+      el('p', { id: 'walk-reason' }, el('strong', {}, `Check: ${WALK_REASON[data.reason] || data.reason || d.trigger}`),
+        ` · going to ${dest.label || 'her destination'}${dest.lat !== undefined ? ` (${dest.lat.toFixed(5)}, ${dest.lon.toFixed(5)})` : ''}`,
+        data.expected_arrival_at ? ` · expected ${clock(data.expected_arrival_at)}` : ''),
+      escort.length ? el('p', { id: 'walk-scouts' }, `Safe Return Scouts (${escort[0].team}): `,
+        escort.map((x) => `${x.name} · badge ${x.badge_number || '—'}${x.phone ? ` · ☎ ${x.phone}` : ''}`).join('; ')) : '');
+  }
+
+  // --- Safe Return Scouts tonight: the district office's evening ---------------------------
+  const BOOKING_LABEL = { booked: 'booked', walking: 'walking', completed: 'done', cancelled: 'cancelled', no_show: 'NO-SHOW' };
+  async function refreshScouts() {
+    if (!state.token || state.signedOut) return;
+    const res = await api('GET', '/v1/console/scout-bookings', { token: state.token });
+    if (!res.ok) return;
+    const bookings = res.data.bookings || [];
+    $('scouts').hidden = bookings.length === 0;
+    $('scouts-count').textContent = String(bookings.filter((b) => b.status === 'booked' || b.status === 'walking').length);
+    $('scouts-list').replaceChildren(...bookings.map((b) => el('li', {
+      class: `walk booking-${b.status}${b.status === 'no_show' ? ' sos' : ''}`, id: `booking-${b.booking_id}`,
+    },
+    el('span', { class: 'what' }, `${clock(b.meet_at)} · ${BOOKING_LABEL[b.status] || b.status}`),
+    el('span', { class: 'muted' }, ` · ${b.meeting_label || 'meeting point'} → ${b.destination_label || 'destination'} · ${b.team.name} (${b.scouts.map((x) => x.badge_number || '—').join(', ')})`))));
   }
 
   // --- actions ----------------------------------------------------------------------------
@@ -1082,6 +1171,8 @@
   setInterval(tick, 1000);
   setInterval(remind, 1000);
   setInterval(refreshCoverage, 10000);
+  setInterval(refreshWalks, 10000);
+  setInterval(refreshScouts, 30000);
   if (state.token) start();
   else showLogin();
 })();
