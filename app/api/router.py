@@ -32,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     console.router,
     health.router,
     auth.router,
+    auth.member_router,
     me.router,
     safe_places.router,
     volunteers.router,

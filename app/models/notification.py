@@ -38,6 +38,10 @@ class Notification(CreatedAt, Base):
     safe_return_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("safe_return_session.id", ondelete="CASCADE"), index=True
     )
+    #: Or her one-time sign-in code (the text is made when it is sent, from the secret key).
+    signin_code_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("member_signin_code.id", ondelete="CASCADE")
+    )
     channel: Mapped[str] = mapped_column(String(16))
     #: ``guardian:<id>``, ``volunteer:<id>``, ``staff:<id>``.
     target: Mapped[str] = mapped_column(Text)
@@ -56,7 +60,10 @@ class Notification(CreatedAt, Base):
     __table_args__ = (
         CheckConstraint("channel IN ('sms','push')", name="channel"),
         CheckConstraint("status IN ('pending','sent','failed')", name="status"),
-        CheckConstraint("incident_id IS NOT NULL OR safe_return_id IS NOT NULL", name="about"),
+        CheckConstraint(
+            "incident_id IS NOT NULL OR safe_return_id IS NOT NULL OR signin_code_id IS NOT NULL",
+            name="about",
+        ),
         Index(
             "ix_notification_due", "next_attempt_at", postgresql_where=text("status = 'pending'")
         ),
