@@ -156,13 +156,13 @@ CALLS = [
     Call(
         "POST",
         "/v1/auth/member/code",
-        audience("public", **dict.fromkeys(ROLES, {202, 429})),
+        audience("public", **{r: {202, 429} for r in ROLES}),
         body={"phone": "+821055550000"},
     ),
     Call(
         "POST",
         "/v1/auth/member/token",
-        audience("public", **dict.fromkeys(ROLES, {401, 429})),
+        audience("public", **{r: {401, 429} for r in ROLES}),
         body={"phone": "+821055550000", "code": "000000"},
     ),
     Call(
