@@ -85,8 +85,9 @@ async def open_app(context: Any, base: str, token: str | None, **settings: Any) 
             "(s) => localStorage.setItem('ansim.app.settings', JSON.stringify(s))", settings
         )
     if token:
+        await page.click("details.token summary")
         await page.fill("#signin-token", token)
-        await page.click("button[type=submit]")
+        await page.click("#signin-token-submit")
         await page.wait_for_selector("#view-home:not([hidden])")
     if settings:
         await page.reload()
@@ -151,8 +152,9 @@ async def test_first_load_shell_offline_and_sos_by_the_held_button(
     assert manifest["display"] == "standalone" and manifest["start_url"] == "/app"
     assert {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
     await page.evaluate("navigator.serviceWorker.ready")
+    await page.click("details.token summary")
     await page.fill("#signin-token", member.token)
-    await page.click("button[type=submit]")
+    await page.click("#signin-token-submit")
     await page.wait_for_selector("#view-home:not([hidden])")
     assert await page.get_attribute("#sos", "aria-label") == (
         "SOS 1초간 누르세요. 긴급 신고 버튼. 경찰 관제센터에 위치를 보냅니다."
@@ -309,7 +311,7 @@ async def test_both_catalogues_have_every_key_and_render_every_view(
     assert used - set(catalogues["ko"]) == set(), "keys used but missing from the catalogues"
     for lang in ("en", "ko"):
         await page.click(f"#lang-{lang}")
-        for view in ("home", "countdown", "alert", "cancelled", "settings", "signin"):
+        for view in ("home", "countdown", "alert", "cancelled", "walk", "settings", "signin"):
             await page.evaluate(
                 "(v) => { for (const s of document.querySelectorAll('main > section'))"
                 " s.hidden = s.id !== 'view-' + v; }",
