@@ -18,7 +18,7 @@ from app.config import get_settings
 from app.db import create_engine, create_sessionmaker
 from app.devices.cli import devices_app
 from app.dispatch.cli import dead_letters, dispatcher, relay
-from app.errors import AppError
+from app.errors import AppError, NotFound
 from app.geo.cli import districts_app, places_app
 from app.homes.cli import homes_app
 from app.interop.cli import agencies_app
@@ -115,6 +115,37 @@ def members_create(
         )
         token = await issue_member_token(session, member_id=member.id, label="cli")
         return {"member_id": str(member.id), "token": token}
+
+    emit(run_in_session(work), as_json)
+
+
+@members_app.command("code")
+def members_code(
+    phone: Annotated[str, typer.Option(help="Her number, as registered or as she types it")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Issue a one-time sign-in code for her app (read it out to her; not texted). It voids
+    her earlier codes and lives ANSIM_MEMBER_CODE_TTL_S."""
+    from typing import cast
+
+    import asyncpg
+
+    from app.security.member_signin import issue_code, member_by_phone
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        raw = await (await session.connection()).get_raw_connection()
+        conn = cast(asyncpg.Connection, raw.driver_connection)
+        member = await member_by_phone(conn, phone)
+        if member is None:
+            raise NotFound(f"no member with phone {phone}")
+        issued = await issue_code(
+            conn, get_settings(), member_id=member["id"], issued_by="operator"
+        )
+        return {
+            "member_id": str(issued.member_id),
+            "code": issued.code,
+            "expires_at": issued.expires_at.isoformat(),
+        }
 
     emit(run_in_session(work), as_json)
 

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
     rate_limit_login_per_ip_per_min: int = 20
     #: Wrong TOTP or recovery codes an account may send in a minute (app/security/signin.py).
     rate_limit_second_factor_per_min: int = Field(5, ge=1)
+    #: Her app's sign-in by a one-time code (app/security/member_signin.py): how long a code
+    #: lives, how many wrong codes a phone may send before every code for it is refused for
+    #: that long, and how many codes a phone number and an address may ask for in an hour.
+    member_code_ttl_s: float = Field(600.0, gt=0, le=3600)
+    member_code_max_attempts: int = Field(5, ge=1)
+    member_code_per_phone_per_hour: int = Field(5, ge=1)
+    member_code_per_ip_per_hour: int = Field(20, ge=1)
     #: Proxies whose ``X-Forwarded-For`` names the client, as IPs or CIDRs separated by commas
     #: (``ANSIM_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.7``); from any other peer the header is
     #: ignored (app/security/client_ip.py). Default: none, the peer is the client.

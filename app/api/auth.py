@@ -1,16 +1,20 @@
-"""Staff sign-in: username and password for a session token with an expiry."""
+"""Sign-in: staff (username, password, second factor) for a session token with an expiry;
+her app (a one-time code by SMS) for her member token."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import update
 
-from app.api.deps import CurrentStaff, RedisDep, SessionDep, SettingsDep, bearer_token
+from app.api.deps import CurrentStaff, PoolDep, RedisDep, SessionDep, SettingsDep, bearer_token
 from app.api.schemas import StrictModel
 from app.models import StaffToken
+from app.notifications import sender
+from app.security import member_signin
 from app.security.accounts import issue_staff_token
 from app.security.signin import sign_in
 from app.security.tokens import hash_token
@@ -94,3 +98,84 @@ async def logout(request: Request, staff: CurrentStaff, session: SessionDep) -> 
         .where(StaffToken.token_hash == hash_token(bearer_token(request)))
         .values(revoked_at=datetime.now(UTC))
     )
+
+
+# --- her app: a one-time code for her member token ----------------------------------------
+
+member_router = APIRouter(prefix="/v1/auth/member", tags=["member sign-in"])
+
+_PHONE = r"^\+?[0-9][0-9 -]{5,30}$"
+
+
+class MemberCodeIn(StrictModel):
+    phone: str = Field(pattern=_PHONE, description="Her number as she types it (+82…, 010…)")
+
+
+class MemberCodeOut(BaseModel):
+    sent: bool = Field(description="Always true: the answer never says whether the number is known")
+    expires_in_s: int
+    code_digits: int
+
+
+class MemberTokenIn(StrictModel):
+    phone: str = Field(pattern=_PHONE)
+    code: str = Field(pattern=r"^[0-9]{6}$", description="The 6 digits of the SMS")
+    label: str | None = Field(None, max_length=64, description="Names this phone in her tokens")
+
+
+class MemberTokenOut(BaseModel):
+    token: str = Field(description="Her member token: keep it on this device only")
+    member_id: uuid.UUID
+
+
+@member_router.post(
+    "/code",
+    status_code=202,
+    response_model=MemberCodeOut,
+    summary="Text her a one-time sign-in code",
+    description=(
+        "Queues an SMS with a 6-digit code through the notification gateway if the number is a "
+        "member's. The answer is the same `202` for any number. `429 TooManyRequests` (with "
+        "`Retry-After`) after `member_code_per_phone_per_hour` codes for a number or "
+        "`member_code_per_ip_per_hour` from an address, counted alike for every number."
+    ),
+    responses={429: {"description": "Too many codes asked for"}},
+)
+async def member_code(
+    body: MemberCodeIn, request: Request, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+) -> MemberCodeOut:
+    client = request.client.host if request.client else "unknown"
+    if await member_signin.request_code(
+        pool=pool, redis=redis, settings=settings, phone=body.phone, client_ip=client
+    ):
+        sender.kick()
+    return MemberCodeOut(
+        sent=True,
+        expires_in_s=int(settings.member_code_ttl_s),
+        code_digits=member_signin.CODE_DIGITS,
+    )
+
+
+@member_router.post(
+    "/token",
+    response_model=MemberTokenOut,
+    summary="Exchange her one-time code for her member token",
+    description=(
+        "* `401 SignInCodeInvalid`: wrong, expired, already used or void code, or an unknown "
+        "number (one answer). A code signs in once; a new code voids the older ones; "
+        "`member_code_max_attempts` wrong codes void it.\n"
+        "* `429 TooManyRequests`: that many wrong codes for this number; wait `Retry-After`."
+    ),
+    responses={
+        401: {"description": "Wrong, expired or used code"},
+        429: {"description": "Too many wrong codes"},
+    },
+)
+async def member_token(
+    body: MemberTokenIn, pool: PoolDep, redis: RedisDep, settings: SettingsDep
+) -> MemberTokenOut:
+    member_id, token = await member_signin.exchange_code(
+        pool=pool, redis=redis, settings=settings, phone=body.phone, code=body.code,
+        label=body.label,
+    )  # fmt: skip
+    return MemberTokenOut(token=token, member_id=member_id)

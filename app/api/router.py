@@ -41,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     assets.router,
     health.router,
     auth.router,
+    auth.member_router,
     me.router,
     safe_places.router,
     volunteers.router,

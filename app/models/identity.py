@@ -53,6 +53,26 @@ class MemberToken(UUIDPK, CreatedAt, Base):
     revoked_at: Mapped[datetime | None]
 
 
+class MemberSignInCode(UUIDPK, CreatedAt, Base):
+    """A one-time sign-in code for her app (app/security/member_signin.py). The code itself is
+    not stored: it is derived from ``ANSIM_SECRET_KEY`` and this row's id, so the SMS queue and
+    a copy of the database hold nothing that signs in."""
+
+    __tablename__ = "member_signin_code"
+
+    member_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("member.id", ondelete="CASCADE"), index=True
+    )
+    #: ``sms`` (asked for by her app) or ``operator`` (``ansim members code``).
+    issued_by: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime]
+    #: Wrong codes typed while this one was live; at the limit it is void.
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    used_at: Mapped[datetime | None]
+
+    __table_args__ = (CheckConstraint("issued_by IN ('sms','operator')", name="issued_by"),)
+
+
 class Guardian(UUIDPK, CreatedAt, Base):
     __tablename__ = "guardian"
 

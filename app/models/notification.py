@@ -42,6 +42,10 @@ class Notification(CreatedAt, Base):
     scout_booking_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("scout_booking.id", ondelete="CASCADE"), index=True
     )
+    #: Or her one-time sign-in code (the text is made when it is sent, from the secret key).
+    signin_code_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("member_signin_code.id", ondelete="CASCADE")
+    )
     channel: Mapped[str] = mapped_column(String(16))
     #: ``guardian:<id>``, ``volunteer:<id>``, ``staff:<id>``, ``agency:<subscription id>``.
     target: Mapped[str] = mapped_column(Text)
@@ -61,7 +65,8 @@ class Notification(CreatedAt, Base):
         CheckConstraint("channel IN ('sms','push','agency')", name="channel"),
         CheckConstraint("status IN ('pending','sent','failed')", name="status"),
         CheckConstraint(
-            "incident_id IS NOT NULL OR safe_return_id IS NOT NULL OR scout_booking_id IS NOT NULL",
+            "incident_id IS NOT NULL OR safe_return_id IS NOT NULL OR scout_booking_id IS NOT NULL"
+            " OR signin_code_id IS NOT NULL",
             name="about",
         ),
         Index(

@@ -22,6 +22,7 @@ from app.dispatch.gateways import Attempt
 from app.incidents.store import TOPIC_UPDATED
 from app.notifications import guardian_view
 from app.safe_return.links import walk_view_url
+from app.security import member_signin
 
 ACTOR = "dispatch"
 MAX_GUARDIANS = 5
@@ -440,6 +441,8 @@ def render(settings: Settings, n: Claimed) -> dict[str, Any]:
         # The gateway makes the document itself (app/interop/delivery.py); the sequence is
         # the order the agency gets the incident's changes in.
         message.update(incident_id=str(n.incident_id), sequence=n.id)
+    if code_id := message.pop("signin_code_id", None):
+        message["text"] = member_signin.sms_text(settings.secret_key, uuid.UUID(code_id))
     if message.pop("walk_view", False) and n.safe_return_id is not None:
         recipient, _, guardian_id = n.target.partition(":")
         if recipient == "guardian":

@@ -152,6 +152,20 @@ CALLS = [
         body={"username": "{operator_username}", "password": PASSWORD},
     ),
     Call("POST", "/v1/auth/logout", audience("staff", **every(STAFF, 204))),
+    # Her app's sign-in (tests/security/test_member_signin.py): one answer for any caller and
+    # any number; the ten callers of one world share one number's limits, hence the 429s.
+    Call(
+        "POST",
+        "/v1/auth/member/code",
+        audience("public", **{r: {202, 429} for r in ROLES}),
+        body={"phone": "+821055550000"},
+    ),
+    Call(
+        "POST",
+        "/v1/auth/member/token",
+        audience("public", **{r: {401, 429} for r in ROLES}),
+        body={"phone": "+821055550000", "code": "000000"},
+    ),
     Call(
         "POST",
         "/v1/alerts",
@@ -185,6 +199,12 @@ CALLS = [
         audience("member", member=204, other_member=404),
     ),
     Call("GET", "/v1/me/export", audience("member", **every(MEMBERS, 200))),
+    Call(
+        "POST",
+        "/v1/me/pin",
+        audience("member", **every(MEMBERS, 200)),
+        body={"current_pin": PIN, "new_pin": "2468", "new_duress_pin": "1357"},
+    ),
     Call(
         "POST",
         "/v1/me/erase",

@@ -85,8 +85,9 @@ async def open_app(context: Any, base: str, token: str | None, **settings: Any) 
             "(s) => localStorage.setItem('ansim.app.settings', JSON.stringify(s))", settings
         )
     if token:
+        await page.click("details.token summary")
         await page.fill("#signin-token", token)
-        await page.click("button[type=submit]")
+        await page.click("#signin-token-submit")
         await page.wait_for_selector("#view-home:not([hidden])")
     if settings:
         await page.reload()
@@ -100,6 +101,17 @@ async def hold_sos(page: Any) -> None:
     await page.mouse.down()
     await page.wait_for_timeout(1200)
     await page.mouse.up()
+
+
+async def until(page: Any, expression: str, timeout_s: float = 15.0) -> None:
+    """Poll ``expression`` (which may be a Promise) until it is true. ``wait_for_function``
+    cannot do this: it does not await a Promise, which is truthy, so it returns at once (the
+    offline-trail test read the database before the batch was even sent, and failed when the
+    POST had not landed yet)."""
+    deadline = time.monotonic() + timeout_s
+    while not await page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        await page.wait_for_timeout(100)
 
 
 async def incidents(pool: Any, member: Any) -> list[Any]:
@@ -140,8 +152,9 @@ async def test_first_load_shell_offline_and_sos_by_the_held_button(
     assert manifest["display"] == "standalone" and manifest["start_url"] == "/app"
     assert {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
     await page.evaluate("navigator.serviceWorker.ready")
+    await page.click("details.token summary")
     await page.fill("#signin-token", member.token)
-    await page.click("button[type=submit]")
+    await page.click("#signin-token-submit")
     await page.wait_for_selector("#view-home:not([hidden])")
     assert await page.get_attribute("#sos", "aria-label") == (
         "SOS 1초간 누르세요. 긴급 신고 버튼. 경찰 관제센터에 위치를 보냅니다."
@@ -236,18 +249,12 @@ async def test_offline_sos_is_sent_once_on_reconnect_with_the_trail_and_its_capt
     await received(page)
     rows = await incidents(pool, member)
     assert len(rows) == 1
-    await page.wait_for_function(
-        "AnsimQueue.pendingPoints().then(n => n === 0)", polling=300, timeout=15000
-    )
+    await until(page, "AnsimQueue.pendingPoints().then(n => n === 0)")
     points = await pool.fetch(
         "SELECT ST_Y(geog::geometry) AS lat, captured_at, received_at FROM location_point"
         " WHERE incident_id = $1 ORDER BY captured_at",
         rows[0]["id"],
     )
-    if not points:
-        # Open: the queued points leave the outbox after the reconnect (pendingPoints is 0)
-        # but none is in location_point; found at the deadline, not yet explained.
-        pytest.xfail("the offline trail batch is flushed but not stored (under investigation)")
     lats = [round(p["lat"], 4) for p in points]
     for lat, _ in moves:
         assert lat in lats
@@ -304,7 +311,7 @@ async def test_both_catalogues_have_every_key_and_render_every_view(
     assert used - set(catalogues["ko"]) == set(), "keys used but missing from the catalogues"
     for lang in ("en", "ko"):
         await page.click(f"#lang-{lang}")
-        for view in ("home", "countdown", "alert", "cancelled", "settings", "signin"):
+        for view in ("home", "countdown", "alert", "cancelled", "walk", "settings", "signin"):
             await page.evaluate(
                 "(v) => { for (const s of document.querySelectorAll('main > section'))"
                 " s.hidden = s.id !== 'view-' + v; }",

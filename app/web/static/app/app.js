@@ -1,6 +1,7 @@
 /* The app for women (docs/app.md): SOS by a held or tapped button or by shaking the phone, a
    countdown that cancels without a PIN, an outbox that survives a bad network (queue.js, with
-   the service worker's Background Sync), the trail, who is coming, and her settings. The phone
+   the service worker's Background Sync), the trail, who is coming, "walk me home" (the
+   safe-return API, docs/safe-return.md), sign-in by a texted code, and her settings. The phone
    API (docs/api.md) is its only back end. */
 'use strict';
 
@@ -32,6 +33,10 @@
     countdownTimer: null,
     lastFlush: 0,
     help: null,
+    walk: null, // {session_id, expected_arrival_at, destination, ended_at, shown}
+    walkPoints: [],
+    walkPollTimer: null,
+    dest: null, // {lat, lon, label}
     sent: [], // what the outbox reported sending, for the tests
   };
   window.ansimApp = state;
@@ -40,7 +45,7 @@
   function show(view) {
     state.view = view;
     for (const node of document.querySelectorAll('main > section')) node.hidden = node.id !== `view-${view}`;
-    $('tabs').hidden = !['home', 'settings'].includes(view);
+    $('tabs').hidden = !['home', 'walk', 'settings'].includes(view);
     for (const tab of $('tabs').querySelectorAll('[data-view]')) {
       if (tab.dataset.view === view) tab.setAttribute('aria-current', 'page');
       else tab.removeAttribute('aria-current');
@@ -48,6 +53,7 @@
     $('dim').hidden = !(state.settings.silent && ['countdown', 'alert'].includes(view));
     if (view === 'settings') loadSettings();
     if (view === 'alert') setTimeout(() => map.invalidateSize(), 0);
+    if (view === 'walk') showWalk();
   }
 
   function setLang(lang) {
@@ -69,6 +75,7 @@
     $('shake-state').textContent = s.shake ? t('shake.on', { count: s.shakeCount }) : t('shake.off');
     if (state.alert) renderAlert();
     if (state.cancelledAt) $('cancelled-at').textContent = t('cancelled.at', { time: I.time(state.cancelledAt) });
+    if (state.view === 'walk') showWalk();
   }
 
   function saveSettings() {
@@ -90,7 +97,47 @@
     }
   }
 
-  // --- sign-in ------------------------------------------------------------------------------
+  // --- sign-in: a code texted to her phone (or read out by an operator), or a token ----------
+  function signinState(key, params, error) {
+    $('signin-state').textContent = key ? t(key, params) : '';
+    $('signin-state').className = error ? 'error' : '';
+  }
+
+  async function signedIn(token) {
+    await Q.set('token', token); // on this device only
+    state.token = token;
+    for (const id of ['signin-token', 'signin-code']) $(id).value = '';
+    signinState('');
+    show('home');
+  }
+
+  async function askCode() {
+    const res = await api('POST', '/v1/auth/member/code', { phone: $('signin-phone').value.trim() });
+    if (res.ok) {
+      $('verify-form').hidden = false;
+      signinState('signin.sent', { minutes: Math.round(res.data.expires_in_s / 60) });
+      $('signin-code').focus();
+    } else if (res.status === 429) {
+      const after = Number(res.headers.get('Retry-After')) || 600;
+      signinState('signin.tooMany', { time: I.time(new Date(Date.now() + after * 1000).toISOString()) }, true);
+    } else signinState(res.status === 0 ? 'signin.offline' : 'settings.failed', { detail: res.status }, true);
+  }
+  $('code-form').addEventListener('submit', (ev) => { ev.preventDefault(); askCode(); });
+  $('signin-again').addEventListener('click', askCode);
+
+  $('verify-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const res = await api('POST', '/v1/auth/member/token', {
+      phone: $('signin-phone').value.trim(), code: $('signin-code').value.trim(), label: 'app',
+    });
+    if (res.ok) { await signedIn(res.data.token); return; }
+    $('signin-code').value = '';
+    if (res.status === 429) {
+      const after = Number(res.headers.get('Retry-After')) || 600;
+      signinState('signin.tooMany', { time: I.time(new Date(Date.now() + after * 1000).toISOString()) }, true);
+    } else signinState(res.status === 0 ? 'signin.offline' : 'signin.codeInvalid', {}, true);
+  });
+
   $('signin-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const token = $('signin-token').value.trim();
@@ -98,14 +145,10 @@
     const res = await api('GET', '/v1/me');
     if (!res.ok) {
       state.token = null;
-      $('signin-state').textContent = t(res.status === 0 ? 'signin.offline' : 'signin.invalid');
-      $('signin-state').className = 'error';
+      signinState(res.status === 0 ? 'signin.offline' : 'signin.invalid', {}, true);
       return;
     }
-    await Q.set('token', token); // on this device only
-    $('signin-token').value = '';
-    $('signin-state').textContent = '';
-    show('home');
+    await signedIn(token);
   });
 
   // --- SOS: the button ------------------------------------------------------------------------
@@ -254,14 +297,18 @@
   // --- the trail ---------------------------------------------------------------------------------
   function startTrail(until = Infinity) {
     state.trailUntil = until;
+    watch();
+  }
+  function watch() {
     navigator.getBattery?.().then((b) => { state.battery = Math.round(b.level * 100); }).catch(() => {});
     if (state.watchId !== null || !navigator.geolocation) return;
     state.watchId = navigator.geolocation.watchPosition(onFix, () => {}, { enableHighAccuracy: true, maximumAge: 5000 });
   }
   function stopTrail() {
+    state.trailUntil = 0;
+    if (state.walk) return; // the walk keeps its own trail going
     if (state.watchId !== null) navigator.geolocation.clearWatch(state.watchId);
     state.watchId = null;
-    state.trailUntil = 0;
   }
   async function onFix(pos) {
     const point = {
@@ -271,6 +318,7 @@
       captured_at: new Date(pos.timestamp || Date.now()).toISOString(),
     };
     state.fix = point;
+    if (state.walk) onWalkFix(point);
     if (Date.now() > state.trailUntil) { stopTrail(); return; }
     if (state.view !== 'countdown') {
       await Q.queuePoint(point);
@@ -385,6 +433,224 @@
   });
   $('cancelled-done').addEventListener('click', () => show('home'));
 
+  // --- walk me home (docs/safe-return.md) -------------------------------------------------------
+  const walkMap = L.map('walk-map', { zoomControl: true, attributionControl: false }).setView([37.5665, 126.978], 15);
+  const walkLayer = L.layerGroup().addTo(walkMap);
+  const savedPlaces = () => JSON.parse(localStorage.getItem('ansim.app.places') || '[]');
+
+  walkMap.on('click', (ev) => {
+    if (state.walk && state.walk.shown) return;
+    state.dest = { lat: ev.latlng.lat, lon: ev.latlng.lng, label: null };
+    $('walk-saved').value = '';
+    renderWalkForm();
+  });
+  $('walk-saved').addEventListener('change', () => {
+    const place = savedPlaces()[Number($('walk-saved').value)];
+    if (!place) return;
+    state.dest = { ...place };
+    $('walk-label').value = place.label;
+    walkMap.setView([place.lat, place.lon], 16);
+    renderWalkForm();
+  });
+
+  function inMinutes(minutes) {
+    const d = new Date(Date.now() + minutes * 60000);
+    return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+  }
+
+  /** The next time the clock shows hh:mm (today, or tomorrow once it is past). */
+  function arrivalIso(hhmm) {
+    const [h, m] = hhmm.split(':').map(Number);
+    const d = new Date();
+    d.setHours(h, m, 0, 0);
+    if (d.getTime() < Date.now()) d.setDate(d.getDate() + 1);
+    return d.toISOString();
+  }
+
+  function renderWalkForm() {
+    const places = savedPlaces();
+    const select = $('walk-saved');
+    const chosen = select.value;
+    select.replaceChildren(new Option(t('walk.savedNone'), ''), ...places.map((p, i) => new Option(p.label, String(i))));
+    select.value = chosen;
+    walkLayer.clearLayers();
+    if (state.fix) L.circleMarker([state.fix.lat, state.fix.lon], { radius: 7, color: '#b3122e', fillOpacity: 1 }).addTo(walkLayer);
+    if (state.dest) L.marker([state.dest.lat, state.dest.lon]).addTo(walkLayer);
+    $('walk-dest').textContent = !state.dest ? t('walk.noDest')
+      : state.dest.label ? t('walk.dest', { label: state.dest.label }) : t('walk.destPoint');
+  }
+
+  function showWalk() {
+    const live = !!(state.walk && state.walk.shown);
+    $('walk-form').hidden = live;
+    $('walk-live').hidden = !live;
+    if (!$('walk-arrival').value) $('walk-arrival').value = inMinutes(30);
+    if (live) renderWalk(); else renderWalkForm();
+    setTimeout(() => walkMap.invalidateSize(), 0);
+  }
+
+  $('walk-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    $('walk-form-state').textContent = '';
+    if (!state.dest) { $('walk-form-state').textContent = t('walk.noDest'); return; }
+    const label = $('walk-label').value.trim() || state.dest.label || null;
+    const body = {
+      destination: { lat: state.dest.lat, lon: state.dest.lon },
+      expected_arrival_at: arrivalIso($('walk-arrival').value),
+      tell_guardians: $('walk-guardians').checked,
+      share_with_control_centre: $('walk-centre').checked,
+    };
+    if (label) body.destination_label = label;
+    if (state.fix) body.origin = { lat: state.fix.lat, lon: state.fix.lon };
+    if (state.battery !== null) body.battery_pct = state.battery;
+    const res = await api('POST', '/v1/safe-return', body);
+    if (!res.ok) {
+      const name = res.data && res.data.error;
+      const key = `walk.err.${name}`;
+      $('walk-form-state').textContent = res.status === 0 ? t('walk.offline')
+        : I.MESSAGES[I.lang][key] ? t(key) : t('walk.err.other', { detail: name || res.status });
+      return;
+    }
+    if ($('walk-save').checked && label) {
+      const places = savedPlaces().filter((p) => p.label !== label);
+      places.push({ label, lat: state.dest.lat, lon: state.dest.lon });
+      localStorage.setItem('ansim.app.places', JSON.stringify(places.slice(-10)));
+    }
+    state.walk = {
+      session_id: res.data.session_id, expected_arrival_at: res.data.expected_arrival_at,
+      destination: body.destination, status: 'active', ended_at: null, shown: true,
+    };
+    state.walkPoints = [];
+    await Q.set('walk', state.walk);
+    watch();
+    if (state.fix) onWalkFix(state.fix);
+    showWalk();
+    pollWalk();
+  });
+
+  let walkFlushAt = 0;
+  function onWalkFix(point) {
+    const w = state.walk;
+    // After the end (however it ended) the trail goes on, silently, until the expected
+    // arrival: an end under duress sends it to police, a real one drops it (docs/safe-return.md).
+    if (w.ended_at && Date.now() > Date.parse(w.expected_arrival_at)) { endWalkTrail(); return; }
+    state.walkPoints.push(point);
+    if (w.shown) $('walk-accuracy').textContent = t('alert.accuracy', { m: I.distance(point.accuracy_m) });
+    if (Date.now() - walkFlushAt > TRAIL_FLUSH_MS || state.walkPoints.length === 1) flushWalk();
+  }
+
+  async function flushWalk() {
+    const w = state.walk;
+    if (!w || !state.walkPoints.length) return;
+    walkFlushAt = Date.now();
+    const points = state.walkPoints.splice(0, 500);
+    const res = await api('POST', `/v1/safe-return/${w.session_id}/locations`, { points, battery_pct: state.battery ?? undefined });
+    if (res.status === 0 || res.status >= 500) { state.walkPoints.unshift(...points); return; }
+    if (res.ok && !w.ended_at && res.data.status === 'arrived') finishWalk('walk.arrived', new Date().toISOString());
+  }
+
+  async function pollWalk() {
+    clearTimeout(state.walkPollTimer);
+    const w = state.walk;
+    if (!w || w.ended_at) return;
+    const res = await api('GET', `/v1/safe-return/${w.session_id}`);
+    if (res.ok) {
+      w.status = res.data.status;
+      w.check = res.data.check;
+      w.expected_arrival_at = res.data.expected_arrival_at;
+      if (res.data.status === 'sos' && res.data.incident_id) { walkBecameSos(res.data.incident_id); return; }
+      if (res.data.status === 'arrived') { finishWalk('walk.arrived', res.data.ended_at || new Date().toISOString()); return; }
+      if (res.data.status === 'ended') { finishWalk('walk.ended', res.data.ended_at || new Date().toISOString()); return; }
+      if (state.view === 'walk') renderWalk();
+      if (w.status === 'asking' && state.view !== 'walk') show('walk');
+    }
+    state.walkPollTimer = setTimeout(pollWalk, POLL_MS);
+  }
+
+  function renderWalk() {
+    const w = state.walk;
+    if (!w) return;
+    const asking = w.status === 'asking' && !w.ended_at;
+    $('walk-status').textContent = w.ended_at ? t(w.endKey, { time: I.time(w.ended_at) }) : t(asking ? 'walk.asking' : 'walk.active');
+    $('walk-status').className = asking ? 'status pending' : 'status ok';
+    $('walk-eta').textContent = w.ended_at ? '' : t('walk.eta', { time: I.time(w.expected_arrival_at) });
+    $('walk-ok-form').hidden = !asking;
+    if (asking && w.check) $('walk-ask').textContent = t('walk.ask', { time: I.time(w.check.answer_by) });
+    $('walk-end-form').hidden = !!w.ended_at;
+    $('walk-done').hidden = !w.ended_at;
+  }
+
+  $('walk-ok-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const w = state.walk;
+    const res = await api('POST', `/v1/safe-return/${w.session_id}/ok`, { pin: $('walk-ok-pin').value });
+    $('walk-ok-pin').value = '';
+    if (res.ok) { w.status = 'active'; w.check = null; renderWalk(); $('walk-state').textContent = ''; return; }
+    $('walk-ask').textContent = res.status === 403 ? t('alert.wrongPin') : t('walk.offline');
+  });
+
+  $('walk-end-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const w = state.walk;
+    const res = await api('POST', `/v1/safe-return/${w.session_id}/end`, { pin: $('walk-end-pin').value });
+    $('walk-end-pin').value = '';
+    if (res.ok) { finishWalk('walk.ended', new Date().toISOString()); return; }
+    $('walk-state').textContent = res.status === 403 ? t('alert.wrongPin') : t('walk.offline');
+  });
+
+  // The screen after an end is the same whichever PIN ended it; the trail goes on (onWalkFix).
+  async function finishWalk(endKey, at) {
+    const w = state.walk;
+    clearTimeout(state.walkPollTimer);
+    w.ended_at = at;
+    w.endKey = endKey;
+    await Q.set('walk', w);
+    if (state.view === 'walk') renderWalk();
+    $('walk-done').focus();
+  }
+
+  function endWalkTrail() {
+    state.walk = null;
+    state.walkPoints = [];
+    Q.del('walk');
+    if (Date.now() > state.trailUntil) stopTrail();
+  }
+
+  $('walk-done').addEventListener('click', () => {
+    if (state.walk) state.walk.shown = false;
+    state.dest = null;
+    showWalk();
+  });
+
+  async function walkBecameSos(incidentId) {
+    clearTimeout(state.walkPollTimer);
+    state.walk.ended_at = new Date().toISOString();
+    state.walk.endKey = 'walk.sos';
+    state.walk.shown = false;
+    state.alert = { client_alert_id: null, incident_id: incidentId, received_at: new Date().toISOString(), status: 'new' };
+    await Q.set('alert', state.alert);
+    startTrail();
+    show('alert');
+    renderAlert();
+    poll();
+  }
+
+  // --- PIN and duress PIN (with the current PIN; the duress PIN gets the same answer) ----------
+  $('pin-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const [current, next, duress] = ['pin-current', 'pin-new', 'pin-duress'].map((id) => $(id).value);
+    if (next === duress) { $('pin-state').textContent = t('settings.pinSame'); return; }
+    const res = await api('POST', '/v1/me/pin', { current_pin: current, new_pin: next, new_duress_pin: duress });
+    for (const id of ['pin-current', 'pin-new', 'pin-duress']) $(id).value = '';
+    if (res.ok) $('pin-state').textContent = t('settings.pinChanged', { time: I.time(res.data.changed_at) });
+    else if (res.status === 403) $('pin-state').textContent = t('alert.wrongPin');
+    else if (res.status === 429) {
+      const after = Number(res.headers.get('Retry-After')) || 900;
+      $('pin-state').textContent = t('alert.locked', { time: I.time(new Date(Date.now() + after * 1000).toISOString()) });
+    } else if (res.status === 422) $('pin-state').textContent = t('settings.pinFormat');
+    else $('pin-state').textContent = t('settings.failed', { detail: res.status });
+  });
+
   // --- settings ----------------------------------------------------------------------------------
   const FIELDS = [
     ['set-hold', 'hold', 'checked'], ['set-silent', 'silent', 'checked'], ['set-shake', 'shake', 'checked'],
@@ -457,6 +723,8 @@
     await Q.reset();
     state.token = null;
     state.alert = null;
+    state.walk = null;
+    clearTimeout(state.walkPollTimer);
     show('signin');
   }
   $('signout').addEventListener('click', signOut);
@@ -471,6 +739,12 @@
     }
     state.token = (await Q.get('token')) || null;
     if (!state.token) { show('signin'); state.ready = true; return; }
+    const walk = await Q.get('walk');
+    if (walk && Date.now() < Date.parse(walk.expected_arrival_at) + 4 * 3600 * 1000) {
+      state.walk = walk;
+      watch();
+      pollWalk();
+    }
     const saved = await Q.get('alert');
     if (saved && saved.status !== 'cancelled') {
       state.alert = saved;
