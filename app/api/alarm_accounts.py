@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 
 from app.admin.service import audit
+from app.api import answers
 from app.api.deps import CurrentOperator, PoolDep, SettingsDep
 from app.api.schemas import StrictModel
 from app.receiver import accounts
@@ -30,7 +31,12 @@ class AlarmAccountIn(StrictModel):
     label: str | None = Field(None, max_length=200)
 
 
-@router.post("", status_code=201, summary="Register an alarm panel's account to a store")
+@router.post(
+    "",
+    status_code=201,
+    summary="Register an alarm panel's account to a store",
+    response_model=answers.AlarmAccountOut,
+)
 async def create_alarm_account(
     body: AlarmAccountIn, operator: CurrentOperator, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -57,14 +63,20 @@ async def create_alarm_account(
     return created
 
 
-@router.get("", summary="Alarm accounts, offline ones first")
+@router.get(
+    "", summary="Alarm accounts, offline ones first", response_model=answers.AlarmAccountsOut
+)
 async def list_alarm_accounts(
     _operator: CurrentOperator, pool: PoolDep, limit: Annotated[int, Query(ge=1, le=1000)] = 1000
 ) -> dict[str, Any]:
     return {"accounts": await accounts.list_accounts(pool, limit=limit)}
 
 
-@router.get("/{alarm_account_id}/log", summary="An account's log, newest first (unknown codes too)")
+@router.get(
+    "/{alarm_account_id}/log",
+    summary="An account's log, newest first (unknown codes too)",
+    response_model=answers.AlarmEventsOut,
+)
 async def alarm_account_log(
     alarm_account_id: uuid.UUID,
     _operator: CurrentOperator,

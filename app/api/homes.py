@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import Field
 
+from app.api import answers
 from app.api.deps import CurrentMember, PoolDep, RedisDep, SettingsDep, kick_relay
 from app.api.devices import _ERROR, _OPENAPI_EXTRA, signed_request
 from app.api.schemas import StrictModel
@@ -38,8 +39,14 @@ _SIGNAL_OPENAPI: dict[str, Any] = {
     "/v1/homes/devices/{device_id}/signals",
     summary="A signal from a home sensor (HMAC-signed like a store button; docs/devices.md)",
     responses={
-        200: {"description": "Accepted"},
-        201: {"description": "In-home button: the incident at her home"},
+        200: {
+            "description": "Accepted (HomeSignalAck; a retried in-home button: HomePanicOut)",
+            "model": answers.HomeSignalAck | answers.HomePanicOut,
+        },
+        201: {
+            "description": "In-home button: the incident at her home",
+            "model": answers.HomePanicOut,
+        },
         401: {"description": "Signature, clock window, nonce or device rejected", **_ERROR},
         403: {"description": "Disarm: wrong PIN", **_ERROR},
         429: {"description": "Disarm: too many wrong PINs (see Retry-After)", **_ERROR},
@@ -158,7 +165,12 @@ def _json(body: dict[str, Any], status_code: int) -> Response:
 # --- her app ----------------------------------------------------------------------------------
 
 
-@router.get("/v1/me/homes", summary="Her homes: arming state and sensors", tags=["member account"])
+@router.get(
+    "/v1/me/homes",
+    summary="Her homes: arming state and sensors",
+    tags=["member account"],
+    response_model=answers.MyHomesOut,
+)
 async def my_homes(member_id: CurrentMember, pool: PoolDep) -> dict[str, Any]:
     return {"homes": await service.member_homes(pool, member_id=member_id)}
 
@@ -179,6 +191,7 @@ class DisarmIn(StrictModel):
     summary="Arm her home (away or night)",
     tags=["member account"],
     responses={404: {"description": "Not her home"}, 409: {"description": "Entry delay running"}},
+    response_model=answers.HomeStateOut,
 )
 async def arm_home(
     home_id: uuid.UUID, body: ArmIn, member_id: CurrentMember, pool: PoolDep
@@ -203,6 +216,7 @@ async def arm_home(
         404: {"description": "Not her home"},
         429: {"description": "PinLockedOut: too many wrong PINs; see Retry-After"},
     },
+    response_model=answers.HomeStateOut,
 )
 async def disarm_home(
     home_id: uuid.UUID,
