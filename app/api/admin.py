@@ -13,6 +13,7 @@ from pydantic import Field
 
 from app.admin import service
 from app.admin.service import Page
+from app.api import answers
 from app.api.deps import CurrentOperator, PoolDep, SettingsDep
 from app.api.schemas import QueryText, StrictModel
 
@@ -38,6 +39,7 @@ def _page(
 @router.get(
     "/location-access",
     summary="Who read which woman's location, when and why (append-only), newest first",
+    response_model=answers.LocationAccessOut,
 )
 async def location_access(
     _operator: CurrentOperator,
@@ -60,7 +62,11 @@ async def location_access(
     return {"entries": entries}
 
 
-@router.get("/security-events", summary="Rejected signatures, replays, PIN failures, audits")
+@router.get(
+    "/security-events",
+    summary="Rejected signatures, replays, PIN failures, audits",
+    response_model=answers.SecurityEventsOut,
+)
 async def security_events(
     _operator: CurrentOperator,
     pool: PoolDep,
@@ -82,7 +88,11 @@ async def security_events(
     return {"events": events}
 
 
-@router.get("/devices", summary="Panic buttons with their health (offline ones first)")
+@router.get(
+    "/devices",
+    summary="Panic buttons with their health (offline ones first)",
+    response_model=answers.DevicesOut,
+)
 async def list_devices(
     _operator: CurrentOperator,
     pool: PoolDep,
@@ -103,14 +113,22 @@ async def list_devices(
     return {"devices": devices, "offline_after_s": settings.device_offline_after_s}
 
 
-@router.get("/devices/{device_id}", summary="One panic button and its health")
+@router.get(
+    "/devices/{device_id}",
+    summary="One panic button and its health",
+    response_model=answers.DeviceOut,
+)
 async def get_device(
     device_id: uuid.UUID, _operator: CurrentOperator, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
     return await service.get_device(pool, settings, device_id)
 
 
-@router.post("/devices/{device_id}/disable", summary="Refuse every signal of this button")
+@router.post(
+    "/devices/{device_id}/disable",
+    summary="Refuse every signal of this button",
+    response_model=answers.DeviceOut,
+)
 async def disable_device(
     device_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -119,7 +137,11 @@ async def disable_device(
     )
 
 
-@router.post("/devices/{device_id}/enable", summary="Accept this button's signals again")
+@router.post(
+    "/devices/{device_id}/enable",
+    summary="Accept this button's signals again",
+    response_model=answers.DeviceOut,
+)
 async def enable_device(
     device_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -140,6 +162,7 @@ class RotateIn(StrictModel):
 @router.post(
     "/devices/{device_id}/rotate-secret",
     summary="A new secret for the button (shown once); the old one stays valid for a grace period",
+    response_model=answers.RotatedSecret,
 )
 async def rotate_secret(
     device_id: uuid.UUID, body: RotateIn, operator: CurrentOperator, pool: PoolDep
@@ -152,6 +175,7 @@ async def rotate_secret(
 @router.post(
     "/staff/{staff_id}/revoke-tokens",
     summary="End every session of a staff member (consoles close within the ping interval)",
+    response_model=answers.Revoked,
 )
 async def revoke_staff_tokens(
     staff_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep
@@ -161,7 +185,9 @@ async def revoke_staff_tokens(
 
 
 @router.post(
-    "/members/{member_id}/revoke-tokens", summary="Revoke a member's app credentials (lost phone)"
+    "/members/{member_id}/revoke-tokens",
+    summary="Revoke a member's app credentials (lost phone)",
+    response_model=answers.Revoked,
 )
 async def revoke_member_tokens(
     member_id: uuid.UUID, operator: CurrentOperator, pool: PoolDep

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api import answers
 from app.api.deps import (
     CurrentDispatcher,
     CurrentStaff,
@@ -72,7 +73,11 @@ async def _in_scope(pool: Any, staff: StaffPrincipal, incident_id: uuid.UUID) ->
     return summary
 
 
-@router.get("/incidents", summary="Incidents in the dispatcher's scope, newest first")
+@router.get(
+    "/incidents",
+    summary="Incidents in the dispatcher's scope, newest first",
+    response_model=answers.IncidentList,
+)
 async def get_incidents(
     staff: CurrentDispatcher,
     pool: PoolDep,
@@ -101,7 +106,11 @@ async def get_incidents(
     return {"incidents": incidents}
 
 
-@router.get("/incidents/{incident_id}", summary="One incident: timeline, trail, responders")
+@router.get(
+    "/incidents/{incident_id}",
+    summary="One incident: timeline, trail, responders",
+    response_model=answers.IncidentDetail,
+)
 async def get_incident(
     incident_id: uuid.UUID, staff: CurrentDispatcher, pool: PoolDep
 ) -> dict[str, Any]:
@@ -114,7 +123,11 @@ async def get_incident(
     )
 
 
-@router.post("/incidents/{incident_id}/ack", summary="Acknowledge (stops the escalation clock)")
+@router.post(
+    "/incidents/{incident_id}/ack",
+    summary="Acknowledge (stops the escalation clock)",
+    response_model=answers.IncidentSummary,
+)
 async def ack(
     incident_id: uuid.UUID,
     staff: CurrentDispatcher,
@@ -140,7 +153,9 @@ async def _commit_and_kick(
 
 
 @router.post(
-    "/incidents/{incident_id}/status", summary="responding, on_scene, resolved, false_alarm"
+    "/incidents/{incident_id}/status",
+    summary="responding, on_scene, resolved, false_alarm",
+    response_model=answers.IncidentSummary,
 )
 async def set_status(
     incident_id: uuid.UUID,
@@ -162,7 +177,11 @@ async def set_status(
     return await _commit_and_kick(request, session, pool, incident_id)
 
 
-@router.post("/incidents/{incident_id}/assign", summary="Assign a police unit or a volunteer")
+@router.post(
+    "/incidents/{incident_id}/assign",
+    summary="Assign a police unit or a volunteer",
+    response_model=answers.AssignOut,
+)
 async def assign(
     incident_id: uuid.UUID,
     body: AssignIn,
@@ -216,7 +235,11 @@ def _operator_or_supervisor(staff: StaffPrincipal) -> None:
         raise Forbidden("operators and city-wide dispatchers only")
 
 
-@router.get("/dead-letters", summary="Stream entries that could not be processed")
+@router.get(
+    "/dead-letters",
+    summary="Stream entries that could not be processed",
+    response_model=answers.DeadLetters,
+)
 async def dead_letters(
     staff: CurrentStaff,
     redis: RedisDep,
@@ -227,7 +250,11 @@ async def dead_letters(
     return {"entries": await read_dead_letters(redis, settings, count=min(count, 1000))}
 
 
-@router.get("/coverage", summary="Open consoles per district; the districts nobody watches")
+@router.get(
+    "/coverage",
+    summary="Open consoles per district; the districts nobody watches",
+    response_model=answers.CoverageOut,
+)
 async def coverage(
     staff: CurrentStaff, pool: PoolDep, redis: RedisDep, settings: SettingsDep
 ) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from app import logs, metrics
+from app.api import answers
 from app.api.deps import PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
 from app.devices import health, service
 from app.devices.service import AuthenticatedDevice, SignedRequest
@@ -96,8 +97,15 @@ _OPENAPI_EXTRA: dict[str, Any] = {
     "/v1/devices/{device_id}/signals",
     summary="A signal from a panic button (HMAC-signed; see docs/devices.md)",
     responses={
-        200: {"description": "Accepted (non-panic signal, or a retried panic's incident)"},
-        201: {"description": "Panic accepted: the incident, the store and the nearest police"},
+        200: {
+            "description": "Accepted: a non-panic signal (SignalAck), or a retried panic's"
+            " incident (PanicOut)",
+            "model": answers.SignalAck | answers.PanicOut,
+        },
+        201: {
+            "description": "Panic accepted: the incident, the store and the nearest police",
+            "model": answers.PanicOut,
+        },
         401: {"description": "Signature, clock window, nonce or device rejected", **_ERROR},
         422: {"description": "The body is not a usable signal", **_ERROR},
         503: {"description": "A backing service is down; retry with a fresh nonce", **_ERROR},

@@ -7,12 +7,13 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from app.api import answers
 from app.api.deps import PoolDep, RedisDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", summary="The process is alive", response_model=answers.Alive)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -20,7 +21,8 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="PostgreSQL, PostGIS and Redis are reachable",
-    responses={503: {"description": "a dependency is down"}},
+    response_model=answers.Ready,
+    responses={503: {"description": "a dependency is down", "model": answers.Ready}},
 )
 async def readyz(pool: PoolDep, redis: RedisDep) -> JSONResponse:
     checks: dict[str, str] = {}

@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from app.api import answers
 from app.api.deps import AnyClient, CurrentDispatcher, PoolDep, RedisDep, SettingsDep
 from app.dispatch import presence
 from app.errors import BadRequest, NotFound
@@ -65,7 +66,11 @@ def _parse_bbox(bbox: str | None) -> tuple[float | None, ...]:
 @router.get(
     "/v1/map/reference",
     summary="Districts (GeoJSON) and safe places / police offices for a map",
-    responses={401: {"description": "no valid token"}, 400: {"description": "bad bbox"}},
+    responses={
+        200: {"model": answers.MapReference, "description": "built by hand (see the test)"},
+        401: {"description": "no valid token"},
+        400: {"description": "bad bbox"},
+    },
 )
 async def reference(
     _client: AnyClient,
@@ -174,6 +179,7 @@ async def _positions(
     summary="Around one incident: open safe places, police offices, volunteers",
     tags=["console"],
     responses={404: {"description": "no such incident in the dispatcher's scope"}},
+    response_model=answers.NearbyOut,
 )
 async def incident_nearby(
     incident_id: uuid.UUID,

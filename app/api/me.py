@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, model_validator
 
+from app.api import answers
 from app.api.deps import CurrentMember, PoolDep, SessionDep, SettingsDep, kick_relay
 from app.api.schemas import StrictModel
 from app.errors import error_response
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/v1/me", tags=["member account"])
 PHONE = r"^\+?[0-9][0-9 -]{5,30}$"
 
 
-@router.get("", summary="Her profile and guardians")
+@router.get("", summary="Her profile and guardians", response_model=answers.ProfileOut)
 async def get_profile(member_id: CurrentMember, session: SessionDep) -> dict[str, Any]:
     return await member_data.profile(session, member_id=member_id)
 
@@ -36,6 +37,7 @@ class GuardianIn(StrictModel):
     status_code=201,
     summary="Add a guardian (up to 5), texted when she raises an alert",
     responses={409: {"description": "Already 5 guardians"}},
+    response_model=answers.GuardianOut,
 )
 async def add_guardian(
     body: GuardianIn, member_id: CurrentMember, session: SessionDep
@@ -54,7 +56,9 @@ async def remove_guardian(
     return Response(status_code=204)
 
 
-@router.get("/export", summary="Everything the service holds about her")
+@router.get(
+    "/export", summary="Everything the service holds about her", response_model=answers.ExportOut
+)
 async def export(
     member_id: CurrentMember, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:

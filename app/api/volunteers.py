@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from sqlalchemy import func, select
 
+from app.api import answers
 from app.api.deps import CurrentVolunteer, PoolDep, RedisDep, SessionDep, SettingsDep, kick_relay
 from app.api.schemas import StrictModel
 from app.dispatch import presence
@@ -45,7 +46,7 @@ class Empty(StrictModel):
     pass
 
 
-@router.post("/duty", summary="Go on or off duty")
+@router.post("/duty", summary="Go on or off duty", response_model=answers.DutyOut)
 async def duty(
     body: DutyIn, volunteer: CurrentVolunteer, redis: RedisDep, settings: SettingsDep
 ) -> dict[str, bool]:
@@ -67,7 +68,9 @@ async def location(
 
 
 @router.get(
-    "/offers", summary="My open offers (distance only: no exact location before assignment)"
+    "/offers",
+    summary="My open offers (distance only: no exact location before assignment)",
+    response_model=answers.OffersOut,
 )
 async def offers(volunteer: CurrentVolunteer, pool: PoolDep) -> dict[str, Any]:
     rows = await pool.fetch(
@@ -105,6 +108,7 @@ async def _my_offer(session: Any, offer_id: uuid.UUID, volunteer_id: uuid.UUID) 
     "/offers/{offer_id}/accept",
     summary="Accept an offer: the first accepts up to the needed number are assigned",
     responses={409: {"description": "AlreadyCovered: enough volunteers already accepted"}},
+    response_model=answers.AcceptOut,
 )
 async def accept(
     offer_id: uuid.UUID,
@@ -162,7 +166,9 @@ async def accept(
     }
 
 
-@router.post("/offers/{offer_id}/decline", summary="Decline an offer")
+@router.post(
+    "/offers/{offer_id}/decline", summary="Decline an offer", response_model=answers.DeclineOut
+)
 async def decline(
     offer_id: uuid.UUID,
     volunteer: CurrentVolunteer,
@@ -189,6 +195,7 @@ async def decline(
     "/incidents/{incident_id}",
     summary="An incident she is assigned to, with its current exact location",
     responses={404: {"description": "No such incident, or she is not assigned to it"}},
+    response_model=answers.IncidentSummary,
 )
 async def assigned_incident(
     incident_id: uuid.UUID, volunteer: CurrentVolunteer, pool: PoolDep

@@ -18,6 +18,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from app.api import answers
 from app.api.deps import SettingsDep
 from app.errors import NotFound
 
@@ -124,7 +125,9 @@ def demo_credentials(environment: str, path: Path = DEMO_CREDENTIALS) -> dict[st
         return None
 
 
-@router.get("/v1/web/config", summary="What the pages need to start")
+@router.get(
+    "/v1/web/config", summary="What the pages need to start", response_model=answers.WebConfig
+)
 async def web_config(settings: SettingsDep) -> dict[str, Any]:
     """Always 200. ``demo`` carries the demo sign-in details in development only; ``map`` the
     tile server (none by default: the maps work offline) and where the dong layer is."""
