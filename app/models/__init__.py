@@ -34,7 +34,6 @@ from app.models.incident import (
 from app.models.interop import AgencySubscription
 from app.models.notification import GuardianView, Notification
 from app.models.safe_return import SafeReturnAccess, SafeReturnPoint, SafeReturnSession
-from app.models.zone import AnalyticsRefresh, CrimeStat, Dong, SpecialZone
 from app.models.scouts import (
     SavedPlace,
     ScoutBooking,
@@ -43,6 +42,7 @@ from app.models.scouts import (
     ScoutHours,
     ScoutTeam,
 )
+from app.models.zone import AnalyticsRefresh, CrimeStat, Dong, SpecialZone
 
 __all__ = [
     "POLICE_KINDS",

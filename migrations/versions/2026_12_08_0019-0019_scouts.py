@@ -2,7 +2,7 @@
 bookings; her saved places; a scout's photo; notifications about a booking
 
 Revision ID: 0019_scouts
-Revises: 0017_homes
+Revises: 0018_home_panels
 Create Date: 2026-12-07 20:44:20
 
 ``scout_booking``: one live booking per woman (``uq_scout_booking_live_member``, and per phone
@@ -18,7 +18,7 @@ from geoalchemy2 import Geography
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0019_scouts"
-down_revision: str | None = "0017_homes"
+down_revision: str | None = "0018_home_panels"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """agency interop: subscriptions of other agencies (CAP 1.2 or NENA EIDO over signed webhooks)
 
 Revision ID: 0022_agency_interop
-Revises: 0017_homes
+Revises: 0021_assets
 Create Date: 2026-12-08 00:22:00
 
 ``agency_subscription``: an agency's endpoint (URL, HMAC secret, the districts it takes, the
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0022_agency_interop"
-down_revision: str | None = "0017_homes"
+down_revision: str | None = "0021_assets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """member sign-in by a one-time code: ``member_signin_code`` and its SMS
 
 Revision ID: 0020_member_signin
-Revises: 0017_homes
+Revises: 0019_scouts
 Create Date: 2026-12-08 01:00:00
 
 ``member_signin_code``: one row per code issued (by SMS or by an operator); the code is derived
@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020_member_signin"
-down_revision: str | None = "0017_homes"
+down_revision: str | None = "0019_scouts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_ABOUT_BEFORE = "incident_id IS NOT NULL OR safe_return_id IS NOT NULL"
+_ABOUT_BEFORE = (
+    "incident_id IS NOT NULL OR safe_return_id IS NOT NULL OR scout_booking_id IS NOT NULL"
+)
 _ABOUT_AFTER = _ABOUT_BEFORE + " OR signin_code_id IS NOT NULL"
 
 

@@ -1,7 +1,7 @@
 """zones and analytics: special control zones, dongs, crime counts, the analytics view
 
 Revision ID: 0023_zones_analytics
-Revises: 0017_homes
+Revises: 0022_agency_interop
 Create Date: 2026-12-08 01:00:00
 
 ``special_zone``: an operator's polygon with a name, a reason, daily active hours in Asia/Seoul
@@ -23,7 +23,7 @@ from alembic import op
 from geoalchemy2 import Geometry
 
 revision: str = "0023_zones_analytics"
-down_revision: str | None = "0017_homes"
+down_revision: str | None = "0022_agency_interop"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

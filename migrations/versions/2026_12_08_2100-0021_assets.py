@@ -1,7 +1,7 @@
 """public assets: CCTV sites and emergency bells near an incident (issue 22 §1)
 
 Revision ID: 0021_assets
-Revises: 0017_homes
+Revises: 0020_member_signin
 Create Date: 2026-12-08 21:00:00
 
 ``public_asset``: reference data a control room looks at around an incident, imported from the
@@ -19,7 +19,7 @@ from alembic import op
 from geoalchemy2 import Geography
 
 revision: str = "0021_assets"
-down_revision: str | None = "0017_homes"
+down_revision: str | None = "0020_member_signin"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
