@@ -218,6 +218,9 @@ class LocationAccessEntry(Answer):
     incident_id: Id
     reason: str
     staff: list[Reader]
+    agency_subscription_id: Id | None = Field(
+        None, description="A delivery to another agency: its subscription (docs/interop.md)"
+    )
 
 
 class LocationAccessOut(Answer):
@@ -379,8 +382,59 @@ class ExportedAlert(Answer):
     location_reads: list[LocationRead]
 
 
+class HomePosition(Answer):
+    lat: float
+    lon: float
+
+
+class ExportedHomeDevice(Answer):
+    device_id: Id
+    kind: str
+    label: str | None
+    enabled: bool
+    registered_at: Time
+    battery_pct: int | None
+    last_seen_at: Time | None
+    alarm_account: str | None = Field(description="A panel's account number (never its key)")
+
+
+class ExportedArming(Answer):
+    at: Time
+    kind: str
+    via: str | None
+    device_kind: str | None
+    incident_id: Id | None
+    duress: bool
+
+
+class ExportedHomeAlarm(Answer):
+    incident_id: Id
+    received_at: Time
+    trigger: str | None
+    status: str
+    closed_at: Time | None
+
+
+class ExportedHome(Answer):
+    """One of her homes (``app/homes/member_data.export_homes``)."""
+
+    home_id: Id
+    label: str | None
+    address: str
+    location: HomePosition
+    district: dict[str, str] | None
+    state: str
+    state_changed_at: Time
+    registered_at: Time
+    enabled: bool
+    devices: list[ExportedHomeDevice]
+    arming_history: list[ExportedArming]
+    alarms: list[ExportedHomeAlarm]
+
+
 class ExportOut(ProfileOut):
     alerts: list[ExportedAlert]
+    homes: list[ExportedHome]
     exported_at: Time
 
 

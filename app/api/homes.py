@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from app import logs
 from app.admin.service import audit
+from app.api import answers
 from app.api.deps import CurrentMember, CurrentOperator, PoolDep, RedisDep, SettingsDep, kick_relay
 from app.api.devices import _ERROR, _OPENAPI_EXTRA, signed_request
 from app.api.schemas import QueryText, StrictModel
@@ -40,8 +41,14 @@ _SIGNAL_OPENAPI: dict[str, Any] = {
     "/v1/homes/devices/{device_id}/signals",
     summary="A signal from a home sensor (HMAC-signed like a store button; docs/devices.md)",
     responses={
-        200: {"description": "Accepted"},
-        201: {"description": "In-home button: the incident at her home"},
+        200: {
+            "description": "Accepted (HomeSignalAck; a retried in-home button: HomePanicOut)",
+            "model": answers.HomeSignalAck | answers.HomePanicOut,
+        },
+        201: {
+            "description": "In-home button: the incident at her home",
+            "model": answers.HomePanicOut,
+        },
         401: {"description": "Signature, clock window, nonce or device rejected", **_ERROR},
         403: {"description": "Disarm: wrong PIN", **_ERROR},
         429: {"description": "Disarm: too many wrong PINs (see Retry-After)", **_ERROR},
